@@ -1,0 +1,179 @@
+"""The connector boundary: one Protocol per kind of backend, in the domain's words.
+
+``service/`` imports only this module from ``connectors``. A backend is one module that
+implements one of these Protocols and raises only ``service.errors`` exceptions.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol, runtime_checkable
+
+# ---------------------------------------------------------------------------- mail in
+
+
+@dataclass(frozen=True)
+class InboundItem:
+    """One message as a mailbox holds it.
+
+    ``item_id`` is the backend's stable id for the message (file name, IMAP ``UIDVALIDITY:UID``,
+    Graph immutable id); the pipeline passes it back to ``fetch``/``mark_processed``/``quarantine``.
+    ``raw`` is the RFC 5322 message as bytes.
+    """
+
+    item_id: str
+    raw: bytes
+    received_at: datetime | None = None
+    web_link: str | None = None
+
+
+@runtime_checkable
+class Mailbox(Protocol):
+    """The intake mailbox. Never uses the read flag as the queue: people open the mailbox too."""
+
+    def fetch_new(self) -> Iterator[InboundItem]:
+        """Yield items that arrived since the last call.
+
+        A backend with a cursor (delta link, UID) saves it only once the consumer has asked for
+        the item after a page, so a crash replays rather than skips. Replays are expected: the
+        ledger de-duplicates by ``item_id``.
+        """
+        ...
+
+    def fetch(self, item_id: str) -> InboundItem:
+        """Fetch one item again by id (to resume after a crash). Raises ``InputError`` if gone."""
+        ...
+
+    def mark_processed(self, item_id: str) -> None:
+        """Move the item out of the intake folder into ``Processed``. Idempotent."""
+        ...
+
+    def quarantine(self, item_id: str, reason: str) -> None:
+        """Move the item to ``Quarantine`` with a reason a person can read. Idempotent."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- mail out
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """An e-mail the service sends. ``message_id`` is stable for a given purpose, so a retry
+    after an unclear failure is recognisable (senders that can check use it to send once)."""
+
+    message_id: str  # "<…@…>" form
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    cc: tuple[str, ...] = ()
+    high_importance: bool = False
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    date: datetime | None = None
+
+    def to_email(self) -> EmailMessage:
+        """The MIME form: multipart/alternative with text then HTML; auto-generated headers."""
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["Message-ID"] = self.message_id
+        msg["Date"] = email.utils.format_datetime(self.date) if self.date else (
+            email.utils.formatdate(localtime=False, usegmt=True)
+        )
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.to)
+        if self.cc:
+            msg["Cc"] = ", ".join(self.cc)
+        if self.reply_to:
+            msg["Reply-To"] = self.reply_to
+        msg["Subject"] = self.subject
+        # RFC 3834: tell other systems not to auto-reply to us (loop protection).
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        if self.high_importance:
+            msg["Importance"] = "High"
+            msg["X-Priority"] = "1 (Highest)"
+        for name, value in self.headers.items():
+            msg[name] = value
+        msg.set_content(self.text)
+        msg.add_alternative(self.html, subtype="html")
+        return msg
+
+
+@runtime_checkable
+class MailSender(Protocol):
+    def send(self, message: OutboundMessage) -> None:
+        """Send once. Where the backend can tell, a ``message_id`` already sent is not sent again."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- workbooks
+
+
+@dataclass(frozen=True)
+class Table:
+    """An Excel table read by header name.
+
+    ``rows`` are dicts keyed by header; values are ``str``, ``int``, ``float``, ``bool``,
+    ``datetime``/``date`` or ``None`` (Graph gives dates as Excel serial floats; the domain
+    copes with both). ``row_numbers`` are 1-based sheet row numbers, for messages to people
+    ("row 12"), never for writing.
+    """
+
+    name: str
+    headers: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    row_numbers: tuple[int, ...] = ()
+    sheet: str = ""
+
+
+@dataclass(frozen=True)
+class CellUpdate:
+    """Write ``value`` into ``column`` of the data row whose ``key_column`` equals ``key``
+    (or, with ``key_column=None``, of data row ``row_index`` as read), only if that cell is empty."""
+
+    column: str
+    value: Any
+    row_index: int
+    expect: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Workbook(Protocol):
+    """An Excel workbook with tables that people edit too. People's edits always win."""
+
+    def read_table(self, table: str) -> Table:
+        """Read a table by name. ``InputError`` names the file and table if it is missing."""
+        ...
+
+    def append_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append rows (dicts by header) at the end of the table, extending it.
+
+        Columns not in a row are left empty. Text that Excel would read as a formula is written
+        as text. Raises ``LockedError`` when the file is open or locked elsewhere.
+        """
+        ...
+
+    def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
+        """Which of ``values`` are in ``column``: value → 1-based sheet row number."""
+        ...
+
+    def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
+        """Fill empty cells (never overwrite); a row whose ``expect`` values no longer match
+        (someone sorted or edited since the read) is skipped. Returns how many were written."""
+        ...
+
+    def writable(self) -> str | None:
+        """A cheap pre-check: ``None`` if a write could go ahead now, else why not."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,413 @@
+"""The one TOML config file, validated once at start.
+
+Errors name the key path and what is wrong (``register.path: file not found: …``); unknown keys
+are errors. Secrets never live here: the config names the environment variable that holds one.
+Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import warnings
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import ConfigError
+
+EMAIL_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _check_email(value: str) -> str:
+    value = value.strip()
+    if not EMAIL_RE.match(value):
+        raise ValueError(f"not an e-mail address: {value!r}")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organisation(Section):
+    name: str
+    short_name: str = ""
+    timezone: str = "Europe/London"
+    reference_prefix: str = Field("PRV", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Person(Section):
+    name: str
+    email: str
+
+    _email = field_validator("email")(classmethod(lambda cls, v: _check_email(v)))
+
+
+class People(Section):
+    dsp: Person
+    deputy_dsp: Person | None = None
+    admin_email: str
+
+    _admin = field_validator("admin_email")(classmethod(lambda cls, v: _check_email(v)))
+
+
+class Contact(Section):
+    name: str
+    role: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+class Area(Section):
+    """Referral contacts shown in alerts for concerns in this area (police Prevent lead, LA)."""
+
+    contacts: list[Contact] = []
+    aliases: list[str] = []
+
+
+class M365(Section):
+    tenant_id: str
+    client_id: str
+    certificate_path: Path | None = None
+    certificate_password_env: str | None = None
+    certificate_thumbprint: str | None = None
+    client_secret_env: str | None = None
+    authority_host: str = "login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    ca_bundle: Path | None = None
+    timeout_seconds: float = 60.0
+    max_retry_wait_seconds: float = 300.0
+
+
+# Mailbox backends ------------------------------------------------------------------------
+
+
+class FolderMailboxConfig(Section):
+    backend: Literal["folder"]
+    path: Path
+
+
+class MemoryMailboxConfig(Section):
+    backend: Literal["memory"]
+
+
+class ImapMailboxConfig(Section):
+    backend: Literal["imap"]
+    host: str
+    port: int | None = None
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str
+    password_env: str | None = None
+    oauth2: bool = False  # XOAUTH2 with a token from msal ([m365]) instead of a password
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    ca_bundle: Path | None = None
+    timeout_seconds: float = 60.0
+
+
+class GraphMailboxConfig(Section):
+    backend: Literal["graph"]
+    address: str
+    folder: str = "inbox"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+
+
+MailboxConfig = Annotated[
+    FolderMailboxConfig | MemoryMailboxConfig | ImapMailboxConfig | GraphMailboxConfig,
+    Field(discriminator="backend"),
+]
+
+# Sender backends -------------------------------------------------------------------------
+
+
+class OutboxSenderConfig(Section):
+    backend: Literal["outbox"]
+    path: Path
+
+
+class MemorySenderConfig(Section):
+    backend: Literal["memory"]
+
+
+class SmtpSenderConfig(Section):
+    backend: Literal["smtp"]
+    host: str
+    port: int | None = None
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    oauth2: bool = False
+    ca_bundle: Path | None = None
+    timeout_seconds: float = 60.0
+
+
+class GraphSenderConfig(Section):
+    backend: Literal["graph"]
+    address: str  # the shared mailbox the mail goes from (copy kept in its Sent Items)
+
+
+SenderConfig = Annotated[
+    OutboxSenderConfig | MemorySenderConfig | SmtpSenderConfig | GraphSenderConfig,
+    Field(discriminator="backend"),
+]
+
+# Workbook backends -----------------------------------------------------------------------
+
+
+class XlsxWorkbookConfig(Section):
+    backend: Literal["xlsx"]
+    path: Path
+
+
+class MemoryWorkbookConfig(Section):
+    backend: Literal["memory"]
+
+
+class GraphWorkbookConfig(Section):
+    backend: Literal["graph"]
+    site_host: str  # contoso.sharepoint.com
+    site_path: str  # /sites/Safeguarding
+    path: str  # /Registers/Concern register.xlsx (in the site's default library)
+    # "workbook": Excel table API in a short session; "file": download, edit, upload with If-Match
+    mode: Literal["workbook", "file"] = "workbook"
+
+
+WorkbookConfig = Annotated[
+    XlsxWorkbookConfig | MemoryWorkbookConfig | GraphWorkbookConfig,
+    Field(discriminator="backend"),
+]
+
+# Sections --------------------------------------------------------------------------------
+
+DEFAULT_FORM_COLUMNS: dict[str, str] = {
+    "person_of_concern": "Who are you concerned about? (name)",
+    "learner_ref": "Learner reference (if known)",
+    "dob_or_age": "Date of birth or age",
+    "area": "Centre or area",
+    "occurred_at": "When did it happen?",
+    "account": "What happened? Please use the person's own words where you can",
+    "indicators": "Which of these apply?",
+    "immediate_action": "What action have you taken so far?",
+    "immediate_danger": "Is anyone in immediate danger?",
+    "others_told": "Who else have you told?",
+}
+
+
+class FormsConfig(Section):
+    workbook: WorkbookConfig
+    table: str = "Table1"
+    columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FORM_COLUMNS))
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DEFAULT_FORM_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_FORM_COLUMNS)}"
+            )
+        if "account" not in value:
+            raise ValueError("the 'account' field must be mapped to a question")
+        return value
+
+
+class Intake(Section):
+    address: str  # the service's own address: sender of its mail, and loop protection
+    mailbox: MailboxConfig | None = None
+    forms: FormsConfig | None = None
+    max_message_bytes: int = 25 * 1024 * 1024
+
+    _address = field_validator("address")(classmethod(lambda cls, v: _check_email(v)))
+
+
+class Register(Section):
+    workbook: WorkbookConfig
+    table: str = "Concerns"
+    alert_detail: Literal["summary", "full"] = "summary"
+    escalate_after_hours: float = Field(4.0, gt=0)
+    link: str | None = None  # URL of the register shown in alerts (SharePoint link)
+
+
+class Sending(Section):
+    sender: SenderConfig
+
+
+class Compliance(Section):
+    workbook: WorkbookConfig
+    plan_owner: str | None = None  # role name from [roles], told about cells not understood
+    offsets_days: list[int] = [30, 7, 1, 0]
+    overdue_every_days: int = Field(7, ge=1)
+    escalate_after_days_overdue: int = Field(14, ge=1)
+    escalate_to_role: str = "Executive Director"
+    send_time: time = time(8, 0)
+    month_due: Literal["last_working_day", "last_day", "first_day"] = "last_working_day"
+    training_every_months: int = Field(12, ge=1)
+    dsp_training_every_months: int = Field(24, ge=1)
+    dsp_roles: list[str] = ["DSP", "Deputy DSP", "Designated Safeguarding Person"]
+    induction_within_days: int = Field(28, ge=1)
+    training_warn_days: int = Field(30, ge=0)
+
+
+class Schedule(Section):
+    poll_seconds: int = Field(15, ge=5)
+    escalation_check_minutes: int = Field(15, ge=1)
+    digest_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    digest_time: time = time(8, 0)
+    misfire_grace_seconds: int = Field(300, ge=1)
+
+
+class State(Section):
+    path: Path = Path("state")
+
+
+# BaseModel's metaclass has a ``register`` method; the config key is ours and reads naturally.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+
+class Config(Section):
+    organisation: Organisation
+    people: People
+    roles: dict[str, list[str]] = {}
+    areas: dict[str, Area] = {}
+    intake: Intake
+    register: Register
+    sending: Sending
+    compliance: Compliance | None = None
+    schedule: Schedule = Schedule()
+    state: State = State()
+    m365: M365 | None = None
+
+    # Where the file came from, for resolving relative paths and for messages.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("roles")
+    @classmethod
+    def _role_emails(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for role, emails in value.items():
+            for address in emails:
+                try:
+                    _check_email(address)
+                except ValueError as exc:
+                    raise ValueError(f"role {role!r}: {exc}") from None
+        return value
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state.path / "ledger.sqlite3"
+
+    def role_addresses(self, role: str) -> list[str]:
+        """Addresses for a role name, matched case-insensitively and ignoring spacing."""
+        wanted = _norm(role)
+        for name, emails in self.roles.items():
+            if _norm(name) == wanted:
+                return list(emails)
+        return []
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in {"folder", "memory", "imap", "graph", "outbox", "smtp", "xlsx"} and parts:
+            continue  # the discriminated-union tag pydantic inserts; not a key the user wrote
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see config/example-local.toml)"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(data: dict[str, Any], *, source: Path | None = None) -> Config:
+    """Validate a config dict; relative paths are resolved against ``source``'s folder."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        where = source.name if source else "config"
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(
+            f"{_message(first)} in {where}{suffix}", key=_format_loc(first["loc"])
+        ) from None
+    base = source.parent if source else Path.cwd()
+    return _resolve_paths(config, base).model_copy(update={"source": source})
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> Any:
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = (base / value.expanduser()).resolve()
+        elif isinstance(value, BaseModel):
+            updates[name] = _resolve_paths(value, base)
+    return model.model_copy(update=updates) if updates else model
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=path.resolve())
+
+
+def secret_from_env(name: str | None, *, key: str) -> str | None:
+    """Read a secret from the environment variable the config names; never from the file."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set (it holds the secret)", key=key)
+    return value
+
+
+class Secret(str):
+    """A string whose repr does not show it, so it never lands in a log or traceback."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"

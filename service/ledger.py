@@ -1,0 +1,322 @@
+"""The SQLite ledger: the durable truth of what the service has done.
+
+It holds ids, states and times only, never concern text or names. Steps are claimed with
+conditional updates so that a crash anywhere resumes without doing a step twice. The schema
+changes by numbered migrations, each in its own transaction, recorded in ``migrations``.
+
+Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30–39 IMAP/SMTP.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE items (
+        source_key   TEXT PRIMARY KEY,      -- 'mail:<mailbox item id>' or 'form:<response ID>'
+        source       TEXT NOT NULL,         -- 'mail' | 'form'
+        message_id   TEXT,                  -- RFC 5322 Message-ID, for duplicate detection
+        reference    TEXT UNIQUE,
+        state        TEXT NOT NULL,         -- see ItemState
+        critical     INTEGER NOT NULL DEFAULT 0,
+        first_seen   TEXT NOT NULL,
+        alerted_at   TEXT,
+        logged_at    TEXT,
+        acked_at     TEXT,
+        done_at      TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        retry_at     TEXT,
+        last_error   TEXT                   -- error class and a content-free message
+    );
+    CREATE INDEX items_message_id ON items(message_id);
+    CREATE INDEX items_state ON items(state);
+    CREATE TABLE sequences (
+        prefix TEXT NOT NULL,
+        year   INTEGER NOT NULL,
+        last   INTEGER NOT NULL,
+        PRIMARY KEY (prefix, year)
+    );
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind        TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        ok          INTEGER,
+        summary     TEXT
+    );
+    """,
+}
+
+
+class ItemState:
+    """Where an intake item is. ``alerted_at``/``logged_at``/``acked_at`` record the steps,
+    which are independent; the state says whether work remains."""
+
+    OPEN = "open"  # seen; some steps remain
+    DONE = "done"  # alerted, logged, acknowledged (if due) and marked processed
+    IGNORED = "ignored"  # auto-reply, bounce, own mail: never a concern
+    DUPLICATE = "duplicate"  # same Message-ID as an earlier item
+    QUARANTINED = "quarantined"  # unreadable; a person was told
+    FINAL = (DONE, IGNORED, DUPLICATE, QUARANTINED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    source_key: str
+    source: str
+    message_id: str | None
+    reference: str | None
+    state: str
+    critical: bool
+    first_seen: str
+    alerted_at: str | None
+    logged_at: str | None
+    acked_at: str | None
+    done_at: str | None
+    attempts: int
+    retry_at: str | None
+    last_error: str | None
+
+
+class Ledger:
+    """A thin, typed wrapper over one SQLite file. One worker process at a time."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply numbered migrations not yet applied, each in its own transaction."""
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (number INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        done = {r[0] for r in self.db.execute("SELECT number FROM migrations")}
+        applied = []
+        for number in sorted(MIGRATIONS):
+            if number in done:
+                continue
+            with self.transaction():
+                for statement in _split_sql(MIGRATIONS[number]):
+                    self.db.execute(statement)
+                self.db.execute(
+                    "INSERT INTO migrations VALUES (?, ?)", (number, _iso(utcnow()))
+                )
+            applied.append(number)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- items --------------------------------------------------------------------------
+
+    def claim_item(self, source_key: str, source: str, message_id: str | None) -> bool:
+        """Record a new item; False if it was seen before (a replay)."""
+        cur = self.db.execute(
+            "INSERT INTO items (source_key, source, message_id, state, first_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source_key) DO NOTHING",
+            (source_key, source, message_id, ItemState.OPEN, _iso(utcnow())),
+        )
+        return cur.rowcount == 1
+
+    def item(self, source_key: str) -> ItemRow | None:
+        row = self.db.execute("SELECT * FROM items WHERE source_key = ?", (source_key,)).fetchone()
+        return ItemRow(**dict(row)) if row else None
+
+    def item_by_reference(self, reference: str) -> ItemRow | None:
+        row = self.db.execute("SELECT * FROM items WHERE reference = ?", (reference,)).fetchone()
+        return ItemRow(**dict(row)) if row else None
+
+    def earlier_with_message_id(self, message_id: str, source_key: str) -> str | None:
+        """The source key of an earlier item with the same Message-ID, if any."""
+        row = self.db.execute(
+            "SELECT source_key FROM items WHERE message_id = ? AND source_key != ? "
+            "AND state NOT IN (?, ?) ORDER BY rowid LIMIT 1",
+            (message_id, source_key, ItemState.DUPLICATE, ItemState.IGNORED),
+        ).fetchone()
+        return row[0] if row else None
+
+    def open_items(self, *, now: datetime | None = None) -> list[ItemRow]:
+        """Items with work left whose retry time has come, oldest first."""
+        now_iso = _iso(now or utcnow())
+        rows = self.db.execute(
+            "SELECT * FROM items WHERE state = ? AND (retry_at IS NULL OR retry_at <= ?) "
+            "ORDER BY rowid",
+            (ItemState.OPEN, now_iso),
+        ).fetchall()
+        return [ItemRow(**dict(r)) for r in rows]
+
+    def assign_reference(self, source_key: str, prefix: str, year: int) -> str:
+        """Give the item the next reference for ``year``, once; the same one if it has one.
+
+        Counter and assignment commit together, so a crash never reuses or skips a number
+        that was handed out."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT reference FROM items WHERE source_key = ?", (source_key,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(source_key)
+            if row[0]:
+                return str(row[0])
+            db.execute(
+                "INSERT INTO sequences (prefix, year, last) VALUES (?, ?, 0) "
+                "ON CONFLICT(prefix, year) DO NOTHING",
+                (prefix, year),
+            )
+            db.execute(
+                "UPDATE sequences SET last = last + 1 WHERE prefix = ? AND year = ?",
+                (prefix, year),
+            )
+            (number,) = db.execute(
+                "SELECT last FROM sequences WHERE prefix = ? AND year = ?", (prefix, year)
+            ).fetchone()
+            reference = f"{prefix}-{year}-{number:04d}"
+            db.execute(
+                "UPDATE items SET reference = ? WHERE source_key = ?", (reference, source_key)
+            )
+            return reference
+
+    def ensure_sequence_at_least(self, prefix: str, year: int, last: int) -> None:
+        """Never hand out a number the register already shows (e.g. after a lost ledger)."""
+        self.db.execute(
+            "INSERT INTO sequences (prefix, year, last) VALUES (?, ?, ?) "
+            "ON CONFLICT(prefix, year) DO UPDATE SET last = MAX(last, excluded.last)",
+            (prefix, year, last),
+        )
+
+    def mark_step(self, source_key: str, step: str) -> bool:
+        """Record that ``step`` (alerted, logged, acked) happened; True only the first time."""
+        if step not in {"alerted", "logged", "acked"}:
+            raise ValueError(step)
+        cur = self.db.execute(
+            f"UPDATE items SET {step}_at = ? WHERE source_key = ? AND {step}_at IS NULL",  # noqa: S608
+            (_iso(utcnow()), source_key),
+        )
+        return cur.rowcount == 1
+
+    def set_critical(self, source_key: str, critical: bool) -> None:
+        self.db.execute(
+            "UPDATE items SET critical = ? WHERE source_key = ?", (int(critical), source_key)
+        )
+
+    def finish(self, source_key: str, state: str, *, note: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE items SET state = ?, done_at = ?, retry_at = NULL, last_error = ? "
+            "WHERE source_key = ?",
+            (state, _iso(utcnow()), note, source_key),
+        )
+
+    def park(self, source_key: str, error: str, retry_at: datetime) -> int:
+        """Put an item aside until ``retry_at``; returns the attempt count."""
+        self.db.execute(
+            "UPDATE items SET attempts = attempts + 1, retry_at = ?, last_error = ? "
+            "WHERE source_key = ?",
+            (_iso(retry_at), error[:500], source_key),
+        )
+        row = self.db.execute(
+            "SELECT attempts FROM items WHERE source_key = ?", (source_key,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def clear_retry(self, source_key: str) -> None:
+        self.db.execute(
+            "UPDATE items SET retry_at = NULL, last_error = NULL WHERE source_key = ?",
+            (source_key,),
+        )
+
+    def counts_by_state(self) -> dict[str, int]:
+        return {
+            r[0]: r[1]
+            for r in self.db.execute("SELECT state, COUNT(*) FROM items GROUP BY state")
+        }
+
+    def items_in_state(self, state: str) -> list[ItemRow]:
+        rows = self.db.execute(
+            "SELECT * FROM items WHERE state = ? ORDER BY rowid", (state,)
+        ).fetchall()
+        return [ItemRow(**dict(r)) for r in rows]
+
+    # -- key/value cursors --------------------------------------------------------------
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def set(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (key, value, _iso(utcnow())),
+        )
+
+    def delete(self, key: str) -> None:
+        self.db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def start_run(self, kind: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (kind, started_at) VALUES (?, ?)", (kind, _iso(utcnow()))
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, ok: bool, summary: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, ok = ?, summary = ? WHERE id = ?",
+            (_iso(utcnow()), int(ok), summary, run_id),
+        )
+
+    def last_runs(self, kind: str, limit: int = 1) -> Sequence[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM runs WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
+        ).fetchall()
+
+    def last_good_run(self, kind: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM runs WHERE kind = ? AND ok = 1 ORDER BY id DESC LIMIT 1", (kind,)
+        ).fetchone()
+        return row
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
