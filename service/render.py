@@ -1,0 +1,34 @@
+"""Render e-mails from ``templates/``: every message has an HTML and a plain-text part.
+
+Templates come in pairs (``name.html.j2`` and ``name.txt.j2``); HTML is autoescaped and a
+missing variable is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import jinja2
+
+
+@cache
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("templates", "."),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["datetime"] = lambda d, fmt="%d %b %Y %H:%M": d.strftime(fmt) if d else ""
+    env.filters["date"] = lambda d, fmt="%a %d %b %Y": d.strftime(fmt) if d else ""
+    return env
+
+
+def render_email(name: str, **context: Any) -> tuple[str, str]:
+    """Return ``(html, text)`` for the template pair ``name``."""
+    html = _environment(True).get_template(f"{name}.html.j2").render(**context)
+    text = _environment(False).get_template(f"{name}.txt.j2").render(**context)
+    return html, text
