@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------- mail in
 
@@ -84,8 +84,10 @@ class OutboundMessage:
         """The MIME form: multipart/alternative with text then HTML; auto-generated headers."""
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["Message-ID"] = self.message_id
-        msg["Date"] = email.utils.format_datetime(self.date) if self.date else (
-            email.utils.formatdate(localtime=False, usegmt=True)
+        msg["Date"] = (
+            email.utils.format_datetime(self.date)
+            if self.date
+            else (email.utils.formatdate(localtime=False, usegmt=True))
         )
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
@@ -110,7 +112,7 @@ class OutboundMessage:
 @runtime_checkable
 class MailSender(Protocol):
     def send(self, message: OutboundMessage) -> None:
-        """Send once. Where the backend can tell, a ``message_id`` already sent is not sent again."""
+        """Send once: where the backend can tell, a ``message_id`` already sent is skipped."""
         ...
 
     def close(self) -> None: ...
@@ -138,8 +140,8 @@ class Table:
 
 @dataclass(frozen=True)
 class CellUpdate:
-    """Write ``value`` into ``column`` of the data row whose ``key_column`` equals ``key``
-    (or, with ``key_column=None``, of data row ``row_index`` as read), only if that cell is empty."""
+    """Write ``value`` into ``column`` of data row ``row_index`` (0-based, as last read), only
+    if that cell is empty and the row still has the ``expect`` values (nobody sorted since)."""
 
     column: str
     value: Any
@@ -177,3 +179,40 @@ class Workbook(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- set-up and checks
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A column of a workbook the service lays out (``init``).
+
+    ``owner`` says who writes it: the service (written once at intake) or a person (the DSP,
+    a manager). ``kind`` drives number format and validation; ``choice`` gets a drop-down.
+    """
+
+    header: str
+    kind: Literal["text", "long_text", "date", "datetime", "number", "choice", "hidden"] = "text"
+    choices: tuple[str, ...] = ()
+    width: float | None = None
+    owner: Literal["service", "person"] = "service"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One sheet holding one Excel table, with optional starting rows."""
+
+    sheet: str
+    table: str
+    columns: tuple[ColumnSpec, ...]
+    rows: tuple[tuple[Any, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``prevent-service check``: a capability, whether it works, what to fix."""
+
+    name: str
+    ok: bool
+    detail: str = ""

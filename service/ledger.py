@@ -126,9 +126,7 @@ class Ledger:
             with self.transaction():
                 for statement in _split_sql(MIGRATIONS[number]):
                     self.db.execute(statement)
-                self.db.execute(
-                    "INSERT INTO migrations VALUES (?, ?)", (number, _iso(utcnow()))
-                )
+                self.db.execute("INSERT INTO migrations VALUES (?, ?)", (number, _iso(utcnow())))
             applied.append(number)
         return applied
 
@@ -265,8 +263,7 @@ class Ledger:
 
     def counts_by_state(self) -> dict[str, int]:
         return {
-            r[0]: r[1]
-            for r in self.db.execute("SELECT state, COUNT(*) FROM items GROUP BY state")
+            r[0]: r[1] for r in self.db.execute("SELECT state, COUNT(*) FROM items GROUP BY state")
         }
 
     def items_in_state(self, state: str) -> list[ItemRow]:

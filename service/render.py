@@ -16,7 +16,7 @@ import jinja2
 def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("templates", "."),
-        autoescape=autoescape,
+        autoescape=autoescape,  # noqa: S701 - the text part is plain text, never HTML
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

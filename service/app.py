@@ -1,0 +1,131 @@
+"""The running service: config, ledger, clock and the configured backends, built once.
+
+Commands and scheduled jobs take an ``App``. Tests build one with in-memory backends and a
+frozen clock; product code never asks whether it is under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import MAILBOXES, SENDERS, WORKBOOKS, backend_class
+from connectors.base import Mailbox, MailSender, OutboundMessage, Workbook
+from service.config import Config
+from service.ledger import Ledger
+from service.render import render_email
+
+log = logging.getLogger("prevent_service")
+
+
+class App:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ledger: Ledger | None = None,
+        now: Callable[[], datetime] | None = None,
+        mailbox: Mailbox | None = None,
+        sender: MailSender | None = None,
+        workbooks: Mapping[str, Workbook] | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger or Ledger(config.ledger_path)
+        self._now = now or (lambda: datetime.now(UTC))
+        self._mailbox = mailbox
+        self._sender = sender
+        # Workbooks by role: "register", "forms", "compliance".
+        self._workbooks: dict[str, Workbook] = dict(workbooks or {})
+
+    # -- time -------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Aware UTC now (frozen in tests)."""
+        return self._now().astimezone(UTC)
+
+    def local_now(self) -> datetime:
+        return self.now().astimezone(self.config.organisation.tz)
+
+    # -- backends ---------------------------------------------------------------------
+
+    def mailbox(self) -> Mailbox | None:
+        section = self.config.intake.mailbox
+        if self._mailbox is None and section is not None:
+            cls = backend_class(MAILBOXES, section.backend)
+            self._mailbox = cls.from_config(section, self.config, self.ledger)
+        return self._mailbox
+
+    def sender(self) -> MailSender:
+        if self._sender is None:
+            section = self.config.sending.sender
+            cls = backend_class(SENDERS, section.backend)
+            self._sender = cls.from_config(section, self.config, self.ledger)
+        return self._sender
+
+    def workbook(self, role: str) -> Workbook:
+        """The workbook for ``register``, ``forms`` or ``compliance``."""
+        if role not in self._workbooks:
+            section: Any
+            if role == "register":
+                section = self.config.register.workbook
+            elif role == "forms" and self.config.intake.forms:
+                section = self.config.intake.forms.workbook
+            elif role == "compliance" and self.config.compliance:
+                section = self.config.compliance.workbook
+            else:
+                raise KeyError(f"no {role} workbook is configured")
+            cls = backend_class(WORKBOOKS, section.backend)
+            self._workbooks[role] = cls.from_config(section, self.config, self.ledger)
+        return self._workbooks[role]
+
+    def close(self) -> None:
+        for backend in [self._mailbox, self._sender, *self._workbooks.values()]:
+            if backend is not None:
+                try:
+                    backend.close()
+                except Exception:  # closing must not hide the real outcome
+                    log.warning("closing %s failed", type(backend).__name__, exc_info=True)
+        self.ledger.close()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def message_id(self, kind: str, key: str) -> str:
+        """A Message-ID stable for (kind, key): a retry of the same e-mail is recognisable."""
+        digest = hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()[:24]
+        domain = self.config.intake.address.rpartition("@")[2]
+        return f"<{kind}.{digest}@{domain}>"
+
+    def compose(
+        self,
+        *,
+        kind: str,
+        key: str,
+        to: Iterable[str],
+        subject: str,
+        template: str,
+        context: Mapping[str, Any],
+        cc: Iterable[str] = (),
+        high_importance: bool = False,
+    ) -> OutboundMessage:
+        """Render ``template`` and build the message; ``kind``+``key`` make its Message-ID."""
+        ctx = {"organisation": self.config.organisation.name, **context}
+        html, text = render_email(template, **ctx)
+        to_list = tuple(dict.fromkeys(a for a in to if a))
+        cc_list = tuple(dict.fromkeys(a for a in cc if a and a not in to_list))
+        return OutboundMessage(
+            message_id=self.message_id(kind, key),
+            sender=self.config.intake.address,
+            to=to_list,
+            cc=cc_list,
+            subject=subject,
+            text=text,
+            html=html,
+            high_importance=high_importance,
+            date=self.now(),
+        )
+
+    def send(self, message: OutboundMessage) -> None:
+        self.sender().send(message)
