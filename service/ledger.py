@@ -26,7 +26,9 @@ MIGRATIONS: dict[int, str] = {
         state        TEXT NOT NULL,         -- see ItemState
         critical     INTEGER NOT NULL DEFAULT 0,
         first_seen   TEXT NOT NULL,
+        alert_tried  TEXT,                  -- a send was started; a resend reuses its Message-ID
         alerted_at   TEXT,
+        log_tried    TEXT,                  -- an append was started: read the register back first
         logged_at    TEXT,
         acked_at     TEXT,
         done_at      TEXT,
@@ -75,8 +77,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
+    """The ledger's time format: UTC ISO 8601 to the second (sorts as text)."""
     return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+_iso = iso
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,9 @@ class ItemRow:
     state: str
     critical: bool
     first_seen: str
+    alert_tried: str | None
     alerted_at: str | None
+    log_tried: str | None
     logged_at: str | None
     acked_at: str | None
     done_at: str | None
@@ -230,6 +238,15 @@ class Ledger:
             (_iso(utcnow()), source_key),
         )
         return cur.rowcount == 1
+
+    def mark_tried(self, source_key: str, step: str) -> None:
+        """Record that ``step`` (alert, log) was started, before its outcome is known."""
+        if step not in {"alert", "log"}:
+            raise ValueError(step)
+        self.db.execute(
+            f"UPDATE items SET {step}_tried = COALESCE({step}_tried, ?) WHERE source_key = ?",  # noqa: S608
+            (_iso(utcnow()), source_key),
+        )
 
     def set_critical(self, source_key: str, critical: bool) -> None:
         self.db.execute(

@@ -1,0 +1,657 @@
+"""The intake cycle: every new e-mail and Forms response becomes one logged, alerted concern.
+
+For each item: parse → reference → DSP alert → register row → acknowledgement → mark processed.
+Each step is recorded in the ledger as it happens, so a crash anywhere resumes with no lost
+item, no second row and no second alert:
+
+- the alert is sent with a Message-ID fixed by the reference, and marked ``alerted`` after;
+  a resend after a crash uses the same Message-ID (senders that can check send it once);
+- a register append is marked ``log_tried`` first; if it was tried before, the register's
+  ``Source key`` column is read back before appending again;
+- the source is marked processed (moved to ``Processed``) only after the alert and the row.
+
+The alert never waits on the register: a locked or unreachable register leaves the row
+pending (written on a later cycle) while the alert goes out now saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from connectors.base import InboundItem, Mailbox, OutboundMessage
+from service import register
+from service.app import App
+from service.errors import (
+    ConnectorError,
+    InputError,
+    LockedError,
+    PermanentError,
+    PreventServiceError,
+    TransientError,
+)
+from service.forms import FormResponse, new_responses
+from service.indicators import from_form_answer, suggest_from_text
+from service.ledger import ItemRow, ItemState
+from service.ledger import iso as _iso
+from service.mailparse import ParsedMail, classify, parse_message
+from service.model import Concern
+
+log = logging.getLogger("prevent_service.intake")
+
+MAX_CELL = 32_000  # Excel holds 32,767 characters in a cell; leave room for the marker
+GIVE_UP_NOTICE_AFTER = 5  # attempts before the admin is told an item keeps failing
+
+
+@dataclass
+class CycleResult:
+    """What one intake cycle did (counts only: safe to log and print)."""
+
+    new: int = 0
+    done: int = 0
+    pending: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    alerts: int = 0
+    rows: int = 0
+    acks: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        parts = [
+            f"{name}={getattr(self, name)}"
+            for name in (
+                "new",
+                "done",
+                "pending",
+                "alerts",
+                "rows",
+                "acks",
+                "ignored",
+                "duplicates",
+                "quarantined",
+            )
+        ]
+        return " ".join(parts) + (f" problems={len(self.problems)}" if self.problems else "")
+
+
+@dataclass
+class Work:
+    """An item in flight this cycle: its ledger row and, once built, its concern."""
+
+    row: ItemRow
+    concern: Concern | None = None
+    mail_item_id: str | None = None
+    ack_to: str | None = None
+
+
+def poll(app: App) -> CycleResult:
+    """Run one intake cycle and record it as a run."""
+    run_id = app.ledger.start_run("intake")
+    started = time.monotonic()
+    result = CycleResult()
+    try:
+        Intake(app, result).run()
+    except PreventServiceError as exc:
+        result.problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        app.ledger.finish_run(run_id, result.ok, result.summary())
+        log.info(
+            "intake cycle %s in %.2fs: %s",
+            "ok" if result.ok else "with problems",
+            time.monotonic() - started,
+            result.summary(),
+        )
+    return result
+
+
+class Intake:
+    def __init__(self, app: App, result: CycleResult) -> None:
+        self.app = app
+        self.ledger = app.ledger
+        self.config = app.config
+        self.result = result
+        self.work: list[Work] = []
+
+    # Called after every recorded step; a seam for crash tests (they kill the process here).
+    def step_done(self, step: str, source_key: str) -> None:
+        pass
+
+    # -- the cycle ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        mailbox = self.app.mailbox()
+        if mailbox is not None:
+            self._collect_mail(mailbox)
+        if self.config.intake.forms is not None:
+            self._collect_forms()
+        if not self.work:
+            return
+        self._send_alerts()
+        self._write_register()
+        self._send_acks()
+        self._finish(mailbox)
+
+    # -- collecting ---------------------------------------------------------------------
+
+    def _collect_mail(self, mailbox: Mailbox) -> None:
+        resumed: set[str] = set()
+        for row in self.ledger.open_items(now=self.app.now()):
+            if row.source != "mail":
+                continue
+            item_id = row.source_key.removeprefix("mail:")
+            resumed.add(row.source_key)
+            try:
+                item = mailbox.fetch(item_id)
+            except InputError as exc:
+                # The message is gone from the mailbox (a person moved or deleted it).
+                self.result.problems.append(f"{row.reference or row.source_key}: {exc}")
+                self._park(row.source_key, exc)
+                continue
+            except ConnectorError as exc:
+                self._park(row.source_key, exc)
+                continue
+            self._take_mail(item, existing=row)
+        try:
+            for item in mailbox.fetch_new():
+                key = f"mail:{item.item_id}"
+                if key in resumed:
+                    continue
+                row = self.ledger.item(key)
+                if row is not None and row.state in ItemState.FINAL:
+                    continue  # a replay (delta resync, UIDVALIDITY change): already handled
+                if row is not None and row.retry_at and row.retry_at > _iso(self.app.now()):
+                    continue  # parked; its time has not come
+                self._take_mail(item, existing=row)
+        except TransientError as exc:
+            self.result.problems.append(f"mailbox: {exc}")
+
+    def _take_mail(self, item: InboundItem, *, existing: ItemRow | None) -> None:
+        key = f"mail:{item.item_id}"
+        max_bytes = self.config.intake.max_message_bytes
+        if len(item.raw) > max_bytes:
+            self._quarantine(
+                item.item_id,
+                key,
+                f"message is {len(item.raw):,} bytes, over "
+                f"intake.max_message_bytes ({max_bytes:,})",
+            )
+            return
+        try:
+            parsed = parse_message(item.raw)
+        except InputError as exc:
+            self._quarantine(item.item_id, key, f"could not be read as e-mail: {exc}")
+            return
+        if existing is None:
+            if not self.ledger.claim_item(key, "mail", parsed.message_id):
+                existing = self.ledger.item(key)
+            else:
+                self.result.new += 1
+                self.step_done("seen", key)
+            existing = existing or self.ledger.item(key)
+        assert existing is not None
+        kind = classify(parsed, self._own_addresses())
+        if kind is not None:
+            self._ignore(item.item_id, key, kind, parsed)
+            return
+        if parsed.message_id and existing.reference is None:
+            earlier = self.ledger.earlier_with_message_id(parsed.message_id, key)
+            if earlier is not None:
+                self._mark_processed(item.item_id, key)
+                self.ledger.finish(key, ItemState.DUPLICATE, note=f"same Message-ID as {earlier}")
+                self.result.duplicates += 1
+                log.info("duplicate of %s ignored", earlier)
+                return
+        reference = self._reference(key)
+        concern = self._concern_from_mail(parsed, item, key, reference)
+        self.work.append(
+            Work(
+                row=self.ledger.item(key) or existing,
+                concern=concern,
+                mail_item_id=item.item_id,
+                ack_to=self._ack_address(parsed.from_address),
+            )
+        )
+
+    def _collect_forms(self) -> None:
+        forms = self.config.intake.forms
+        assert forms is not None
+        where = _where(forms.workbook, forms.table)
+        try:
+            table = self.app.workbook("forms").read_table(forms.table)
+            responses = new_responses(
+                table, forms.columns, tz=self.config.organisation.tz, where=where
+            )
+        except (InputError, ConnectorError) as exc:
+            # Nothing is lost: the responses stay in the workbook until this is fixed.
+            self.result.problems.append(f"forms: {exc}")
+            return
+        now_iso = _iso(self.app.now())
+        for response in responses:
+            key = f"form:{response.response_id}"
+            row = self.ledger.item(key)
+            if row is not None and (row.state in ItemState.FINAL or (row.retry_at or "") > now_iso):
+                continue
+            if row is None:
+                self.ledger.claim_item(key, "form", None)
+                self.result.new += 1
+                self.step_done("seen", key)
+            reference = self._reference(key)
+            self.work.append(
+                Work(
+                    row=self.ledger.item(key),  # type: ignore[arg-type]
+                    concern=self._concern_from_form(response, key, reference),
+                    ack_to=self._ack_address(response.email),
+                )
+            )
+
+    # -- building concerns --------------------------------------------------------------
+
+    def _reference(self, key: str) -> str:
+        year = self.app.local_now().year
+        row = self.ledger.item(key)
+        if row is not None and row.first_seen:
+            year = (
+                datetime.fromisoformat(row.first_seen).astimezone(self.config.organisation.tz).year
+            )
+        reference = self.ledger.assign_reference(
+            key, self.config.organisation.reference_prefix, year
+        )
+        self.step_done("reference", key)
+        return reference
+
+    def _recorded_at(self, key: str) -> datetime:
+        row = self.ledger.item(key)
+        seen = datetime.fromisoformat(row.first_seen) if row else self.app.now()
+        # The register shows local wall-clock time, as people read it.
+        return seen.astimezone(self.config.organisation.tz).replace(tzinfo=None)
+
+    def _concern_from_mail(
+        self, parsed: ParsedMail, item: InboundItem, key: str, reference: str
+    ) -> Concern:
+        text = parsed.text
+        notes = []
+        if parsed.text_truncated or len(text) > MAX_CELL:
+            text = text[:MAX_CELL]
+            notes.append("account truncated to fit Excel; the full text is in the original")
+        account = text
+        if len(parsed.text) > MAX_CELL or parsed.text_truncated:
+            account += "\n[… truncated – see the original message]"
+        indicators = suggest_from_text(f"{parsed.subject}\n{parsed.text}")
+        follow_up = _follow_up_of(parsed.subject, self.config.organisation.reference_prefix)
+        summary = parsed.subject or "(no subject)"
+        if follow_up and follow_up != reference:
+            summary = f"Follow-up to {follow_up}: {summary}"
+        return Concern(
+            source_key=key,
+            source="E-mail",
+            reference=reference,
+            recorded_at=self._recorded_at(key),
+            reported_by=parsed.from_name or (parsed.from_address or "unknown sender"),
+            reporter_email=parsed.from_address,
+            summary=summary[:500],
+            account=account,
+            indicators=tuple(indicators),
+            indicators_suggested=True,
+            occurred_at=_local(parsed.date, self.config.organisation.tz),
+            attachments=tuple(a.filename for a in parsed.attachments),
+            link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
+            message_id=parsed.message_id,
+            notes=tuple(notes),
+        )
+
+    def _concern_from_form(self, response: FormResponse, key: str, reference: str) -> Concern:
+        answers = response.answers
+        indicators, unknown = from_form_answer(answers.get("indicators"))
+        account = answers.get("account", "")
+        return Concern(
+            source_key=key,
+            source="Form",
+            reference=reference,
+            recorded_at=self._recorded_at(key),
+            reported_by=response.name
+            or ("anonymous" if response.email is None else response.email),
+            reporter_email=response.email,
+            summary=_first_line(account, 120) or "(form response)",
+            account=account[:MAX_CELL],
+            indicators=tuple(indicators),
+            indicators_suggested=False,
+            unknown_indicators=tuple(unknown),
+            person_of_concern=answers.get("person_of_concern", ""),
+            learner_ref=answers.get("learner_ref", ""),
+            dob_or_age=answers.get("dob_or_age", ""),
+            area=answers.get("area", ""),
+            occurred_at=answers.get("occurred_at", ""),
+            immediate_action=answers.get("immediate_action", ""),
+            immediate_danger=answers.get("immediate_danger", ""),
+            others_told=answers.get("others_told", ""),
+            link=f"Forms response ID {response.response_id} (row {response.row_number})",
+        )
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _send_alerts(self) -> None:
+        register_status = self._register_status()
+        for work in self.work:
+            row = self.ledger.item(work.row.source_key)
+            if row is None or row.alerted_at or work.concern is None:
+                continue
+            concern = work.concern
+            self.ledger.set_critical(concern.source_key, concern.critical)
+            message = self._alert_message(concern, register_status)
+            self.ledger.mark_tried(concern.source_key, "alert")
+            try:
+                self.app.send(message)
+            except ConnectorError as exc:
+                self._park(concern.source_key, exc)
+                continue
+            self.step_done("alert_sent", concern.source_key)
+            self.ledger.mark_step(concern.source_key, "alerted")
+            self.result.alerts += 1
+            log.info(
+                "alert sent for %s%s", concern.reference, " (critical)" if concern.critical else ""
+            )
+            self.step_done("alerted", concern.source_key)
+
+    def _alert_message(self, concern: Concern, register_status: str | None) -> OutboundMessage:
+        people = self.config.people
+        to = [people.dsp.email]
+        cc = [people.deputy_dsp.email] if people.deputy_dsp else []
+        detail = self.config.register.alert_detail
+        urgent = "URGENT – " if concern.critical else ""
+        return self.app.compose(
+            kind="alert",
+            key=concern.reference,
+            to=to,
+            cc=cc,
+            subject=f"[Prevent] {urgent}New safeguarding concern {concern.reference}",
+            template="alert_full" if detail == "full" else "alert_summary",
+            context={
+                "concern": concern,
+                "recorded_at": concern.recorded_at,
+                "register_link": self.config.register.link or "",
+                "register_pending": register_status,
+                "contacts": self._contacts_for(concern.area),
+                "dsp_name": people.dsp.name,
+            },
+            high_importance=concern.critical,
+        )
+
+    def _register_status(self) -> str | None:
+        """Why the register cannot be written now, if we can tell cheaply; else None."""
+        try:
+            return self.app.workbook("register").writable()
+        except ConnectorError as exc:
+            return str(exc)
+
+    def _write_register(self) -> None:
+        pending = []
+        for work in self.work:
+            row = self.ledger.item(work.row.source_key)
+            if row is None or row.logged_at or work.concern is None or row.state != ItemState.OPEN:
+                continue
+            pending.append((work, row))
+        if not pending:
+            return
+        workbook = self.app.workbook("register")
+        table = self.config.register.table
+        try:
+            retried = [w.concern.source_key for w, r in pending if r.log_tried and w.concern]
+            present = workbook.find_rows(table, register.SOURCE_KEY, retried) if retried else {}
+            for key in present:
+                self.ledger.mark_step(key, "logged")
+                self.step_done("logged", key)
+            to_add = [w for w, _ in pending if w.concern and w.concern.source_key not in present]
+            if to_add:
+                for work in to_add:
+                    self.ledger.mark_tried(work.row.source_key, "log")
+                rows = [register.register_row(w.concern) for w in to_add if w.concern]
+                workbook.append_rows(table, rows)
+                for work in to_add:
+                    self.step_done("row_written", work.row.source_key)
+                    self.ledger.mark_step(work.row.source_key, "logged")
+                    self.result.rows += 1
+                    self.step_done("logged", work.row.source_key)
+                log.info("register: %d row(s) appended", len(to_add))
+        except (ConnectorError, InputError) as exc:
+            # The alert has gone (or will); the row stays pending for a later cycle.
+            for work, _ in pending:
+                self._park(work.row.source_key, exc, short=isinstance(exc, LockedError))
+            self.result.problems.append(f"register: {exc}")
+
+    def _send_acks(self) -> None:
+        for work in self.work:
+            row = self.ledger.item(work.row.source_key)
+            if row is None or row.acked_at or not row.alerted_at or work.concern is None:
+                continue
+            if work.ack_to is None:
+                continue
+            concern = work.concern
+            message = self.app.compose(
+                kind="ack",
+                key=concern.reference,
+                to=[work.ack_to],
+                subject=f"Your safeguarding concern has been received – {concern.reference}",
+                template="acknowledgement",
+                context={
+                    "reference": concern.reference,
+                    "recorded_at": concern.recorded_at,
+                    "dsp_name": self.config.people.dsp.name,
+                    "dsp_email": self.config.people.dsp.email,
+                    "via_form": concern.source == "Form",
+                },
+            )
+            try:
+                self.app.send(message)
+            except ConnectorError as exc:
+                self._park(concern.source_key, exc)
+                continue
+            self.ledger.mark_step(concern.source_key, "acked")
+            self.result.acks += 1
+            self.step_done("acked", concern.source_key)
+
+    def _finish(self, mailbox: Mailbox | None) -> None:
+        for work in self.work:
+            key = work.row.source_key
+            row = self.ledger.item(key)
+            if row is None or row.state != ItemState.OPEN:
+                continue
+            ack_due = work.ack_to is not None
+            if not (row.alerted_at and row.logged_at and (row.acked_at or not ack_due)):
+                self.result.pending += 1
+                continue
+            if work.mail_item_id is not None and (
+                mailbox is None or not self._mark_processed(work.mail_item_id, key)
+            ):
+                self.result.pending += 1
+                continue
+            self.ledger.finish(key, ItemState.DONE)
+            self.result.done += 1
+            self.step_done("done", key)
+
+    # -- side paths ---------------------------------------------------------------------
+
+    def _mark_processed(self, item_id: str, key: str) -> bool:
+        mailbox = self.app.mailbox()
+        assert mailbox is not None
+        try:
+            mailbox.mark_processed(item_id)
+        except ConnectorError as exc:
+            self._park(key, exc)
+            return False
+        self.step_done("processed", key)
+        return True
+
+    def _ignore(self, item_id: str, key: str, kind: str, parsed: ParsedMail) -> None:
+        if kind == "bounce" and parsed.bounce_of:
+            self._report_bounce(parsed.bounce_of)
+        if self._mark_processed(item_id, key):
+            self.ledger.finish(key, ItemState.IGNORED, note=kind)
+            self.result.ignored += 1
+            log.info("ignored %s (%s)", key.split(":", 1)[0], kind)
+
+    def _report_bounce(self, message_ids: Iterable[str]) -> None:
+        try:
+            from service.reminders import report_bounce
+        except ImportError:  # reminders not installed in this build
+            return
+        for message_id in message_ids:
+            try:
+                report_bounce(self.app, message_id)
+            except ConnectorError as exc:
+                self.result.problems.append(f"bounce report: {exc}")
+
+    def _quarantine(self, item_id: str, key: str, reason: str) -> None:
+        """Unreadable: move it aside and tell the DSP that something needs a human."""
+        if self.ledger.item(key) is None:
+            self.ledger.claim_item(key, "mail", None)
+            self.result.new += 1
+        row = self.ledger.item(key)
+        mailbox = self.app.mailbox()
+        assert mailbox is not None and row is not None
+        if row.alerted_at is None:
+            people = self.config.people
+            message = self.app.compose(
+                kind="quarantine",
+                key=key,
+                to=[people.dsp.email],
+                cc=[people.deputy_dsp.email] if people.deputy_dsp else [],
+                subject="[Prevent] A message to the safeguarding mailbox needs a person to read it",
+                template="quarantine_notice",
+                context={
+                    "reason": reason,
+                    "received_at": self.app.local_now(),
+                    "mailbox": self._mailbox_label(),
+                    "item_id": item_id,
+                },
+                high_importance=True,
+            )
+            try:
+                self.app.send(message)
+            except ConnectorError as exc:
+                self._park(key, exc)
+                return
+            self.ledger.mark_step(key, "alerted")
+        try:
+            mailbox.quarantine(item_id, reason)
+        except ConnectorError as exc:
+            self._park(key, exc)
+            return
+        self.ledger.finish(key, ItemState.QUARANTINED, note=_content_free(reason))
+        self.result.quarantined += 1
+        log.warning("quarantined %s: %s", key, _content_free(reason))
+
+    def _park(self, key: str, exc: Exception, *, short: bool = False) -> None:
+        """Put an item aside with back-off; tell the admin once if it keeps failing."""
+        if self.ledger.item(key) is None:
+            return
+        poll_seconds = self.config.schedule.poll_seconds
+        hint = getattr(exc, "retry_after", None)
+        row = self.ledger.item(key)
+        attempts = (row.attempts if row else 0) + 1
+        delay = poll_seconds if short else min(poll_seconds * 2 ** min(attempts, 12), 3600)
+        if hint:
+            delay = max(delay, float(hint))
+        message = f"{type(exc).__name__}: {_content_free(str(exc))}"
+        attempts = self.ledger.park(key, message, self.app.now() + timedelta(seconds=delay))
+        log.warning(
+            "%s parked (attempt %d): %s", (row.reference if row else None) or key, attempts, message
+        )
+        if attempts == GIVE_UP_NOTICE_AFTER or (isinstance(exc, PermanentError) and attempts == 1):
+            self._tell_admin(key, row.reference if row else None, message, attempts)
+
+    def _tell_admin(self, key: str, reference: str | None, message: str, attempts: int) -> None:
+        notice = self.app.compose(
+            kind="problem",
+            key=f"{key}:{attempts}",
+            to=[self.config.people.admin_email],
+            subject=f"[Prevent service] {reference or 'An intake item'} keeps failing",
+            template="admin_problem",
+            context={
+                "what": reference or key,
+                "problem": message,
+                "attempts": attempts,
+                "at": self.app.local_now(),
+            },
+        )
+        try:
+            self.app.send(notice)
+        except ConnectorError:
+            log.error("could not tell the admin about %s", reference or key)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _own_addresses(self) -> set[str]:
+        own = {self.config.intake.address.lower()}
+        mailbox = self.config.intake.mailbox
+        address = getattr(mailbox, "address", None) or getattr(mailbox, "username", None)
+        if isinstance(address, str) and "@" in address:
+            own.add(address.lower())
+        sender = self.config.sending.sender
+        sender_address = getattr(sender, "address", None)
+        if isinstance(sender_address, str):
+            own.add(sender_address.lower())
+        return own
+
+    def _ack_address(self, address: str | None) -> str | None:
+        if not address or "@" not in address:
+            return None
+        if address.lower() in self._own_addresses():
+            return None
+        return address
+
+    def _mailbox_label(self) -> str:
+        mailbox = self.config.intake.mailbox
+        if mailbox is None:
+            return "mailbox"
+        return getattr(mailbox, "address", None) or f"{mailbox.backend} mailbox"
+
+    def _contacts_for(self, area_text: str) -> list[dict[str, object]]:
+        """The referral contacts of the concern's area; all areas when it is not known."""
+        wanted = " ".join(area_text.lower().split())
+        areas = self.config.areas
+        chosen = {
+            name: area
+            for name, area in areas.items()
+            if wanted
+            and (name.lower() in wanted or any(a.lower() in wanted for a in area.aliases if a))
+        } or dict(areas)
+        return [
+            {"area": name, "contacts": [c.model_dump() for c in area.contacts]}
+            for name, area in chosen.items()
+        ]
+
+
+def _where(section: object, table: str) -> str:
+    path = getattr(section, "path", None)
+    return f"{path} (table {table})" if path else f"table {table}"
+
+
+def _local(value: datetime | None, tz: object) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(tz).strftime("%d/%m/%Y %H:%M")  # type: ignore[arg-type]
+
+
+def _first_line(text: str, limit: int) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _follow_up_of(subject: str, prefix: str) -> str | None:
+    match = re.search(rf"\b{re.escape(prefix)}-\d{{4}}-\d{{4,}}\b", subject)
+    return match.group(0) if match else None
+
+
+def _content_free(message: str) -> str:
+    """Error text for the ledger and logs: one line, bounded."""
+    return " ".join(message.split())[:300]

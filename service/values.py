@@ -1,0 +1,86 @@
+"""Turning workbook cell values into the domain's types, whatever backend read them.
+
+openpyxl gives ``datetime`` for date cells; Graph gives Excel serial numbers (days since
+1899-12-30) and strings. People type anything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+EXCEL_EPOCH = datetime(1899, 12, 30)
+
+
+def from_excel_serial(value: float) -> datetime:
+    return EXCEL_EPOCH + timedelta(days=float(value))
+
+
+def as_text(value: Any) -> str:
+    """Cell → trimmed text; numbers without a spurious ``.0``; dates as ISO."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return (
+            value.strftime("%Y-%m-%d %H:%M")
+            if (value.hour or value.minute)
+            else value.date().isoformat()
+        )
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def as_datetime(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A cell that should hold a date-time → aware datetime (naive values are in ``tz``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        result = value
+    elif isinstance(value, date):
+        result = datetime(value.year, value.month, value.day)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not 1 <= float(value) < 2958466:  # Excel's valid serial range
+            return None
+        result = from_excel_serial(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        for fmt in (
+            "%Y-%m-%dT%H:%M:%S%z",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%d/%m/%Y %H:%M:%S",
+            "%d/%m/%Y %H:%M",
+            "%d/%m/%Y",
+            "%Y-%m-%d",
+        ):
+            try:
+                result = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
+    else:
+        return None
+    if result.tzinfo is None:
+        result = result.replace(tzinfo=tz)
+    return result.astimezone(UTC)
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
