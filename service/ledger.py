@@ -112,7 +112,10 @@ class Ledger:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        # One App (and ledger) serves the worker; the scheduler runs one job at a time.
+        self.db = sqlite3.connect(
+            str(path), isolation_level=None, timeout=30, check_same_thread=False
+        )
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

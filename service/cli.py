@@ -1,0 +1,250 @@
+"""``prevent-service``: a thin command line over the library.
+
+Exit codes (for scripts and monitoring):
+  0  done, all well
+  1  done, but something needs attention (items pending, a check failed, unhealthy)
+  2  usage error (bad arguments)
+  3  configuration error (the message names the key)
+  4  an unexpected error (run again with --debug for the traceback)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TextIO
+
+from service import __version__
+from service.errors import ConfigError, PreventServiceError
+
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_CONFIG, EXIT_ERROR = 0, 1, 2, 3, 4
+DEFAULT_CONFIG = "config.toml"
+
+log = logging.getLogger("prevent_service")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prevent-service",
+        description="Concern intake, register, alerts and reminders for the Prevent duty.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"config file (default: $PREVENT_SERVICE_CONFIG or ./{DEFAULT_CONFIG})",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="lay out a working folder: config, inbox, outbox, workbooks")
+    p.add_argument("dir", type=Path, help="folder to create (must be empty or new)")
+    p.add_argument("--demo", action="store_true", help="add invented concerns and a demo plan")
+
+    p = sub.add_parser("check", help="check the config and every capability the service needs")
+    p.add_argument("--send-test", action="store_true", help="also send a test e-mail to the admin")
+
+    sub.add_parser("poll", help="run one intake cycle, then exit")
+    sub.add_parser("run", help="run the worker: intake, reminders, escalation, digests")
+    sub.add_parser("status", help="last cycle, counts per state, pending and quarantined items")
+
+    p = sub.add_parser("remind", help="run the reminder cycle (as if it were a given day)")
+    p.add_argument("--as-of", type=_iso_date, metavar="YYYY-MM-DD", help="the day to run as")
+    p.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
+
+    p = sub.add_parser("plan", help="print the coming deadlines and anything not understood")
+    p.add_argument("--days", type=int, default=90, help="how far ahead (default 90)")
+    return parser
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    if not args.command:
+        parser.print_help(out)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args, out)
+    except ConfigError as exc:
+        print(f"prevent-service: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PreventServiceError as exc:
+        if args.debug:
+            raise
+        print(f"prevent-service: {exc}", file=sys.stderr)
+        return EXIT_ATTENTION
+    except KeyboardInterrupt:
+        return EXIT_ATTENTION
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"prevent-service: unexpected {type(exc).__name__}; run again with --debug for details",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # O365 logs bearer tokens at DEBUG; msal and urllib3 are chatty. Keep them quiet always.
+    for noisy in ("O365", "msal", "urllib3", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("PREVENT_SERVICE_CONFIG") or DEFAULT_CONFIG)
+
+
+def _app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from service.app import App
+    from service.config import load_config
+
+    return App(load_config(_config_path(args)))
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
+    from service.setup import init_folder
+
+    created = init_folder(args.dir, demo=args.demo, today=date.today())
+    print(f"Created {created}.", file=out)
+    config = created / "config.toml"
+    if args.demo:
+        print(f"Next: prevent-service --config {config} poll", file=out)
+    else:
+        print(f"Next: fill in {config}, then prevent-service --config {config} check", file=out)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from service.checks import run_checks
+
+    app = _app(args)
+    try:
+        results = run_checks(app, send_test=args.send_test)
+    finally:
+        app.close()
+    width = max((len(r.name) for r in results), default=0)
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        print(f"{mark} {result.name.ljust(width)}  {result.detail}", file=out)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} ok, {failed} failed", file=out)
+    return EXIT_OK if failed == 0 else EXIT_ATTENTION
+
+
+def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
+    from service.pipeline import poll
+
+    app = _app(args)
+    try:
+        result = poll(app)
+    finally:
+        app.close()
+    print(f"intake: {result.summary()}", file=out)
+    for problem in result.problems:
+        print(f"  problem: {problem}", file=out)
+    return EXIT_OK if result.ok and result.pending == 0 else EXIT_ATTENTION
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from schedules.jobs import build_scheduler
+
+    app = _app(args)
+    stopped = threading.Event()
+    scheduler = build_scheduler(lambda: app, app.config)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopping on %s", signal.Signals(signum).name)
+        stopped.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"prevent-service {__version__}: worker started (Ctrl-C or SIGTERM stops it)", file=out)
+    out.flush()
+    try:
+        scheduler.start()
+        if not isinstance(scheduler, BlockingScheduler):
+            while not stopped.wait(1.0):
+                pass
+            if scheduler.running:
+                scheduler.shutdown(wait=True)
+    finally:
+        app.close()
+    print("worker stopped", file=out)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from service.status import status_report
+
+    app = _app(args)
+    try:
+        healthy, lines = status_report(app)
+    finally:
+        app.close()
+    for line in lines:
+        print(line, file=out)
+    return EXIT_OK if healthy else EXIT_ATTENTION
+
+
+def cmd_remind(args: argparse.Namespace, out: TextIO) -> int:
+    from service.reminders import remind_command
+
+    app = _app(args)
+    try:
+        return remind_command(app, args.as_of, args.dry_run, out)
+    finally:
+        app.close()
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from service.reminders import plan_command
+
+    app = _app(args)
+    try:
+        return plan_command(app, args.days, out)
+    finally:
+        app.close()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "init": cmd_init,
+    "check": cmd_check,
+    "poll": cmd_poll,
+    "run": cmd_run,
+    "status": cmd_status,
+    "remind": cmd_remind,
+    "plan": cmd_plan,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``prevent-service status``: is the service alive, and is anything waiting on a person?"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from service.app import App
+from service.ledger import ItemState
+
+STALE_POLLS = 5  # a last good poll older than this many intervals is unhealthy
+
+
+def _age(when: str | None, now: datetime) -> str:
+    if not when:
+        return "never"
+    seconds = int((now - datetime.fromisoformat(when)).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def status_report(app: App) -> tuple[bool, list[str]]:
+    """Lines for a person, and whether the service looks healthy (for monitoring)."""
+    ledger, now = app.ledger, app.now()
+    lines: list[str] = []
+    healthy = True
+
+    last = ledger.last_runs("intake", 1)
+    good = ledger.last_good_run("intake")
+    if last:
+        run = last[0]
+        outcome = "ok" if run["ok"] else ("running" if run["ok"] is None else "with problems")
+        lines.append(
+            f"last intake cycle: {_age(run['started_at'], now)} ({outcome}): {run['summary'] or ''}"
+        )
+        lines.append(f"last good cycle:   {_age(good['started_at'] if good else None, now)}")
+        limit = timedelta(seconds=app.config.schedule.poll_seconds * STALE_POLLS + 60)
+        if good is None or now - datetime.fromisoformat(good["started_at"]) > limit:
+            healthy = False
+            lines.append(
+                "  ! no good intake cycle recently: is the worker running? (prevent-service run)"
+            )
+    else:
+        lines.append("last intake cycle: never (run prevent-service poll or run)")
+
+    counts = ledger.counts_by_state()
+    order = [
+        ItemState.OPEN,
+        ItemState.DONE,
+        ItemState.IGNORED,
+        ItemState.DUPLICATE,
+        ItemState.QUARANTINED,
+    ]
+    lines.append("items: " + ", ".join(f"{state} {counts.get(state, 0)}" for state in order))
+
+    pending = ledger.items_in_state(ItemState.OPEN)
+    if pending:
+        lines.append(f"pending ({len(pending)}):")
+        for row in pending:
+            steps = [
+                name
+                for name, at in (
+                    ("alerted", row.alerted_at),
+                    ("logged", row.logged_at),
+                    ("acknowledged", row.acked_at),
+                )
+                if at
+            ]
+            lines.append(
+                f"  {row.reference or row.source_key}: done {', '.join(steps) or 'nothing yet'}; "
+                f"attempts {row.attempts}; retry {row.retry_at or 'next cycle'}"
+                + (f"; last error: {row.last_error}" if row.last_error else "")
+            )
+            if row.attempts >= 5:
+                healthy = False
+    quarantined = ledger.items_in_state(ItemState.QUARANTINED)
+    if quarantined:
+        lines.append(f"quarantined ({len(quarantined)}) — a person must read these:")
+        for row in quarantined[-20:]:
+            lines.append(f"  {row.source_key} ({_age(row.done_at, now)}): {row.last_error or ''}")
+    for kind in ("reminders", "escalation"):
+        runs = ledger.last_runs(kind, 1)
+        if runs:
+            lines.append(
+                f"last {kind} run: {_age(runs[0]['started_at'], now)}: {runs[0]['summary'] or ''}"
+            )
+    lines.append("healthy" if healthy else "NOT HEALTHY")
+    return healthy, lines
