@@ -1,0 +1,128 @@
+"""``prevent-service check``: try each capability the service needs, one line each.
+
+A backend may offer its own ``checks()`` (token, permissions, folders, site and file on
+Microsoft 365); this module adds what the domain needs of the workbooks (tables and columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from connectors.base import CheckResult
+from service import register
+from service.app import App
+from service.errors import PreventServiceError
+from service.forms import column_map
+
+
+def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
+    results = [CheckResult("config", True, str(app.config.source or "loaded"))]
+    results.append(CheckResult("ledger", True, str(app.ledger.path)))
+
+    mailbox = _attempt(results, "mailbox", app.mailbox)
+    if mailbox is not None:
+        results += _backend_checks("mailbox", mailbox)
+    sender = _attempt(results, "sender", app.sender)
+    if sender is not None:
+        results += _backend_checks("sender", sender)
+        if send_test:
+            results.append(_send_test(app))
+
+    results += _workbook_checks(app, "register", app.config.register.table, _register_columns)
+    forms = app.config.intake.forms
+    if forms is not None:
+
+        def forms_columns(headers: tuple[str, ...]) -> str | None:
+            from connectors.base import Table
+
+            column_map(Table(forms.table, headers, ()), forms.columns, where="forms workbook")
+            return None
+
+        results += _workbook_checks(app, "forms", forms.table, forms_columns)
+    if app.config.compliance is not None:
+        from service.compliance import compliance_table_specs
+
+        for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
+            results += _workbook_checks(app, "compliance", spec.table, None)
+    return results
+
+
+def _attempt(results: list[CheckResult], name: str, make: Callable[[], object]) -> object | None:
+    try:
+        return make()
+    except PreventServiceError as exc:
+        results.append(CheckResult(name, False, str(exc)))
+        return None
+
+
+def _backend_checks(name: str, backend: object) -> list[CheckResult]:
+    checks = getattr(backend, "checks", None)
+    if checks is None:
+        return [CheckResult(name, True, f"{type(backend).__name__} configured")]
+    try:
+        return list(checks())
+    except PreventServiceError as exc:
+        return [CheckResult(name, False, str(exc))]
+
+
+def _register_columns(headers: tuple[str, ...]) -> str | None:
+    present = {h.strip().casefold() for h in headers}
+    missing = [c.header for c in register.REGISTER_COLUMNS if c.header.casefold() not in present]
+    if missing:
+        return (
+            f"missing column(s) {', '.join(missing)}: add them to the table (the service "
+            "writes by header name) or start from a register made by 'prevent-service init'"
+        )
+    return None
+
+
+def _workbook_checks(
+    app: App,
+    role: str,
+    table: str,
+    check_headers: Callable[[tuple[str, ...]], str | None] | None,
+) -> Iterable[CheckResult]:
+    name = f"{role} table {table}"
+    try:
+        workbook = app.workbook(role)
+    except PreventServiceError as exc:
+        return [CheckResult(name, False, str(exc))]
+    results = _backend_checks(f"{role} workbook", workbook) if hasattr(workbook, "checks") else []
+    try:
+        data = workbook.read_table(table)
+        problem = check_headers(data.headers) if check_headers else None
+    except PreventServiceError as exc:
+        return [*results, CheckResult(name, False, str(exc))]
+    if problem:
+        return [*results, CheckResult(name, False, problem)]
+    results.append(CheckResult(name, True, f"readable, {len(data.rows)} row(s)"))
+    if role == "register":
+        reason = workbook.writable()
+        results.append(
+            CheckResult(
+                f"{role} writable", reason is None, reason or "no lock; appends can go ahead"
+            )
+        )
+    return results
+
+
+def _send_test(app: App) -> CheckResult:
+    stamp = app.now().isoformat(timespec="seconds")
+    message = app.compose(
+        kind="check",
+        key=stamp,
+        to=[app.config.people.admin_email],
+        subject="[Prevent service] Test message from prevent-service check",
+        template="admin_problem",
+        context={
+            "what": "This is a test",
+            "problem": "prevent-service check --send-test sent this message; nothing is wrong.",
+            "attempts": 0,
+            "at": app.local_now(),
+        },
+    )
+    try:
+        app.send(message)
+    except PreventServiceError as exc:
+        return CheckResult("send test message", False, str(exc))
+    return CheckResult("send test message", True, f"sent to {app.config.people.admin_email}")
