@@ -1,0 +1,113 @@
+"""Shared fixtures: a config for the local backends, an App on in-memory backends, a frozen clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.app import App
+from service.config import Config, parse_config
+
+pytest_plugins = ["tests.servers"]
+
+BASE_CONFIG: dict[str, Any] = {
+    "organisation": {"name": "Example Training Ltd", "reference_prefix": "PRV"},
+    "people": {
+        "dsp": {"name": "Alex Morgan", "email": "dsp@example.org"},
+        "deputy_dsp": {"name": "Sam Patel", "email": "deputy.dsp@example.org"},
+        "admin_email": "it-admin@example.org",
+    },
+    "roles": {
+        "Executive Director": ["executive.director@example.org"],
+        "Operations Director": ["operations.director@example.org"],
+        "Training Managers": ["training.manager@example.org"],
+    },
+    "areas": {
+        "Warwickshire": {
+            "aliases": ["Leamington"],
+            "contacts": [{"name": "Prevent Officer", "phone": "01000 000001"}],
+        },
+        "Coventry": {"contacts": [{"name": "Coventry Prevent Officer"}]},
+    },
+    "intake": {
+        "address": "safeguarding@example.org",
+        "mailbox": {"backend": "memory"},
+        "forms": {"workbook": {"backend": "memory"}, "table": "Table1"},
+    },
+    "register": {"workbook": {"backend": "memory"}, "table": "Concerns"},
+    "sending": {"sender": {"backend": "memory"}},
+    "compliance": {"workbook": {"backend": "memory"}},
+}
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``changes`` merged in (None deletes a key)."""
+    result = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    def make(changes: dict[str, Any] | None = None, **sections: Any) -> Config:
+        data = merge(BASE_CONFIG, {"state": {"path": str(tmp_path / "state")}})
+        data = merge(data, changes or {})
+        data = merge(data, sections)
+        return parse_config(data, source=tmp_path / "config.toml")
+
+    return make
+
+
+class Clock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+
+
+@pytest.fixture
+def memory_app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App]:
+    """An App on in-memory backends with an empty register and forms table."""
+    from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
+    from service.forms import forms_table_spec
+    from service.register import register_table_spec
+
+    config = make_config()
+    register_wb = MemoryWorkbook()
+    spec = register_table_spec()
+    register_wb.add_table(spec.table, [c.header for c in spec.columns], [])
+    forms_wb = MemoryWorkbook()
+    fspec = forms_table_spec()
+    forms_wb.add_table(fspec.table, [c.header for c in fspec.columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register_wb, "forms": forms_wb},
+    )
+    yield app
+    app.close()
