@@ -336,4 +336,13 @@ class Ledger:
 
 
 def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Statements of a migration script, comments removed (a comment may hold a ';')."""
+    statements, current = [], ""
+    for line in script.splitlines():
+        current += line.split("--", 1)[0] + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -1,0 +1,84 @@
+"""Config: validated once; errors name the key path; unknown keys and bad values refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import load_config, parse_config, secret_from_env
+from service.errors import ConfigError
+from tests.conftest import BASE_CONFIG, merge
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.mark.parametrize("name", ["example-local.toml", "example-m365.toml"])
+def test_shipped_examples_are_valid(name: str) -> None:
+    config = load_config(EXAMPLES / name)
+    assert config.people.dsp.email.endswith("@example.org")
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    config = parse_config(
+        merge(BASE_CONFIG, {"register": {"workbook": {"backend": "xlsx", "path": "wb/r.xlsx"}}}),
+        source=tmp_path / "config.toml",
+    )
+    assert config.register.workbook.path == tmp_path / "wb" / "r.xlsx"  # type: ignore[union-attr]
+    assert config.state.path == tmp_path / "state"
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"organisation": {"colour": "red"}}, "organisation.colour", "unknown key"),
+        ({"register": {"alert_detail": "everything"}}, "register.alert_detail", "summary"),
+        ({"people": {"dsp": {"email": "not-an-address"}}}, "people.dsp.email", "not an e-mail"),
+        (
+            {"organisation": {"timezone": "Mars/Olympus"}},
+            "organisation.timezone",
+            "unknown time zone",
+        ),
+        ({"intake": {"mailbox": {"backend": "pigeon"}}}, "intake.mailbox", "pigeon"),
+        ({"intake": {"mailbox": {"backend": "folder"}}}, "intake.mailbox.path", "missing"),
+        ({"roles": {"Executive Director": ["nobody"]}}, "roles", "Executive Director"),
+        ({"schedule": {"poll_seconds": 1}}, "schedule.poll_seconds", "greater than or equal"),
+        (
+            {"intake": {"forms": {"columns": {"shoe_size": "Q"}}}},
+            "intake.forms.columns",
+            "shoe_size",
+        ),
+        ({"people": None}, "people", "missing"),
+    ],
+)
+def test_errors_name_the_key_and_the_problem(changes: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(merge(BASE_CONFIG, changes))
+    message = str(caught.value)
+    assert message.startswith(f"{key}") and words in message, message
+
+
+def test_missing_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[organisation\nname = 'x'\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_secrets_come_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREVENT_TEST_SECRET", raising=False)
+    with pytest.raises(
+        ConfigError, match="m365.client_secret_env: environment variable PREVENT_TEST_SECRET"
+    ):
+        secret_from_env("PREVENT_TEST_SECRET", key="m365.client_secret_env")
+    monkeypatch.setenv("PREVENT_TEST_SECRET", "s3cret-value")
+    assert secret_from_env("PREVENT_TEST_SECRET", key="k") == "s3cret-value"
+
+
+def test_role_lookup_ignores_case_and_spacing() -> None:
+    config = parse_config(BASE_CONFIG)
+    assert config.role_addresses("executive  director") == ["executive.director@example.org"]
+    assert config.role_addresses("Chief Wizard") == []

@@ -1,0 +1,404 @@
+"""The intake cycle on in-memory backends: every guarantee of design.md flows 1–3."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from connectors.base import OutboundMessage
+from service import pipeline
+from service.app import App
+from service.errors import TransientError
+from service.forms import forms_table_spec
+from service.ledger import ItemState
+from service.register import SOURCE_KEY, STATUS, STATUS_NEW
+from tests.conftest import Clock
+
+
+def mail(
+    body: str = "I am worried about a learner who seems isolated.",
+    *,
+    subject: str = "Concern about a learner",
+    sender: str = "Jordan Lee <jordan.lee@example.org>",
+    message_id: str | None = "<m1@example.org>",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "safeguarding@example.org"
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 23 Nov 2026 09:12:00 +0000"
+    if message_id:
+        msg["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def sent(app: App) -> list[OutboundMessage]:
+    return list(app.sender().sent)  # type: ignore[attr-defined]
+
+
+def alerts(app: App) -> list[OutboundMessage]:
+    return [m for m in sent(app) if "dsp@example.org" in m.to]
+
+
+def acks(app: App) -> list[OutboundMessage]:
+    return [m for m in sent(app) if "has been received" in m.subject]
+
+
+def register_rows(app: App) -> list[dict[str, Any]]:
+    return list(app.workbook("register").read_table("Concerns").rows)
+
+
+def deliver(app: App, raw: bytes, item_id: str | None = None) -> None:
+    app.mailbox().deliver(raw, item_id=item_id)  # type: ignore[union-attr]
+
+
+def test_an_emailed_concern_is_alerted_logged_acknowledged_and_moved(memory_app: App) -> None:
+    deliver(memory_app, mail("Riley said violence is justified and the Leamington group is right."))
+
+    result = pipeline.poll(memory_app)
+
+    assert (result.new, result.done, result.alerts, result.rows, result.acks) == (1, 1, 1, 1, 1)
+    [alert] = alerts(memory_app)
+    assert alert.to == ("dsp@example.org",) and alert.cc == ("deputy.dsp@example.org",)
+    assert "PRV-2026-0001" in alert.subject
+    # Summary alerts carry no learner detail: not the account, not the subject line.
+    assert "Riley" not in alert.text and "Riley" not in alert.html
+    assert "Concern about a learner" not in alert.text
+    assert "Prevent Officer" in alert.text  # the area's referral contacts
+    [row] = register_rows(memory_app)
+    assert row["Reference"] == "PRV-2026-0001"
+    assert row[STATUS] == STATUS_NEW
+    assert row[SOURCE_KEY].startswith("mail:")
+    assert "Riley" in row["Account"]
+    assert row["Reporter email"] == "jordan.lee@example.org"
+    [ack] = acks(memory_app)
+    assert ack.to == ("jordan.lee@example.org",)
+    assert "PRV-2026-0001" in ack.text
+    assert "Riley" not in ack.text and "Concern about a learner" not in ack.subject
+    mailbox = memory_app.mailbox()
+    assert len(mailbox.processed) == 1 and not mailbox.inbox  # type: ignore[union-attr]
+    assert memory_app.ledger.counts_by_state() == {ItemState.DONE: 1}
+
+
+def test_every_message_has_html_and_text_and_is_marked_auto_generated(memory_app: App) -> None:
+    deliver(memory_app, mail())
+    pipeline.poll(memory_app)
+    for message in sent(memory_app):
+        mime = message.to_email()
+        assert mime["Auto-Submitted"] == "auto-generated"
+        types = [part.get_content_type() for part in mime.walk()]
+        assert "text/plain" in types and "text/html" in types
+
+
+def test_a_second_cycle_does_nothing_new(memory_app: App) -> None:
+    deliver(memory_app, mail())
+    pipeline.poll(memory_app)
+    result = pipeline.poll(memory_app)
+    assert result.new == 0 and len(sent(memory_app)) == 2 and len(register_rows(memory_app)) == 1
+
+
+def test_critical_risk_factor_sends_high_importance(memory_app: App) -> None:
+    deliver(
+        memory_app,
+        mail(
+            "He has been accessing extremist websites and is in contact with extremist recruiters."
+        ),
+    )
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert alert.high_importance
+    assert alert.to_email()["Importance"] == "High"
+    assert "URGENT" in alert.subject
+    [row] = register_rows(memory_app)
+    assert row["Critical risk factor"].startswith("Suggested")
+    assert "Suggested" in row["Risk indicators"]
+
+
+def test_an_ordinary_concern_is_normal_importance(memory_app: App) -> None:
+    deliver(memory_app, mail("She missed two sessions this week; I think she is bored."))
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert not alert.high_importance and "Importance" not in alert.to_email()
+
+
+def test_full_detail_alert_carries_the_account(
+    make_config: Callable[..., Any], clock: Clock
+) -> None:
+    from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
+
+    config = make_config(register={"alert_detail": "full"}, intake={"forms": None})
+    register = MemoryWorkbook()
+    from service.register import register_table_spec
+
+    spec = register_table_spec()
+    register.add_table("Concerns", [c.header for c in spec.columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register},
+    )
+    deliver(app, mail("The learner <b>Riley</b> said something worrying."))
+    pipeline.poll(app)
+    [alert] = alerts(app)
+    assert "Riley" in alert.text
+    assert "&lt;b&gt;Riley&lt;/b&gt;" in alert.html  # autoescaped, never live HTML
+    app.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Jamie Fox <jamie.fox@example.org>"),
+        ({"Precedence": "bulk"}, "News <news@example.org>"),
+        ({}, "Prevent service <safeguarding@example.org>"),  # our own mail
+    ],
+)
+def test_automatic_and_own_mail_never_becomes_a_concern(
+    memory_app: App, headers: dict[str, str], sender: str
+) -> None:
+    deliver(memory_app, mail(headers=headers, sender=sender, subject="Automatic reply: away"))
+    result = pipeline.poll(memory_app)
+    assert result.ignored == 1 and not sent(memory_app) and not register_rows(memory_app)
+    assert len(memory_app.mailbox().processed) == 1  # type: ignore[union-attr]
+
+
+def test_a_bounce_is_not_a_concern_and_gets_no_acknowledgement(memory_app: App) -> None:
+    bounce = (
+        b"From: Mail Delivery System <MAILER-DAEMON@example.org>\r\n"
+        b"To: safeguarding@example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        b"Message-ID: <b1@example.org>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        b"--r\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        b"--r--\r\n"
+    )
+    deliver(memory_app, bounce)
+    result = pipeline.poll(memory_app)
+    assert result.ignored == 1 and not acks(memory_app) and not register_rows(memory_app)
+
+
+def test_same_message_id_twice_is_one_concern(memory_app: App) -> None:
+    deliver(memory_app, mail(message_id="<same@example.org>"), item_id="a")
+    deliver(memory_app, mail(message_id="<same@example.org>"), item_id="b")
+    result = pipeline.poll(memory_app)
+    assert result.duplicates == 1 and len(alerts(memory_app)) == 1
+    assert len(register_rows(memory_app)) == 1 and len(acks(memory_app)) == 1
+
+
+def test_references_are_sequential_per_year(memory_app: App, clock: Clock) -> None:
+    deliver(memory_app, mail(message_id="<1@example.org>"))
+    deliver(memory_app, mail(message_id="<2@example.org>"))
+    pipeline.poll(memory_app)
+    clock.now = datetime(2027, 1, 1, 0, 30, tzinfo=UTC)
+    deliver(memory_app, mail(message_id="<3@example.org>"))
+    pipeline.poll(memory_app)
+    refs = [r["Reference"] for r in register_rows(memory_app)]
+    assert refs == ["PRV-2026-0001", "PRV-2026-0002", "PRV-2027-0001"]
+
+
+def test_a_locked_register_does_not_hold_up_the_alert(memory_app: App, clock: Clock) -> None:
+    register = memory_app.workbook("register")
+    register.locked = True  # type: ignore[attr-defined]
+    deliver(memory_app, mail())
+
+    first = pipeline.poll(memory_app)
+
+    [alert] = alerts(memory_app)
+    assert "Pending" in alert.text
+    assert not register_rows(memory_app)
+    assert first.pending == 1 and not first.ok
+    assert memory_app.mailbox().inbox  # type: ignore[union-attr]  # not moved: row still owed
+
+    register.locked = False  # type: ignore[attr-defined]
+    clock.advance(minutes=5)
+    second = pipeline.poll(memory_app)
+
+    assert second.rows == 1 and second.done == 1
+    assert len(alerts(memory_app)) == 1  # no second alert
+    assert len(register_rows(memory_app)) == 1
+    assert len(acks(memory_app)) == 1
+
+
+def test_an_unreadable_message_is_quarantined_and_the_dsp_told(memory_app: App) -> None:
+    deliver(memory_app, b"\x00\x01\x02 not mail at all \xff" * 10)
+    result = pipeline.poll(memory_app)
+    assert result.quarantined == 1
+    [notice] = sent(memory_app)
+    assert notice.to == ("dsp@example.org",) and "needs a person" in notice.subject
+    assert not register_rows(memory_app)
+    assert len(memory_app.mailbox().quarantined) == 1  # type: ignore[union-attr]
+
+
+def test_formula_text_is_kept_as_text(memory_app: App) -> None:
+    deliver(memory_app, mail(subject='=HYPERLINK("http://example.org","x")'))
+    pipeline.poll(memory_app)
+    [row] = register_rows(memory_app)
+    assert "HYPERLINK" in row["Summary"]
+
+
+def test_a_follow_up_quoting_a_reference_is_a_new_linked_row(memory_app: App) -> None:
+    deliver(memory_app, mail(message_id="<1@example.org>"))
+    pipeline.poll(memory_app)
+    deliver(
+        memory_app, mail(subject="RE: Your concern PRV-2026-0001", message_id="<2@example.org>")
+    )
+    pipeline.poll(memory_app)
+    rows = register_rows(memory_app)
+    assert rows[1]["Summary"].startswith("Follow-up to PRV-2026-0001")
+
+
+class FlakySender:
+    """A sender whose first ``failures`` sends raise a transient error."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    def send(self, message: OutboundMessage) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("server busy", retry_after=1)
+        self.inner.send(message)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_alert_is_retried_later_and_the_row_still_written(
+    memory_app: App, clock: Clock
+) -> None:
+    inner = memory_app.sender()
+    memory_app._sender = FlakySender(inner, failures=1)  # type: ignore[assignment]
+    deliver(memory_app, mail())
+    first = pipeline.poll(memory_app)
+    assert first.alerts == 0 and first.rows == 1 and first.pending == 1
+    clock.advance(minutes=10)
+    second = pipeline.poll(memory_app)
+    assert second.alerts == 1 and second.done == 1
+    assert len(register_rows(memory_app)) == 1
+
+
+# -- Forms ---------------------------------------------------------------------------------
+
+
+def form_row(response_id: int, **answers: str) -> list[Any]:
+    from service.config import DEFAULT_FORM_COLUMNS
+
+    started = datetime(2026, 11, 23, 10, 0)
+    return [
+        response_id,
+        started,
+        started,
+        answers.pop("email", "chris.tutor@example.org"),
+        answers.pop("name", "Chris Tutor"),
+        *(answers.get(f, "") for f in DEFAULT_FORM_COLUMNS),
+    ]
+
+
+def add_forms(app: App, rows: list[list[Any]], headers: list[str] | None = None) -> None:
+    spec = forms_table_spec()
+    forms = app.workbook("forms")
+    forms.add_table("Table1", headers or [c.header for c in spec.columns], rows)  # type: ignore[attr-defined]
+
+
+def test_form_responses_become_concerns_with_reported_indicators(memory_app: App) -> None:
+    from service.indicators import form_choices
+
+    critical = next(c for c in form_choices() if "recruiters" in c.lower())
+    add_forms(
+        memory_app,
+        [
+            form_row(
+                1,
+                person_of_concern="Avery Quinn",
+                account="Avery asked about joining.",
+                indicators=f"{critical};",
+                area="Coventry",
+            ),
+            form_row(
+                2, email="anonymous", name="", account="Something else.", person_of_concern="Drew"
+            ),
+        ],
+    )
+    result = pipeline.poll(memory_app)
+    assert result.new == 2 and result.rows == 2 and result.done == 2
+    rows = register_rows(memory_app)
+    assert rows[0]["Person of concern"] == "Avery Quinn"
+    assert rows[0]["Risk indicators"].startswith("Reported")
+    assert rows[0]["Critical risk factor"] == "Yes"
+    assert rows[1]["Reported by"] == "anonymous"
+    first_alert = alerts(memory_app)[0]
+    assert first_alert.high_importance and "Avery" not in first_alert.text
+    assert "Coventry Prevent Officer" in first_alert.text
+    assert "Prevent Officer, " not in first_alert.text  # only the matching area's contacts
+    assert [a.to for a in acks(memory_app)] == [("chris.tutor@example.org",)]  # anonymous: none
+    assert pipeline.poll(memory_app).new == 0
+
+
+def test_a_renamed_form_question_is_a_clear_error_and_nothing_is_lost(
+    memory_app: App,
+) -> None:
+    spec = forms_table_spec()
+    headers = [c.header for c in spec.columns]
+    headers[headers.index("Centre or area")] = "Which centre?"
+    add_forms(memory_app, [form_row(1, account="x")], headers=headers)
+    result = pipeline.poll(memory_app)
+    assert not result.ok
+    assert "'Centre or area'" in result.problems[0] and "area" in result.problems[0]
+    assert not sent(memory_app) and memory_app.ledger.counts_by_state() == {}
+
+
+# -- crash and resume -------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands in for the process dying (BaseException: nothing catches it on the way up)."""
+
+
+STEPS = [
+    "seen",
+    "reference",
+    "alert_sent",
+    "alerted",
+    "row_written",
+    "logged",
+    "acked",
+    "processed",
+    "done",
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_any_step_resumes_with_one_row_and_one_alert(
+    memory_app: App, clock: Clock, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    deliver(memory_app, mail())
+
+    def crash(self: pipeline.Intake, name: str, key: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    monkeypatch.setattr(pipeline.Intake, "step_done", crash)
+    with pytest.raises(Crash):
+        pipeline.poll(memory_app)
+    monkeypatch.undo()
+    clock.advance(minutes=1)
+    pipeline.poll(memory_app)
+    clock.advance(hours=2)
+    pipeline.poll(memory_app)
+
+    assert len(alerts(memory_app)) == 1
+    assert len(register_rows(memory_app)) == 1
+    assert len(acks(memory_app)) == 1
+    assert memory_app.ledger.counts_by_state() == {ItemState.DONE: 1}
+    assert memory_app.ledger.item_by_reference("PRV-2026-0001") is not None
