@@ -71,7 +71,7 @@ def test_missing_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
 def test_secrets_come_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PREVENT_TEST_SECRET", raising=False)
     with pytest.raises(
-        ConfigError, match="m365.client_secret_env: environment variable PREVENT_TEST_SECRET"
+        ConfigError, match=r"m365\.client_secret_env: environment variable PREVENT_TEST_SECRET"
     ):
         secret_from_env("PREVENT_TEST_SECRET", key="m365.client_secret_env")
     monkeypatch.setenv("PREVENT_TEST_SECRET", "s3cret-value")

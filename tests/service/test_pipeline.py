@@ -179,7 +179,8 @@ def test_a_bounce_is_not_a_concern_and_gets_no_acknowledgement(memory_app: App) 
         b"Message-ID: <b1@example.org>\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
         b"--r\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
-        b"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
         b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
         b"--r--\r\n"
     )
