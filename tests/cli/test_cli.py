@@ -1,0 +1,141 @@
+"""The command line end to end on the local default: init --demo, poll, status, check."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service import __version__
+from service.cli import COMMANDS
+from tests.cli.helpers import ROOT, alerts_in, outbox_messages, register_rows, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "demo"
+    result = run_cli("init", "--demo", str(folder))
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def polled(demo: Path) -> Path:
+    result = run_cli("--config", str(demo / "config.toml"), "poll")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return demo
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in COMMANDS:
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout
+        assert f"prevent-service {command}" in readme, command
+
+
+def test_init_lays_out_the_demo_folder(demo: Path) -> None:
+    for path in (
+        "config.toml",
+        "inbox",
+        "outbox",
+        "state",
+        "workbooks/concern-register.xlsx",
+        "workbooks/forms-responses.xlsx",
+        "workbooks/compliance.xlsx",
+    ):
+        assert (demo / path).exists(), path
+    assert len(list((demo / "inbox").glob("*.eml"))) >= 3
+
+
+def test_the_first_poll_logs_alerts_and_acknowledges_everything(polled: Path) -> None:
+    rows = register_rows(polled / "workbooks" / "concern-register.xlsx")
+    references = [r["Reference"] for r in rows]
+    assert len(rows) == 5  # three e-mailed concerns and two form responses
+    assert len(set(references)) == 5 and all(
+        re.fullmatch(r"PRV-\d{4}-\d{4}", str(r)) for r in references
+    )
+    alerts = alerts_in(polled / "outbox")
+    assert len(alerts) == 5
+    assert any(a["Importance"] == "High" for a in alerts)  # the critical ones
+    acks = [
+        m for m in outbox_messages(polled / "outbox") if "has been received" in str(m["Subject"])
+    ]
+    assert len(acks) == 4  # the anonymous form response gets none; the auto-reply none
+    assert len(list((polled / "inbox" / "processed").glob("*.eml"))) == 4
+    assert not list((polled / "inbox").glob("*.eml"))
+
+
+def test_a_second_poll_does_nothing_new(polled: Path) -> None:
+    before = len(list((polled / "outbox").glob("*.eml")))
+    result = run_cli("--config", str(polled / "config.toml"), "poll")
+    assert result.returncode == 0
+    assert "new=0" in result.stdout
+    assert len(list((polled / "outbox").glob("*.eml"))) == before
+
+
+def test_status_reports_a_healthy_service(polled: Path) -> None:
+    result = run_cli("--config", str(polled / "config.toml"), "status")
+    assert result.returncode == 0, result.stdout
+    assert "done 5" in result.stdout and "healthy" in result.stdout
+
+
+def test_check_passes_on_the_demo(polled: Path) -> None:
+    result = run_cli("--config", str(polled / "config.toml"), "check")
+    assert result.returncode == 0, result.stdout
+    assert "0 failed" in result.stdout
+
+
+def test_logs_hold_no_concern_text_or_names(demo: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    result = run_cli("--config", str(folder / "config.toml"), "--debug", "poll")
+    logs = result.stdout + result.stderr
+    for secret in (
+        "Riley",
+        "Casey",
+        "Taylor",
+        "Avery",
+        "Drew",
+        "extremist",
+        "isolated",
+        "Concern about a learner",
+        "jordan.lee",
+    ):
+        assert secret not in logs, secret
+
+
+def test_a_config_error_names_the_key_and_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config" / "example-local.toml").read_text()
+    config.write_text(text.replace('alert_detail = "summary"', 'alert_detail = "everything"'))
+    result = run_cli("--config", str(config), "poll")
+    assert result.returncode == 3
+    assert "register.alert_detail" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_config_exits_3(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "none.toml"), "status")
+    assert result.returncode == 3 and "config file not found" in result.stderr
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    result = run_cli("init", str(tmp_path / "x"))
+    assert result.returncode == 1 and "not empty" in result.stderr
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_init_without_demo_gives_empty_workbooks_that_poll_cleanly(tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    assert run_cli("init", str(folder)).returncode == 0
+    result = run_cli("--config", str(folder / "config.toml"), "poll")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert register_rows(folder / "workbooks" / "concern-register.xlsx") == []
