@@ -1,0 +1,534 @@
+"""The shared mailbox over Microsoft Graph: intake by delta query, and sending from it.
+
+Reading uses the messages delta query on the intake folder (O365 has no delta, so it goes
+through the connection), with immutable ids so an item keeps its id when it is moved to
+``Processed``. The read flag is never used: people open the shared mailbox too.
+
+Sending creates a draft from the MIME message (so the text and HTML parts and the
+``Auto-Submitted`` header go out exactly as built), records the draft's id in the ledger, then
+sends it; the copy lands in the mailbox's Sent Items. After an unclear failure the sender looks
+in Sent Items (by ``internetMessageId``) and at the draft before sending again, so a retry never
+sends twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from connectors.base import CheckResult, InboundItem, OutboundMessage
+from connectors.graph_http import (
+    AmbiguousWrite,
+    Call,
+    GraphConflict,
+    GraphHttp,
+    GraphNotFound,
+    SyncStateLost,
+    connect,
+)
+from service.config import Config, GraphMailboxConfig, GraphSenderConfig
+from service.errors import ConnectorError, InputError, PreventServiceError, TransientError
+from service.ledger import Ledger
+
+log = logging.getLogger("prevent_service.graph")
+
+# Folder names Graph accepts in place of an id (learn.microsoft.com/graph/api/resources/mailfolder).
+WELL_KNOWN_FOLDERS = frozenset(
+    {
+        "inbox",
+        "archive",
+        "clutter",
+        "deleteditems",
+        "drafts",
+        "junkemail",
+        "outbox",
+        "sentitems",
+        "recoverableitemsdeletions",
+        "scheduled",
+        "searchfolders",
+    }
+)
+
+
+def _user_path(address: str) -> str:
+    return f"users/{quote(address, safe='@')}"
+
+
+def _odata_quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _short(item_id: str) -> str:
+    """A log-friendly tail of a Graph id (ids are long; the tail is enough to find it)."""
+    return f"…{item_id[-12:]}"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _MailboxBase:
+    """What reading and sending share: the mailbox address and its folders."""
+
+    def __init__(self, http: GraphHttp, address: str) -> None:
+        self.http = http
+        self.address = address
+        self.user = _user_path(address)
+        self._folder_ids: dict[str, str] = {}
+
+    def _call(self, what: str, permission: str = "Mail.ReadWrite", kind: str = "mailbox") -> Call:
+        return Call(what=what, permission=permission, kind=kind, subject=self.address)
+
+    def folder_id(self, name: str, *, create: bool) -> str | None:
+        """The id of a top-level folder by display name (looked up once, then cached)."""
+        if name.lower() in WELL_KNOWN_FOLDERS:
+            return name.lower()
+        cached = self._folder_ids.get(name)
+        if cached:
+            return cached
+        call = self._call(f"find the folder {name!r} in {self.address}")
+        # GET users/{upn}/mailFolders?$filter=displayName eq 'Processed'&$top=1
+        # → {"value": [{"id": "AAMkAG…", "displayName": "Processed", …}]}
+        data = self.http.get_json(
+            f"{self.user}/mailFolders",
+            call,
+            params={"$filter": f"displayName eq '{_odata_quote(name)}'", "$top": "1"},
+        )
+        found = [f for f in data.get("value", []) if f.get("displayName") == name]
+        if found:
+            self._folder_ids[name] = str(found[0]["id"])
+            return self._folder_ids[name]
+        if not create:
+            return None
+        create_call = self._call(f"create the folder {name!r} in {self.address}")
+        try:
+            response = self.http.request(
+                "POST", f"{self.user}/mailFolders", create_call, json={"displayName": name}
+            )
+            self._folder_ids[name] = str(response.json()["id"])
+            log.info("graph: created mail folder %r in %s", name, self.address)
+        except (GraphConflict, AmbiguousWrite):
+            # Created by a concurrent run, or by our own attempt that timed out: look again.
+            return self.folder_id(name, create=False) or self._missing_folder(name)
+        return self._folder_ids[name]
+
+    def _missing_folder(self, name: str) -> str:
+        raise TransientError(f"folder {name!r} in {self.address} could not be created or found")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class GraphMailbox(_MailboxBase):
+    """``connectors.base.Mailbox`` over Graph: delta query on the intake folder."""
+
+    page_size = 50
+    # What the pipeline needs besides the MIME: the id, when it arrived, a link for the register.
+    select = "id,receivedDateTime,webLink"
+
+    def __init__(
+        self,
+        http: GraphHttp,
+        ledger: Ledger,
+        *,
+        address: str,
+        folder: str = "inbox",
+        processed_folder: str = "Processed",
+        quarantine_folder: str = "Quarantine",
+    ) -> None:
+        super().__init__(http, address)
+        self.ledger = ledger
+        self.folder = folder
+        self.processed_folder = processed_folder
+        self.quarantine_folder = quarantine_folder
+        self.cursor_key = f"graph.delta:{address.lower()}:{folder.lower()}"
+
+    @classmethod
+    def from_config(
+        cls, section: GraphMailboxConfig, config: Config, ledger: Ledger
+    ) -> GraphMailbox:
+        return cls(
+            connect(config.m365),
+            ledger,
+            address=section.address,
+            folder=section.folder,
+            processed_folder=section.processed_folder,
+            quarantine_folder=section.quarantine_folder,
+        )
+
+    # -- intake --------------------------------------------------------------------------
+
+    def _initial_delta_url(self) -> str:
+        folder = self.folder_id(self.folder, create=False)
+        if folder is None:
+            raise ConnectorError(
+                f"the intake folder {self.folder!r} does not exist in {self.address}: check "
+                "intake.mailbox.folder (default: inbox)"
+            )
+        query = urlencode({"changeType": "created", "$select": self.select}, safe="$,")
+        return self.http.url(f"{self.user}/mailFolders/{quote(folder)}/messages/delta?{query}")
+
+    def fetch_new(self) -> Iterator[InboundItem]:
+        """Yield messages new since the last round, page by page.
+
+        A page's ``@odata.nextLink`` / ``@odata.deltaLink`` is saved only when the consumer
+        asks for more after the page's last item, so a crash mid-page replays that page.
+        """
+        self.http.ensure_token()
+        url = self.ledger.get(self.cursor_key)
+        resynced = False
+        if url is None:
+            url = self._initial_delta_url()
+        call = self._call(f"read new mail in {self.address}")
+        while True:
+            try:
+                # {"@odata.context": "…", "value": [{"id": "AAMk…", "receivedDateTime":
+                #  "2026-03-02T09:15:00Z", "webLink": "https://outlook.office365.com/owa/?…"},
+                #  {"id": "AAMk…", "@removed": {"reason": "deleted"}}],
+                #  "@odata.nextLink": "…/messages/delta?$skiptoken=…"}  (last page: deltaLink)
+                page = self.http.get_json(
+                    url, call, headers={"Prefer": f"odata.maxpagesize={self.page_size}"}
+                )
+            except SyncStateLost:
+                if resynced:
+                    raise TransientError(
+                        f"read new mail in {self.address}: the delta query failed twice; will retry"
+                    ) from None
+                log.warning("graph: delta link for %s expired; full resync", self.address)
+                self.ledger.delete(self.cursor_key)
+                resynced = True
+                url = self._initial_delta_url()
+                continue
+            for entry in page.get("value", []):
+                if "@removed" in entry or not entry.get("id"):
+                    continue  # moved out (by us) or deleted: nothing to take in
+                item = self._inbound(entry)
+                if item is not None:
+                    yield item
+            next_link = page.get("@odata.nextLink")
+            if next_link:
+                self.ledger.set(self.cursor_key, str(next_link))
+                url = str(next_link)
+                continue
+            delta_link = page.get("@odata.deltaLink")
+            if delta_link:
+                self.ledger.set(self.cursor_key, str(delta_link))
+            return
+
+    def _inbound(self, entry: dict[str, Any]) -> InboundItem | None:
+        item_id = str(entry["id"])
+        try:
+            raw = self._mime(item_id)
+        except GraphNotFound:
+            log.info("graph: message %s was deleted before it could be read", _short(item_id))
+            return None
+        return InboundItem(
+            item_id=item_id,
+            raw=raw,
+            received_at=_parse_time(entry.get("receivedDateTime")),
+            web_link=entry.get("webLink") or None,
+        )
+
+    def _mime(self, item_id: str) -> bytes:
+        response = self.http.request(
+            "GET",
+            f"{self.user}/messages/{quote(item_id)}/$value",
+            self._call(f"read message {_short(item_id)} in {self.address}", kind="message"),
+        )
+        return bytes(response.content)
+
+    def fetch(self, item_id: str) -> InboundItem:
+        call = self._call(f"read message {_short(item_id)} in {self.address}", kind="message")
+        try:
+            entry = self.http.get_json(
+                f"{self.user}/messages/{quote(item_id)}", call, params={"$select": self.select}
+            )
+            raw = self._mime(item_id)
+        except GraphNotFound as exc:
+            raise InputError(
+                f"message {_short(item_id)} is no longer in {self.address} (deleted, or moved "
+                "to another mailbox); look for it in the mailbox's Deleted Items"
+            ) from exc
+        return InboundItem(
+            item_id=item_id,
+            raw=raw,
+            received_at=_parse_time(entry.get("receivedDateTime")),
+            web_link=entry.get("webLink") or None,
+        )
+
+    # -- moving --------------------------------------------------------------------------
+
+    def mark_processed(self, item_id: str) -> None:
+        self._move(item_id, self.processed_folder)
+
+    def quarantine(self, item_id: str, reason: str) -> None:
+        # The reason goes to the DSP and the admin by e-mail (pipeline); Graph has no
+        # place for it that people would see, so the move is the whole job here.
+        self._move(item_id, self.quarantine_folder)
+
+    def _move(self, item_id: str, folder: str) -> None:
+        """Move to ``folder`` (created if missing). Moving an item already there is a no-op
+        for Graph, and with immutable ids the id stays the same, so this is idempotent."""
+        self.http.ensure_token()
+        for attempt in range(2):
+            folder_id = self.folder_id(folder, create=True)
+            call = self._call(
+                f"move message {_short(item_id)} to {folder!r} in {self.address}", kind="message"
+            )
+            try:
+                # POST users/{upn}/messages/{id}/move {"destinationId": "AAMk…"} → 201 message
+                self.http.request(
+                    "POST",
+                    f"{self.user}/messages/{quote(item_id)}/move",
+                    call,
+                    json={"destinationId": folder_id},
+                    retry_ambiguous=True,  # moving twice lands it in the same place
+                )
+                return
+            except GraphNotFound:
+                if attempt == 0 and not self._folder_exists(str(folder_id)):
+                    self._folder_ids.pop(folder, None)  # someone deleted the folder: recreate
+                    continue
+                if self._message_in(item_id, str(folder_id)):
+                    return
+                raise
+        raise TransientError(f"could not move message {_short(item_id)} to {folder!r}")
+
+    def _folder_exists(self, folder_id: str) -> bool:
+        if folder_id.lower() in WELL_KNOWN_FOLDERS:
+            return True
+        try:
+            self.http.get_json(
+                f"{self.user}/mailFolders/{quote(folder_id)}",
+                self._call(f"check a folder in {self.address}"),
+                params={"$select": "id"},
+            )
+        except GraphNotFound:
+            return False
+        return True
+
+    def _message_in(self, item_id: str, folder_id: str) -> bool:
+        try:
+            entry = self.http.get_json(
+                f"{self.user}/messages/{quote(item_id)}",
+                self._call(f"check message {_short(item_id)}", kind="message"),
+                params={"$select": "id,parentFolderId"},
+            )
+        except GraphNotFound:
+            return False
+        return bool(entry.get("parentFolderId") == folder_id)
+
+    # -- check ---------------------------------------------------------------------------
+
+    def checks(self) -> Iterator[CheckResult]:
+        """``prevent-service check`` lines for the intake mailbox."""
+        yield from _token_check(self.http)
+        try:
+            folder = self.folder_id(self.folder, create=False)
+            if folder is None:
+                yield CheckResult(
+                    f"mailbox {self.address}",
+                    False,
+                    f"the folder {self.folder!r} does not exist: fix intake.mailbox.folder",
+                )
+                return
+            data = self.http.get_json(
+                f"{self.user}/mailFolders/{quote(folder)}/messages",
+                self._call(f"read the mailbox {self.address}"),
+                params={"$top": "1", "$select": "id"},
+            )
+            yield CheckResult(
+                f"mailbox {self.address}",
+                True,
+                f"can read {self.folder} ({'has mail' if data.get('value') else 'empty'})",
+            )
+        except PreventServiceError as exc:
+            yield CheckResult(f"mailbox {self.address}", False, str(exc))
+            return
+        for name in (self.processed_folder, self.quarantine_folder):
+            try:
+                existed = self.folder_id(name, create=False) is not None
+                self.folder_id(name, create=True)
+                yield CheckResult(
+                    f"folder {name}", True, "found" if existed else "created (it was missing)"
+                )
+            except PreventServiceError as exc:
+                yield CheckResult(f"folder {name}", False, str(exc))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+# ---------------------------------------------------------------------------- sending
+
+
+class GraphSender(_MailboxBase):
+    """``connectors.base.MailSender`` over Graph: draft (MIME), ledger, send; never twice."""
+
+    def __init__(self, http: GraphHttp, ledger: Ledger, *, address: str) -> None:
+        super().__init__(http, address)
+        self.ledger = ledger
+
+    @classmethod
+    def from_config(cls, section: GraphSenderConfig, config: Config, ledger: Ledger) -> GraphSender:
+        return cls(connect(config.m365), ledger, address=section.address)
+
+    def _key(self, message: OutboundMessage) -> str:
+        return f"graph.send:{self.address.lower()}:{message.message_id}"
+
+    def send(self, message: OutboundMessage) -> None:
+        key = self._key(message)
+        state = self.ledger.get(key) or ""
+        if state.startswith("sent:"):
+            log.info("graph: %s already sent; skipped", message.message_id)
+            return
+        self.http.ensure_token()
+        draft_id = state.removeprefix("draft:") if state.startswith("draft:") else None
+        if draft_id is not None:
+            # An earlier attempt made a draft; did its send go through?
+            status = self._status(message, draft_id)
+            if status != "draft":
+                self._sent(key, message, how=f"found {status} from an earlier attempt")
+                return
+        else:
+            draft_id = self._create_draft(message)
+            self.ledger.set(key, f"draft:{draft_id}")
+        for attempt in range(3):
+            try:
+                # POST users/{upn}/messages/{id}/send → 202, empty body; the copy goes to Sent
+                # Items and (with immutable ids) keeps the draft's id.
+                self.http.request(
+                    "POST",
+                    f"{self.user}/messages/{quote(draft_id)}/send",
+                    self._call(
+                        f"send {message.message_id} from {self.address}", "Mail.Send", "send"
+                    ),
+                    retry_ambiguous=False,
+                )
+            except AmbiguousWrite:
+                status = self._status(message, draft_id)
+                if status != "draft":
+                    self._sent(key, message, how=f"unclear answer, then found {status}")
+                    return
+                log.warning(
+                    "graph: send of %s unclear and the draft is unsent; sending again (%d)",
+                    message.message_id,
+                    attempt + 1,
+                )
+                continue
+            self._sent(key, message, how="sent")
+            return
+        raise TransientError(
+            f"send {message.message_id} from {self.address}: Graph gave no clear answer three "
+            "times; the draft is kept and the send is retried later"
+        )
+
+    def _sent(self, key: str, message: OutboundMessage, *, how: str) -> None:
+        self.ledger.set(key, f"sent:{datetime.now(UTC).isoformat(timespec='seconds')}")
+        log.info("graph: %s %s", message.message_id, how)
+
+    def _mime(self, message: OutboundMessage) -> bytes:
+        return bytes(message.to_email().as_bytes())
+
+    def _create_draft(self, message: OutboundMessage) -> str:
+        """POST users/{upn}/messages with the base64 MIME as text/plain → a draft in Drafts.
+
+        The MIME path keeps both body parts and every header (Graph's JSON form takes one
+        body and only ``x-`` custom headers). Reply: ``{"id": "AAMk…", "isDraft": true, …}``.
+        """
+        body = base64.b64encode(self._mime(message))
+        call = self._call(f"create a draft of {message.message_id} in {self.address}", kind="send")
+        for _attempt in range(2):
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"{self.user}/messages",
+                    call,
+                    content=body,
+                    content_type="text/plain",
+                    retry_ambiguous=False,
+                )
+                return str(response.json()["id"])
+            except AmbiguousWrite:
+                found = self._find(message, "drafts")
+                if found:
+                    return found
+        raise TransientError(f"{call.what}: no clear answer from Graph; will retry later")
+
+    def _find(self, message: OutboundMessage, folder: str) -> str | None:
+        """The id of a message with this Message-ID in a folder, if there is one."""
+        data = self.http.get_json(
+            f"{self.user}/mailFolders/{folder}/messages",
+            self._call(f"look for {message.message_id} in {folder} of {self.address}"),
+            params={
+                "$filter": f"internetMessageId eq '{_odata_quote(message.message_id)}'",
+                "$select": "id,isDraft",
+                "$top": "1",
+            },
+        )
+        values = data.get("value") or []
+        return str(values[0]["id"]) if values else None
+
+    def _status(self, message: OutboundMessage, draft_id: str) -> str:
+        """'in Sent Items', 'draft' (not sent yet) or 'draft gone' (sent; copy not filed yet)."""
+        if self._find(message, "sentitems"):
+            return "in Sent Items"
+        try:
+            entry = self.http.get_json(
+                f"{self.user}/messages/{quote(draft_id)}",
+                self._call(f"check the draft of {message.message_id}", kind="message"),
+                params={"$select": "id,isDraft"},
+            )
+        except GraphNotFound:
+            # A sent draft leaves Drafts; its Sent Items copy can take a moment to appear.
+            return "draft gone"
+        is_draft = entry.get("isDraft")
+        if is_draft is True or str(is_draft).lower() == "true":
+            return "draft"
+        return "in Sent Items"
+
+    def checks(self, send_test_to: str | None = None) -> Iterator[CheckResult]:
+        """``check`` lines for sending; a real test message only when asked."""
+        name = f"send from {self.address}"
+        if not send_test_to:
+            yield CheckResult(
+                name, True, "not tried (run check --send-test to send a test message)"
+            )
+            return
+        now = datetime.now(UTC)
+        message = OutboundMessage(
+            message_id=f"<check.{now.strftime('%Y%m%d%H%M%S%f')}@{self.address.split('@')[-1]}>",
+            sender=self.address,
+            to=(send_test_to,),
+            subject="prevent-service: test message",
+            text="This is a test message from prevent-service check. No action is needed.",
+            html="<p>This is a test message from prevent-service check. No action is needed.</p>",
+            date=now,
+        )
+        try:
+            self.send(message)
+        except PreventServiceError as exc:
+            yield CheckResult(name, False, str(exc))
+            return
+        yield CheckResult(name, True, f"test message sent to {send_test_to}")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _token_check(http: GraphHttp) -> Sequence[CheckResult]:
+    try:
+        http.ensure_token()
+    except PreventServiceError as exc:
+        return [CheckResult("Graph token", False, str(exc))]
+    return [CheckResult("Graph token", True, "app-only token issued")]
