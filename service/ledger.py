@@ -58,6 +58,53 @@ MIGRATIONS: dict[int, str] = {
         summary     TEXT
     );
     """,
+    10: """
+    -- Compliance rows by identity (sheet and hidden ID): when the service first saw each,
+    -- so that "Immediate" has a fixed day.
+    CREATE TABLE compliance_rows (
+        item_id    TEXT PRIMARY KEY,        -- 'ActionPlan:AP-1a2b3c4d'
+        first_seen TEXT NOT NULL            -- local date, ISO
+    );
+    -- One row per reminder step per recipient: sent once, or superseded by a later step
+    -- (catch-up after downtime sends only the latest). Problems use step 'problem:…'.
+    CREATE TABLE reminders (
+        item_id    TEXT NOT NULL,
+        due        TEXT NOT NULL,           -- ISO date, '' for problems
+        step       TEXT NOT NULL,           -- 'before:30', 'due', 'overdue:2', 'team', 'problem:…'
+        recipient  TEXT NOT NULL,
+        state      TEXT NOT NULL,           -- 'sent' | 'superseded'
+        message_id TEXT,                    -- the digest that carried it
+        at         TEXT NOT NULL,
+        PRIMARY KEY (item_id, due, step, recipient)
+    );
+    -- Every e-mail the reminder and escalation jobs sent: a bounce names one of these.
+    CREATE TABLE sent_messages (
+        message_id TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,           -- 'reminder-digest' | 'escalation' | 'weekly-digest'
+        recipients TEXT NOT NULL,           -- comma-separated addresses
+        day        TEXT NOT NULL,           -- local date it was for
+        entries    INTEGER NOT NULL DEFAULT 0,
+        sent_at    TEXT NOT NULL,
+        bounced_at TEXT
+    );
+    -- Concerns as the escalation check saw them: time-to-acknowledge is left_new_at minus
+    -- recorded_at (an upper bound: the check runs every few minutes).
+    CREATE TABLE concern_watch (
+        reference     TEXT PRIMARY KEY,
+        recorded_at   TEXT NOT NULL,        -- UTC ISO, from the register
+        first_checked TEXT NOT NULL,
+        left_new_at   TEXT,
+        status        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE escalations (
+        reference  TEXT NOT NULL,
+        level      INTEGER NOT NULL,
+        state      TEXT NOT NULL,           -- 'sent' | 'superseded'
+        message_id TEXT,
+        at         TEXT NOT NULL,
+        PRIMARY KEY (reference, level)
+    );
+    """,
 }
 
 
@@ -223,6 +270,12 @@ class Ledger:
                 "UPDATE items SET reference = ? WHERE source_key = ?", (reference, source_key)
             )
             return reference
+
+    def has_sequence(self, prefix: str, year: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM sequences WHERE prefix = ? AND year = ?", (prefix, year)
+        ).fetchone()
+        return row is not None
 
     def ensure_sequence_at_least(self, prefix: str, year: int, last: int) -> None:
         """Never hand out a number the register already shows (e.g. after a lost ledger)."""

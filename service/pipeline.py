@@ -257,17 +257,33 @@ class Intake:
     # -- building concerns --------------------------------------------------------------
 
     def _reference(self, key: str) -> str:
-        year = self.app.local_now().year
         row = self.ledger.item(key)
-        if row is not None and row.first_seen:
-            year = (
-                datetime.fromisoformat(row.first_seen).astimezone(self.config.organisation.tz).year
-            )
-        reference = self.ledger.assign_reference(
-            key, self.config.organisation.reference_prefix, year
-        )
+        if row is not None and row.reference:
+            return row.reference
+        seen = datetime.fromisoformat(row.first_seen) if row is not None else self.app.now()
+        year = seen.astimezone(self.config.organisation.tz).year
+        prefix = self.config.organisation.reference_prefix
+        if not self.ledger.has_sequence(prefix, year):
+            self._seed_sequence_from_register(prefix, year)
+        reference = self.ledger.assign_reference(key, prefix, year)
         self.step_done("reference", key)
         return reference
+
+    def _seed_sequence_from_register(self, prefix: str, year: int) -> None:
+        """First reference of a year in this ledger: never reuse one the register shows
+        (a ledger restored from an old backup, or a new server, must not repeat numbers)."""
+        pattern = re.compile(rf"^{re.escape(prefix)}-{year}-(\d+)$")
+        try:
+            table = self.app.workbook("register").read_table(self.config.register.table)
+        except (ConnectorError, InputError) as exc:
+            log.warning("could not read the register to seed %s-%d: %s", prefix, year, exc)
+            return
+        numbers = [
+            int(m.group(1))
+            for r in table.rows
+            if (m := pattern.match(str(r.get(register.REFERENCE) or "").strip()))
+        ]
+        self.ledger.ensure_sequence_at_least(prefix, year, max(numbers, default=0))
 
     def _recorded_at(self, key: str) -> datetime:
         row = self.ledger.item(key)

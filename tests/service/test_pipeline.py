@@ -403,3 +403,18 @@ def test_a_crash_at_any_step_resumes_with_one_row_and_one_alert(
     assert len(acks(memory_app)) == 1
     assert memory_app.ledger.counts_by_state() == {ItemState.DONE: 1}
     assert memory_app.ledger.item_by_reference("PRV-2026-0001") is not None
+
+
+def test_references_never_repeat_one_the_register_already_shows(memory_app: App) -> None:
+    """A new or restored ledger must not hand out PRV-2026-0001 again."""
+    from service.register import REGISTER_COLUMNS
+
+    register = memory_app.workbook("register")
+    register.append_rows(  # type: ignore[union-attr]
+        "Concerns",
+        [{"Reference": "PRV-2026-0041", "Source key": "mail:old"}],
+    )
+    assert len(REGISTER_COLUMNS) > 2
+    deliver(memory_app, mail())
+    pipeline.poll(memory_app)
+    assert register_rows(memory_app)[-1]["Reference"] == "PRV-2026-0042"
