@@ -381,6 +381,19 @@ class Ledger:
             "SELECT * FROM runs WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
         ).fetchall()
 
+    def consecutive_failures(self, kind: str) -> int:
+        """How many of the latest finished runs of ``kind`` failed in a row."""
+        count = 0
+        for (ok,) in self.db.execute(
+            "SELECT ok FROM runs WHERE kind = ? AND finished_at IS NOT NULL ORDER BY id DESC "
+            "LIMIT 1000",
+            (kind,),
+        ):
+            if ok:
+                break
+            count += 1
+        return count
+
     def last_good_run(self, kind: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(
             "SELECT * FROM runs WHERE kind = ? AND ok = 1 ORDER BY id DESC LIMIT 1", (kind,)

@@ -105,6 +105,8 @@ def poll(app: App) -> CycleResult:
         result.problems.append(f"{type(exc).__name__}: {exc}")
     finally:
         app.ledger.finish_run(run_id, result.ok, result.summary())
+        if not result.ok:
+            _tell_admin_if_failing(app, result)
         log.info(
             "intake cycle %s in %.2fs: %s",
             "ok" if result.ok else "with problems",
@@ -112,6 +114,39 @@ def poll(app: App) -> CycleResult:
             result.summary(),
         )
     return result
+
+
+FAILING_CYCLES_BEFORE_NOTICE = 3
+
+
+def _tell_admin_if_failing(app: App, result: CycleResult) -> None:
+    """Alive, or loud: a cycle that keeps failing (expired secret, revoked permission, a
+    workbook locked for hours) e-mails the admin — on the 3rd failure in a row, then daily."""
+    failures = app.ledger.consecutive_failures("intake")
+    if failures < FAILING_CYCLES_BEFORE_NOTICE:
+        return
+    today = app.local_now().date().isoformat()
+    if app.ledger.get("intake.failing_notice") == today:
+        return
+    notice = app.compose(
+        kind="failing",
+        key=f"intake:{today}",
+        to=[app.config.people.admin_email],
+        subject="[Prevent service] The intake cycle keeps failing",
+        template="admin_problem",
+        context={
+            "what": "The intake cycle",
+            "problem": "; ".join(_content_free(p) for p in result.problems[:3]),
+            "attempts": failures,
+            "at": app.local_now(),
+        },
+    )
+    try:
+        app.send(notice)
+    except ConnectorError:
+        log.error("could not e-mail the admin that intake keeps failing")
+        return
+    app.ledger.set("intake.failing_notice", today)
 
 
 class Intake:

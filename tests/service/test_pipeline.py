@@ -418,3 +418,17 @@ def test_references_never_repeat_one_the_register_already_shows(memory_app: App)
     deliver(memory_app, mail())
     pipeline.poll(memory_app)
     assert register_rows(memory_app)[-1]["Reference"] == "PRV-2026-0042"
+
+
+def test_a_cycle_that_keeps_failing_emails_the_admin_once_a_day(
+    memory_app: App, clock: Clock
+) -> None:
+    add_forms(memory_app, [form_row(1, account="x")], headers=["ID", "Something else"])
+    for _ in range(5):
+        assert not pipeline.poll(memory_app).ok
+        clock.advance(minutes=1)
+    notices = [m for m in sent(memory_app) if m.to == ("it-admin@example.org",)]
+    assert len(notices) == 1 and "keeps failing" in notices[0].subject
+    clock.advance(days=1)
+    pipeline.poll(memory_app)
+    assert len([m for m in sent(memory_app) if m.to == ("it-admin@example.org",)]) == 2
