@@ -157,11 +157,15 @@ class Workbook(Protocol):
         """Read a table by name. ``InputError`` names the file and table if it is missing."""
         ...
 
-    def append_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None
+    ) -> None:
         """Append rows (dicts by header) at the end of the table, extending it.
 
         Columns not in a row are left empty. Text that Excel would read as a formula is written
         as text. Raises ``LockedError`` when the file is open or locked elsewhere.
+        ``key_column`` names the column whose values identify rows: a backend whose append is
+        not atomic (Graph ``rows/add``) reads it back after an unclear failure before retrying.
         """
         ...
 
