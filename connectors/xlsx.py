@@ -1,0 +1,947 @@
+"""A local ``.xlsx`` workbook on openpyxl that people edit in Excel too.
+
+Safety with people in the loop (every write goes through ``XlsxWorkbook._write``):
+
+* **Excel has it open** — an owner file ``~$<name>`` (or LibreOffice's ``.~lock.<name>#``) beside
+  the workbook means someone has it open: ``LockedError``, the caller retries later.
+* **Another writer** — an exclusive OS lock (``fcntl.flock``; ``msvcrt.locking`` on Windows) on
+  ``.<name>.lock`` beside the workbook. The lock dies with its process, so a crash never leaves a
+  stale lock behind; the lock file itself stays (deleting it would race) and names the holder.
+* **Atomic** — the new version is saved to a temp file in the same folder, fsynced, then
+  ``os.replace``-d over the old one; if the file changed on disk since it was read, nothing is
+  written.
+* **Backups** — the previous version is kept in ``.backups/<stem>.<UTC time>.xlsx`` beside the
+  workbook (a hard link where possible, else a copy); the newest ``backups`` (default 10) stay.
+* **People's cells** — appends go after the table's last non-blank row and extend the table's
+  ``ref``; rows typed below the table are never overwritten (``PermanentError``); ``update_cells``
+  only fills empty cells.
+* **Features openpyxl would delete on save** (pivot tables, drawings, slicers, macros, threaded
+  comments, Excel 2010+ worksheet extensions such as drop-downs that list another sheet) are
+  detected from the zip parts before any write and refused with a ``PermanentError`` that says
+  what to do. Reading such workbooks is fine.
+* **Formula text** — text starting with ``= + - @``, tab or CR (or their full-width forms) is
+  stored as a string cell with Excel's "quote prefix" so Excel shows it as text, even after a
+  person edits the cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+import time as _time
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from copy import copy
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import openpyxl
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles.numbers import is_date_format, is_datetime
+from openpyxl.utils import get_column_letter, range_boundaries
+from openpyxl.worksheet.cell_range import CellRange
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.table import Table as XlTable
+from openpyxl.worksheet.table import TableStyleInfo
+
+from connectors.base import CellUpdate, Table, TableSpec
+from service.errors import InputError, LockedError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from openpyxl.cell.cell import Cell
+    from openpyxl.workbook.workbook import Workbook as XlWorkbook
+    from openpyxl.worksheet.worksheet import Worksheet
+
+    from service.config import Config, XlsxWorkbookConfig
+    from service.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# ------------------------------------------------------------------ cell rules (shared by memory)
+
+EXCEL_CELL_LIMIT = 32_767  # characters (UTF-16 code units) in one cell
+TRUNCATION_MARKER = " … [truncated: Excel cells hold at most 32,767 characters; see the original]"
+# What makes Excel (or a CSV export of the sheet) read text as a formula; full-width forms too,
+# since Excel's IME input converts them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# XML 1.0 cannot hold these; openpyxl raises IllegalCharacterError on them.
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+DATE_FORMAT = "dd/mm/yyyy"
+DATETIME_FORMAT = "dd/mm/yyyy hh:mm"
+
+
+def fit_cell(text: str) -> str:
+    """Make ``text`` storable in one Excel cell: line breaks become LF (Excel's; a bare CR
+    would not survive the XML), control characters XML cannot hold become U+FFFD, and text
+    over Excel's limit is cut with a visible marker (never silently)."""
+    text = _ILLEGAL_XML.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) <= EXCEL_CELL_LIMIT // 2 or _utf16_len(text) <= EXCEL_CELL_LIMIT:
+        return text
+    room = EXCEL_CELL_LIMIT - _utf16_len(TRUNCATION_MARKER)
+    head = text.encode("utf-16-le")[: room * 2].decode("utf-16-le", errors="ignore")
+    return head + TRUNCATION_MARKER
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def looks_like_formula(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS)
+
+
+def to_cell_value(value: Any, tz: tzinfo, *, column: str = "") -> Any:
+    """The value as a cell will hold it: text fitted, aware datetimes in local time without
+    tzinfo (Excel has no time zones), datetimes to the second."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return fit_cell(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(tz).replace(tzinfo=None)
+        return value.replace(microsecond=0)
+    if isinstance(value, date | time):
+        return value
+    raise InputError(
+        f"cannot write a {type(value).__name__} value to column {column!r}: "
+        "only text, numbers, true/false, dates and times go in a workbook"
+    )
+
+
+def is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def key_text(value: Any) -> str:
+    """A value as comparable text: ``7``, ``7.0`` and ``"7"`` compare equal; blanks are ``""``."""
+    if is_blank(value):
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        if value.tzinfo is None and value.time() == time(0):
+            return value.date().isoformat()
+        return value.replace(microsecond=0).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _norm_header(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def find_header(headers: Sequence[str], name: str) -> int | None:
+    """Index of ``name`` in ``headers``: exact match first, then ignoring case and spacing."""
+    try:
+        return list(headers).index(name)
+    except ValueError:
+        pass
+    wanted = _norm_header(name)
+    for index, header in enumerate(headers):
+        if _norm_header(header) == wanted:
+            return index
+    return None
+
+
+def missing_column(where: str, table: str, column: str, headers: Sequence[str]) -> InputError:
+    return InputError(
+        f"{where}: table {table!r} has no column {column!r}; its columns are: "
+        f"{', '.join(repr(h) for h in headers)}. Restore the column heading or correct the config."
+    )
+
+
+# ------------------------------------------------------------------ features openpyxl drops
+
+_PART_FEATURES: tuple[tuple[str, str, str], ...] = (
+    # (zip name prefix, what is lost, what to do)
+    (
+        "xl/pivot",
+        "a pivot table",
+        "move the pivot table to a separate workbook that uses this one as its data source",
+    ),
+    ("xl/drawings/drawing", "shapes, charts or pictures", "move them to a separate workbook"),
+    ("xl/charts/", "charts", "move the charts to a separate workbook"),
+    ("xl/chartsheets/", "a chart sheet", "move the chart sheet to a separate workbook"),
+    ("xl/media/", "pictures", "move the pictures to a separate workbook"),
+    ("xl/slicer", "slicers", "remove the slicers (Table Design > Insert Slicer shows them)"),
+    ("xl/timeline", "timelines", "remove the timeline filters"),
+    ("xl/vbaProject", "macros (VBA)", "save the workbook as a plain .xlsx without macros"),
+    (
+        "xl/threadedComments/",
+        "threaded comments",
+        "convert them to notes (Review > Notes > Convert to Notes) or delete them",
+    ),
+    ("xl/model/", "a data model", "keep the data model in a separate workbook"),
+    ("xl/connections.xml", "data connections", "keep queries in a separate workbook"),
+    ("xl/queryTables/", "query tables", "keep queries in a separate workbook"),
+    ("xl/embeddings/", "embedded objects", "remove the embedded objects"),
+    ("xl/activeX/", "ActiveX controls", "remove the controls"),
+    ("xl/ctrlProps/", "form controls", "remove the form controls"),
+)
+
+# Children of a worksheet <extLst><ext> (Excel 2010+ features stored outside the main schema);
+# openpyxl warns "... extension is not supported and will be removed" and drops them all.
+_EXT_FEATURES: dict[str, tuple[str, str]] = {
+    "dataValidations": (
+        "drop-down lists that take their choices from another sheet",
+        "give each list's source range a name (Formulas > Define Name) and use =ThatName as "
+        "the drop-down's source, or type the choices into the drop-down itself",
+    ),
+    "conditionalFormattings": (
+        "Excel 2010+ conditional formatting (data bars, icon sets or rules using another sheet)",
+        "remove those conditional formatting rules",
+    ),
+    "sparklineGroups": ("sparklines", "remove the sparklines"),
+    "slicerList": ("slicers", "remove the slicers"),
+    "timelineRefs": ("timelines", "remove the timeline filters"),
+}
+_EXTLST_RE = re.compile(rb"<(?:[A-Za-z0-9_]+:)?extLst\b.*?</(?:[A-Za-z0-9_]+:)?extLst>", re.S)
+_EXT_CHILD_RE = re.compile(rb"<ext\b[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z0-9_]+)")
+_SHEET_TAG_RE = re.compile(rb"<(?:[A-Za-z0-9_]+:)?(oleObjects|controls)\b")
+
+
+def lossy_features(path: Path) -> list[tuple[str, str]]:
+    """What saving ``path`` with openpyxl would delete: ``(feature, what to do)`` pairs.
+
+    Looks at the zip parts only (cheap, and works on files openpyxl cannot load)."""
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        for prefix, feature, action in _PART_FEATURES:
+            if any(n.startswith(prefix) for n in names):
+                found.setdefault(feature, action)
+        for name in names:
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            xml = zf.read(name)
+            for tag in _SHEET_TAG_RE.findall(xml):
+                kind = "embedded objects" if tag == b"oleObjects" else "form controls"
+                found.setdefault(kind, f"remove the {kind}")
+            # Sample of what Excel writes for a drop-down listing another sheet:
+            # <extLst><ext uri="{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}" xmlns:x14="...">
+            #   <x14:dataValidations count="1"><x14:dataValidation type="list">
+            #   <x14:formula1><xm:f>Lists!$A$1:$A$3</xm:f></x14:formula1><xm:sqref>B2:B50</xm:sqref>
+            #   </x14:dataValidation></x14:dataValidations></ext></extLst>
+            for block in _EXTLST_RE.findall(xml):
+                children = _EXT_CHILD_RE.findall(block) or [b"unknown"]
+                for child in children:
+                    local = child.decode("ascii", "replace")
+                    feature, action = _EXT_FEATURES.get(
+                        local,
+                        (
+                            f"an Excel extension this service cannot keep ({local})",
+                            "save a copy without it or ask the administrator",
+                        ),
+                    )
+                    found.setdefault(feature, action)
+    return list(found.items())
+
+
+def _lossy_message(path: Path, features: list[tuple[str, str]]) -> str:
+    lost = "; ".join(f for f, _ in features)
+    todo = "; ".join(a for _, a in features)
+    return (
+        f"not writing to {path.name}: saving it would delete {lost} (the local workbook "
+        f"backend cannot keep them). To fix: {todo}. Or use a separate register workbook. "
+        f"Nothing was changed; rows stay pending until then."
+    )
+
+
+# ------------------------------------------------------------------ locking
+
+
+def owner_files(path: Path) -> list[Path]:
+    """Owner/lock files that office programs create while a person has ``path`` open."""
+    name = path.name
+    candidates = [f"~${name}", f".~lock.{name}#"]
+    if len(name) > 2:
+        candidates.append(f"~${name[2:]}")  # long names: Office replaces the first two characters
+    return [path.with_name(c) for c in candidates if path.with_name(c).exists()]
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path, wait_seconds: float) -> Iterator[None]:
+    """Hold the exclusive writer lock on ``path``; ``LockedError`` after ``wait_seconds``."""
+    lp = lock_path(path)
+    try:
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise PermanentError(
+            f"cannot create the lock file {lp}: {exc.strerror}; check the folder's permissions"
+        ) from exc
+    try:
+        deadline = _time.monotonic() + wait_seconds
+        while not _try_lock(fd):
+            if _time.monotonic() >= deadline:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                raise LockedError(
+                    f"{path.name} is being written by another prevent-service process "
+                    f"({holder}); will retry",
+                    retry_after=5,
+                )
+            _time.sleep(0.05)
+        try:
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            info = f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ the backend
+
+
+@dataclass
+class _Layout:
+    """Where a table's parts are on its sheet (1-based sheet rows and columns)."""
+
+    headers: list[str]
+    min_col: int
+    max_col: int
+    header_row: int
+    first_row: int  # first data row
+    last_row: int  # last row inside the table's ref (data)
+    totals: int
+
+
+class XlsxWorkbook:
+    """A local ``.xlsx`` file as a ``Workbook`` (see the module docstring for the safety rules)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        tz: tzinfo = UTC,
+        lock_wait_seconds: float = 5.0,
+        backups: int = 10,
+    ) -> None:
+        self.path = Path(path)
+        self.tz = tz
+        self.lock_wait_seconds = lock_wait_seconds
+        self.backups = backups
+        self._cache_key: tuple[int, int, int] | None = None
+        self._tables: dict[str, Table] = {}
+        self._lossy: list[tuple[str, str]] | None = None
+
+    @classmethod
+    def from_config(
+        cls, section: XlsxWorkbookConfig, config: Config, ledger: Ledger | None = None
+    ) -> XlsxWorkbook:
+        return cls(section.path, tz=config.organisation.tz)
+
+    # -- Workbook protocol ---------------------------------------------------------------
+
+    def read_table(self, table: str) -> Table:
+        key = self._stat_key()
+        if key != self._cache_key:
+            self._cache_key, self._tables, self._lossy = key, {}, None
+        cached = self._tables.get(table.casefold())
+        if cached is not None:
+            return cached
+        wb = self._load(for_write=False)
+        try:
+            ws, tbl = self._locate(wb, table)
+            result = self._read(ws, tbl)
+        finally:
+            wb.close()
+        self._tables[table.casefold()] = result
+        return result
+
+    def append_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+
+        def mutate(wb: XlWorkbook) -> bool:
+            ws, tbl = self._locate(wb, table)
+            self._append(ws, tbl, rows)
+            return True
+
+        self._write(mutate)
+
+    def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
+        t = self.read_table(table)
+        index = find_header(t.headers, column)
+        if index is None:
+            raise missing_column(self.path.name, t.name, column, t.headers)
+        header = t.headers[index]
+        wanted = {key_text(v): v for v in values}
+        found: dict[str, int] = {}
+        for row, number in zip(t.rows, t.row_numbers, strict=True):
+            text = key_text(row.get(header))
+            if text in wanted and wanted[text] not in found:
+                found[wanted[text]] = number
+        return found
+
+    def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
+        if not updates:
+            return 0
+
+        def mutate(wb: XlWorkbook) -> int:
+            ws, tbl = self._locate(wb, table)
+            return self._update(ws, tbl, updates)
+
+        return self._write(mutate)
+
+    def writable(self) -> str | None:
+        try:
+            self._precheck()
+            if self._lossy is None or self._cache_key != self._stat_key():
+                self._cache_key, self._tables = self._stat_key(), {}
+                self._lossy = self._inspect()
+            if self._lossy:
+                return _lossy_message(self.path, self._lossy)
+            with writer_lock(self.path, 0):
+                pass
+        except (LockedError, PermanentError, InputError) as exc:
+            return str(exc)
+        if not os.access(self.path.parent, os.W_OK):
+            return f"cannot write in the folder {self.path.parent}; check its permissions"
+        return None
+
+    def close(self) -> None:
+        self._tables.clear()
+        self._cache_key = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _stat_key(self) -> tuple[int, int, int]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise PermanentError(
+                f"workbook {self.path} not found; check the path in the config "
+                "(or run `prevent-service init` to create it)"
+            ) from None
+        except OSError as exc:
+            raise PermanentError(f"cannot read {self.path}: {exc.strerror}") from exc
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self, *, for_write: bool) -> XlWorkbook:
+        """Load the whole workbook (tables are only available outside read-only mode)."""
+        self._stat_key()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                wb = openpyxl.load_workbook(self.path, data_only=False)
+            except PermissionError as exc:
+                raise PermanentError(
+                    f"cannot read {self.path}: permission denied; check its permissions"
+                ) from exc
+            except Exception as exc:  # zip, XML, KeyError on missing parts, ValueError…
+                raise InputError(
+                    f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
+                    "open it in Excel and save it as .xlsx, or restore a copy from the "
+                    f"{self.path.parent / '.backups'} folder"
+                ) from exc
+        if for_write:
+            dropped = [str(w.message) for w in caught if "removed" in str(w.message)]
+            if dropped:  # defence in depth behind lossy_features()
+                wb.close()
+                raise PermanentError(
+                    f"not writing to {self.path.name}: openpyxl reports it would drop parts of "
+                    f"it ({'; '.join(sorted(set(dropped)))}). Nothing was changed."
+                )
+        return wb
+
+    def _locate(self, wb: XlWorkbook, table: str) -> tuple[Worksheet, XlTable]:
+        present: list[str] = []
+        folded: tuple[Worksheet, XlTable] | None = None
+        for ws in wb.worksheets:
+            for tbl in ws.tables.values():  # (TableList.items() gives refs, not tables)
+                name = tbl.displayName
+                if name == table:
+                    return ws, tbl
+                if name.casefold() == table.casefold():
+                    folded = (ws, tbl)
+                present.append(f"{name} (sheet {ws.title})")
+        if folded:
+            return folded
+        raise InputError(
+            f"{self.path.name} has no table named {table!r}; tables in it: "
+            f"{', '.join(present) or 'none'}. In Excel, Table Design > Table Name shows a "
+            "table's name; correct it or the config."
+        )
+
+    def _layout(self, ws: Worksheet, tbl: XlTable) -> _Layout:
+        min_col, min_row, max_col, max_row = range_boundaries(tbl.ref)
+        header_rows = 1 if tbl.headerRowCount is None else int(tbl.headerRowCount)
+        totals = int(tbl.totalsRowCount or 0)
+        if tbl.tableColumns:
+            headers = [str(c.name) for c in tbl.tableColumns]
+        else:
+            headers = [
+                "" if ws.cell(min_row, c).value is None else str(ws.cell(min_row, c).value)
+                for c in range(min_col, max_col + 1)
+            ]
+        return _Layout(
+            headers=headers,
+            min_col=min_col,
+            max_col=max_col,
+            header_row=min_row,
+            first_row=min_row + header_rows,
+            last_row=max_row - totals,
+            totals=totals,
+        )
+
+    def _data_rows(self, ws: Worksheet, lay: _Layout) -> list[tuple[int, dict[str, Any]]]:
+        """Non-blank data rows as (sheet row, values by header)."""
+        out: list[tuple[int, dict[str, Any]]] = []
+        if lay.last_row < lay.first_row:
+            return out
+        for offset, cells in enumerate(
+            ws.iter_rows(
+                min_row=lay.first_row,
+                max_row=lay.last_row,
+                min_col=lay.min_col,
+                max_col=lay.max_col,
+            )
+        ):
+            values = [_read_cell(c) for c in cells]
+            if all(is_blank(v) for v in values):
+                continue
+            out.append((lay.first_row + offset, dict(zip(lay.headers, values, strict=False))))
+        return out
+
+    def _read(self, ws: Worksheet, tbl: XlTable) -> Table:
+        lay = self._layout(ws, tbl)
+        rows = self._data_rows(ws, lay)
+        return Table(
+            name=tbl.displayName or tbl.name,
+            headers=tuple(lay.headers),
+            rows=tuple(r for _, r in rows),
+            row_numbers=tuple(n for n, _ in rows),
+            sheet=ws.title,
+        )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _precheck(self) -> None:
+        owners = owner_files(self.path)
+        if owners:
+            raise LockedError(
+                f"{self.path.name} is open in Excel (owner file {owners[0].name} beside it); "
+                "the change will be written after it is closed. If nobody has it open, "
+                f"delete {owners[0].name}.",
+                retry_after=60,
+            )
+
+    def _inspect(self) -> list[tuple[str, str]]:
+        try:
+            return lossy_features(self.path)
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+            raise InputError(
+                f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
+                "open it in Excel and save it as .xlsx, or restore a copy from the "
+                f"{self.path.parent / '.backups'} folder"
+            ) from exc
+
+    def _write(self, mutate: Callable[[XlWorkbook], T]) -> T:
+        """Locked, checked, atomic read-modify-write; ``mutate`` returning falsy skips the save."""
+        self._precheck()
+        with writer_lock(self.path, self.lock_wait_seconds):
+            self._precheck()  # Excel may have opened it while we waited
+            before = self._stat_key()
+            features = self._inspect()
+            if features:
+                raise PermanentError(_lossy_message(self.path, features))
+            wb = self._load(for_write=True)
+            try:
+                result = mutate(wb)
+                if result:
+                    self._save(wb, before)
+            finally:
+                wb.close()
+        self._cache_key, self._tables = None, {}
+        return result
+
+    def _save(self, wb: XlWorkbook, before: tuple[int, int, int]) -> None:
+        folder = self.path.parent
+        tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            try:
+                wb.save(tmp)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                shutil.copymode(self.path, tmp)
+            except OSError as exc:
+                raise PermanentError(
+                    f"cannot write a new version of {self.path.name} in {folder}: "
+                    f"{exc.strerror}; check free space and the folder's permissions"
+                ) from exc
+            self._precheck()
+            if self._stat_key() != before:
+                raise TransientError(
+                    f"{self.path.name} changed on disk while it was being updated; "
+                    "nothing was written, will retry"
+                )
+            self._backup()
+            try:
+                os.replace(tmp, self.path)
+            except PermissionError as exc:  # Windows: Excel holds the file open
+                raise LockedError(
+                    f"{self.path.name} is in use by another program; will retry", retry_after=60
+                ) from exc
+            except OSError as exc:
+                raise TransientError(
+                    f"cannot replace {self.path.name} with its new version: {exc.strerror}; "
+                    "the old version is unchanged, will retry"
+                ) from exc
+            _fsync_dir(folder)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _backup(self) -> None:
+        """Keep the current version in ``.backups/`` (the newest ``self.backups`` are kept)."""
+        if self.backups <= 0:
+            return
+        folder = self.path.parent / ".backups"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"{self.path.stem}.{stamp}{self.path.suffix}"
+        try:
+            folder.mkdir(exist_ok=True)
+            try:  # os.replace swaps the directory entry, so a hard link keeps the old bytes
+                os.link(self.path, target)
+            except OSError:
+                shutil.copy2(self.path, target)
+            olds = sorted(folder.glob(f"{glob_escape(self.path.stem)}.*{self.path.suffix}"))
+            for old in olds[: -self.backups]:
+                old.unlink()
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot keep a backup of {self.path.name} in {folder}: {exc.strerror}; "
+                "check free space and the folder's permissions"
+            ) from exc
+
+    def _append(self, ws: Worksheet, tbl: XlTable, rows: Sequence[Mapping[str, Any]]) -> None:
+        lay = self._layout(ws, tbl)
+        if lay.totals:
+            raise PermanentError(
+                f"{self.path.name}: table {tbl.displayName!r} has a Total Row, so rows cannot be "
+                "added below it safely; turn it off (Table Design > Total Row)"
+            )
+        mapped = [self._map_row(tbl.displayName, lay, row) for row in rows]
+        existing = self._data_rows(ws, lay)
+        start = existing[-1][0] + 1 if existing else lay.first_row
+        end = start + len(mapped) - 1
+        # Refuse to overwrite anything a person typed just below the table.
+        typed = [
+            r
+            for r in range(max(start, lay.last_row + 1), end + 1)
+            for c in range(lay.min_col, lay.max_col + 1)
+            if not is_blank(_peek(ws, r, c))
+        ]
+        if typed:
+            raise PermanentError(
+                f"{self.path.name}: sheet {ws.title!r} row {typed[0]} just below table "
+                f"{tbl.displayName!r} is not empty, so the new row cannot go there without "
+                "overwriting it. Move what is typed there, or include it in the table "
+                "(Table Design > Resize Table)."
+            )
+        above = existing[-1][0] if existing else None
+        for offset, values in enumerate(mapped):
+            r = start + offset
+            for c in range(lay.min_col, lay.max_col + 1):
+                style_src = ws.cell(above, c) if above else None
+                value = values.get(c)
+                if value is None and style_src is None:
+                    continue
+                _put(ws.cell(r, c), value, style_src)
+        if end > lay.last_row:
+            new_ref = (
+                f"{get_column_letter(lay.min_col)}{lay.header_row}:"
+                f"{get_column_letter(lay.max_col)}{end}"
+            )
+            tbl.ref = new_ref
+            if tbl.autoFilter is not None:
+                tbl.autoFilter.ref = new_ref
+            _extend_validations(ws, lay, end)
+
+    def _map_row(self, table: str, lay: _Layout, row: Mapping[str, Any]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for key, value in row.items():
+            index = find_header(lay.headers, key)
+            if index is None:
+                raise missing_column(self.path.name, table, key, lay.headers)
+            out[lay.min_col + index] = to_cell_value(value, self.tz, column=key)
+        return out
+
+    def _update(self, ws: Worksheet, tbl: XlTable, updates: Sequence[CellUpdate]) -> int:
+        lay = self._layout(ws, tbl)
+        rows = self._data_rows(ws, lay)
+        written = 0
+        for upd in updates:
+            target = find_header(lay.headers, upd.column)
+            if target is None:
+                raise missing_column(self.path.name, tbl.displayName, upd.column, lay.headers)
+            if not 0 <= upd.row_index < len(rows):
+                continue
+            sheet_row, current = rows[upd.row_index]
+            if not _expect_matches(self.path.name, tbl.displayName, lay.headers, current, upd):
+                continue
+            cell = ws.cell(sheet_row, lay.min_col + target)
+            if not is_blank(cell.value):
+                continue
+            _put(cell, to_cell_value(upd.value, self.tz, column=upd.column), None)
+            current[lay.headers[target]] = cell.value
+            written += 1
+        return written
+
+
+def _expect_matches(
+    where: str, table: str, headers: Sequence[str], current: Mapping[str, Any], upd: CellUpdate
+) -> bool:
+    for column, expected in upd.expect.items():
+        index = find_header(headers, column)
+        if index is None:
+            raise missing_column(where, table, column, headers)
+        if key_text(current.get(headers[index])) != key_text(expected):
+            return False
+    return True
+
+
+def _peek(ws: Worksheet, row: int, col: int) -> Any:
+    """A cell's value without creating the cell (``ws.cell`` would add empty cells)."""
+    cell = ws._cells.get((row, col))
+    return None if cell is None else cell.value
+
+
+def _read_cell(cell: Any) -> Any:
+    value = cell.value
+    if (
+        isinstance(value, datetime)
+        and value.time() == time(0)
+        and is_datetime(cell.number_format) == "date"
+    ):
+        return value.date()
+    return value
+
+
+def _put(cell: Cell, value: Any, style_src: Cell | None) -> None:
+    """Write one value: style copied from the row above; text always stored as text."""
+    if style_src is not None and style_src.has_style:
+        cell._style = copy(style_src._style)
+    cell.value = value
+    if isinstance(value, str):
+        # openpyxl turns "=…" into a formula and "#N/A" into an error; we store text.
+        cell.data_type = "s"
+        cell.quotePrefix = looks_like_formula(value)
+    elif cell.has_style and cell.quotePrefix:
+        cell.quotePrefix = False
+    if isinstance(value, datetime) and is_datetime(cell.number_format) != "datetime":
+        cell.number_format = DATETIME_FORMAT
+    elif (
+        isinstance(value, date)
+        and not isinstance(value, datetime)
+        and not is_date_format(cell.number_format)
+    ):
+        cell.number_format = DATE_FORMAT
+
+
+def _extend_validations(ws: Worksheet, lay: _Layout, end: int) -> None:
+    """Drop-downs that covered the table's last row cover the new rows too."""
+    for dv in ws.data_validations.dataValidation:
+        for rng in list(dv.sqref.ranges):
+            if (
+                rng.min_row <= lay.last_row <= rng.max_row < end
+                and lay.min_col <= rng.min_col <= lay.max_col
+            ):
+                dv.sqref.add(
+                    CellRange(
+                        min_col=rng.min_col,
+                        max_col=rng.max_col,
+                        min_row=rng.max_row + 1,
+                        max_row=end,
+                    )
+                )
+
+
+def _fsync_dir(folder: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+# ------------------------------------------------------------------ laying out new workbooks
+
+_TABLE_NAME_RE = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.]{0,254}$")
+SERVICE_FILL = "DDEBF7"  # light blue: the service writes these columns
+PERSON_FILL = "FFF2CC"  # light yellow: a person fills these in
+_WIDTHS = {
+    "text": 18.0,
+    "long_text": 50.0,
+    "date": 12.0,
+    "datetime": 17.0,
+    "number": 10.0,
+    "choice": 18.0,
+    "hidden": 12.0,
+}
+VALIDATION_ROWS = 2000  # drop-downs reach this far below the header (and grow with appends)
+
+
+def create_workbook(path: Path, specs: Sequence[TableSpec], *, tz: tzinfo = UTC) -> None:
+    """Lay out a new workbook: one sheet per spec holding one styled Excel table.
+
+    Refuses to overwrite an existing file; writes atomically. Aware datetimes in starting rows
+    are written in ``tz``."""
+    path = Path(path)
+    if path.exists():
+        raise PermanentError(f"{path} already exists; not overwriting it")
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for spec in specs:
+        _lay_out_sheet(wb, spec, tz)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        wb.save(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
+        except FileExistsError:
+            raise PermanentError(f"{path} already exists; not overwriting it") from None
+        except OSError:
+            if path.exists():
+                raise PermanentError(f"{path} already exists; not overwriting it") from None
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise PermanentError(f"cannot create {path}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
+    if not _TABLE_NAME_RE.match(spec.table):
+        raise InputError(
+            f"table name {spec.table!r} is not a valid Excel table name "
+            "(letters, digits, _ and . only; starting with a letter or _)"
+        )
+    ws = wb.create_sheet(spec.sheet)
+    ncols = len(spec.columns)
+    for c, col in enumerate(spec.columns, start=1):
+        cell = ws.cell(1, c, col.header)
+        cell.data_type = "s"
+        cell.font = Font(bold=True, color="000000")
+        fill = SERVICE_FILL if col.owner == "service" else PERSON_FILL
+        cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
+        cell.alignment = Alignment(vertical="top", wrap_text=True)
+        letter = get_column_letter(c)
+        dim = ws.column_dimensions[letter]
+        dim.width = col.width or _WIDTHS[col.kind]
+        if col.kind == "hidden":
+            dim.hidden = True
+        if col.kind == "date":
+            dim.number_format = DATE_FORMAT
+        elif col.kind == "datetime":
+            dim.number_format = DATETIME_FORMAT
+        elif col.kind == "long_text":
+            dim.alignment = Alignment(vertical="top", wrap_text=True)
+        if col.kind == "choice":
+            _add_choice_validation(ws, spec, c, len(spec.rows))
+    for r, row in enumerate(spec.rows, start=2):
+        for c, (value, col) in enumerate(zip(row, spec.columns, strict=False), start=1):
+            cell = ws.cell(r, c)
+            if col.kind == "long_text":
+                cell.alignment = Alignment(vertical="top", wrap_text=True)
+            if col.kind == "date":
+                cell.number_format = DATE_FORMAT
+            elif col.kind == "datetime":
+                cell.number_format = DATETIME_FORMAT
+            _put(cell, to_cell_value(value, tz, column=col.header), None)
+    last_row = max(2, len(spec.rows) + 1)  # an Excel table needs at least one data row
+    ref = f"A1:{get_column_letter(ncols)}{last_row}"
+    table = XlTable(displayName=spec.table, ref=ref)
+    table.tableStyleInfo = TableStyleInfo(
+        name="TableStyleMedium2", showRowStripes=True, showColumnStripes=False
+    )
+    ws.add_table(table)
+    ws.freeze_panes = "A2"
+
+
+def _add_choice_validation(ws: Worksheet, spec: TableSpec, col: int, nrows: int) -> None:
+    header = spec.columns[col - 1].header
+    choices = spec.columns[col - 1].choices
+    formula = '"' + ",".join(choices) + '"'
+    if not choices or any("," in c or '"' in c for c in choices) or len(formula) > 257:
+        raise InputError(
+            f"column {header!r}: a drop-down needs 1+ choices without commas or quotes, "
+            "255 characters in all"
+        )
+    dv = DataValidation(
+        type="list",
+        formula1=formula,
+        allow_blank=True,
+        showDropDown=False,  # (sic) False *shows* the in-cell arrow
+        showErrorMessage=True,
+        errorStyle="warning",
+        errorTitle=header,
+        error=f"Please choose one of: {', '.join(choices)}",
+    )
+    letter = get_column_letter(col)
+    dv.add(f"{letter}2:{letter}{VALIDATION_ROWS + nrows + 1}")
+    ws.add_data_validation(dv)
