@@ -293,9 +293,9 @@ def _forbidden(failure: GraphFailure, call: Call, detail: str) -> PermanentError
     if call.permission == "Sites.Selected" or call.kind == "file":
         return PermanentError(
             f"{what}: access denied ({detail}). The app needs the Sites.Selected application "
-            "permission with admin consent AND a grant on this site: POST "
-            '/sites/{site-id}/permissions {"roles":["write"],"grantedTo":[{"application":'
-            '{"id":"<client id>"}}]} (see docs/microsoft-365.md)'
+            "permission with admin consent AND a write grant on this site: POST "
+            '/sites/{site-id}/permissions {"roles": ["write"], "grantedToIdentities": '
+            '[{"application": {"id": "<client id>"}}]} (see docs/microsoft-365.md)'
         )
     permission = call.permission or "Mail.ReadWrite"
     scope_hint = (

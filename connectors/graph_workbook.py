@@ -1,0 +1,632 @@
+"""Excel workbooks on SharePoint over Microsoft Graph, in one of two modes.
+
+``mode = "workbook"`` (default): the Excel workbook API. Each operation opens a short
+persistent session (``createSession``), works, and closes it; one request at a time per
+workbook (a lock), all rows of a burst in one ``rows/add``, values placed by header name after
+reading the table's header row. ``rows/add`` is not idempotent: after an unclear failure (504,
+timeout, dropped connection) the key column is read back and only the missing rows are added.
+Cells are filled by a range ``PATCH`` on that one cell, never a whole-file upload.
+
+``mode = "file"``: for tenants that refuse the workbook API to the app (possible with
+``Sites.Selected``). Download the file and its ETag, edit it with the local xlsx backend's
+rules (``connectors.xlsx``: formula text, table extension, features openpyxl would drop), and
+upload it with ``If-Match`` on that ETag: a 412 means someone saved in between, so re-read and
+try again; a 423 means someone has it open, so ``LockedError`` and the row stays pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+import time as _time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from openpyxl.utils import column_index_from_string, get_column_letter
+
+from connectors.base import CellUpdate, CheckResult, Table
+from connectors.graph_http import (
+    AmbiguousWrite,
+    Call,
+    GraphHttp,
+    GraphNotFound,
+    PreconditionFailed,
+    WorkbookApiRefused,
+    connect,
+)
+from connectors.xlsx import (
+    XlsxWorkbook,
+    find_header,
+    is_blank,
+    key_text,
+    missing_column,
+    to_cell_value,
+)
+from service.config import Config, GraphWorkbookConfig
+from service.errors import (
+    InputError,
+    LockedError,
+    PermanentError,
+    PreventServiceError,
+    TransientError,
+)
+from service.ledger import Ledger
+
+log = logging.getLogger("prevent_service.graph")
+
+# Headers that mark the idempotency key when the caller does not name one (first match wins).
+KEY_HEADERS = ("source key", "key", "id")
+EXCEL_EPOCH = datetime(1899, 12, 30)
+LOCK_MEMORY_SECONDS = 600.0  # writable() reports a lock seen this recently
+MAX_READBACK_ROUNDS = 3
+MAX_ETAG_ROUNDS = 3
+
+# One lock per file across every GraphWorkbook in the process (register and forms may share).
+_FILE_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(key: tuple[str, str, str]) -> threading.Lock:
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.Lock())
+
+
+def excel_serial(value: datetime | date | time) -> float:
+    """Excel's date serial (days since 1899-12-30; the time is the fraction)."""
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=None) - EXCEL_EPOCH).total_seconds() / 86400
+    if isinstance(value, date):
+        return float((value - EXCEL_EPOCH.date()).days)
+    return (value.hour * 3600 + value.minute * 60 + value.second) / 86400
+
+
+def graph_value(value: Any, tz: tzinfo, *, column: str) -> Any:
+    """A value for the workbook API's ``values`` matrix.
+
+    The API treats values as if typed: ``=…`` becomes a formula and ``00123`` a number. A
+    leading apostrophe makes Excel keep text as text (and hide the apostrophe), so every text
+    gets one. Dates go as serials (the table's date columns carry the number format).
+    """
+    cell = to_cell_value(value, tz, column=column)
+    if cell is None:
+        return ""
+    if isinstance(cell, str):
+        return "'" + cell if cell else ""
+    if isinstance(cell, datetime | date | time):
+        return excel_serial(cell)
+    return cell
+
+
+def _read_value(value: Any) -> Any:
+    """A value from Graph's ``values``: ``""`` is an empty cell; numbers stay numbers (dates
+    arrive as serial floats: the domain copes with both)."""
+    return None if value == "" else value
+
+
+_ADDRESS = re.compile(r"^(?:(?P<sheet>'(?:[^']|'')+'|[^!]+)!)?\$?(?P<col>[A-Z]+)\$?(?P<row>\d+)")
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A table's range as Graph returned it: ``{"address": "Register!A1:F9", "values": […]}``."""
+
+    sheet: str
+    first_col: int  # 1-based
+    header_row: int  # 1-based sheet row of the header
+    headers: list[str]
+    body: list[list[Any]]  # data rows (incl. blank ones), as values
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], where: str) -> _Grid:
+        address = str(data.get("address") or "")
+        values = data.get("values")
+        match = _ADDRESS.match(address)
+        if not match or not isinstance(values, list) or not values:
+            raise TransientError(f"{where}: Graph sent a table range without address or values")
+        sheet = match.group("sheet") or ""
+        if sheet.startswith("'"):
+            sheet = sheet[1:-1].replace("''", "'")
+        headers = ["" if h is None else str(h) for h in values[0]]
+        return cls(
+            sheet=sheet,
+            first_col=column_index_from_string(match.group("col")),
+            header_row=int(match.group("row")),
+            headers=headers,
+            body=[list(r) for r in values[1:]],
+        )
+
+    def rows(self) -> list[tuple[int, dict[str, Any]]]:
+        """Non-blank data rows as (sheet row, values by header)."""
+        out = []
+        for offset, raw in enumerate(self.body):
+            values = [_read_value(v) for v in raw]
+            if all(is_blank(v) for v in values):
+                continue
+            out.append(
+                (self.header_row + 1 + offset, dict(zip(self.headers, values, strict=False)))
+            )
+        return out
+
+
+class GraphWorkbook:
+    """``connectors.base.Workbook`` for an .xlsx file in a SharePoint site's default library."""
+
+    def __init__(
+        self,
+        http: GraphHttp,
+        *,
+        site_host: str,
+        site_path: str,
+        path: str,
+        mode: str = "workbook",
+        tz: tzinfo = UTC,
+    ) -> None:
+        self.http = http
+        self.site_host = site_host
+        self.site_path = "/" + site_path.strip("/")
+        self.path = "/" + path.strip("/")
+        self.mode = mode
+        self.tz = tz
+        self.name = self.path.rsplit("/", 1)[-1]
+        self._lock = _file_lock((site_host.lower(), self.site_path.lower(), self.path.lower()))
+        self._item: str | None = None  # "sites/{site-id}/drive/items/{item-id}"
+        self._site: Any = None
+        self._last_lock: tuple[float, str] | None = None
+
+    @classmethod
+    def from_config(
+        cls, section: GraphWorkbookConfig, config: Config, ledger: Ledger | None = None
+    ) -> GraphWorkbook:
+        return cls(
+            connect(config.m365),
+            site_host=section.site_host,
+            site_path=section.site_path,
+            path=section.path,
+            mode=section.mode,
+            tz=config.organisation.tz,
+        )
+
+    # -- locating the file --------------------------------------------------------------
+
+    def _call(self, what: str, *, kind: str = "file") -> Call:
+        return Call(
+            what=f"{what} ({self.name} on {self.site_host}{self.site_path})",
+            permission="Sites.Selected",
+            kind=kind,
+            subject=f"{self.path} in {self.site_host}{self.site_path}",
+        )
+
+    def site(self) -> Any:
+        """The O365 ``Site`` for site host + path (``GET sites/{host}:/{path}:``), once."""
+        if self._site is None:
+            self._site = self.http.call(
+                lambda: self.http.account.sharepoint().get_site(self.site_host, self.site_path),
+                Call(
+                    what=f"find the site {self.site_host}{self.site_path}",
+                    permission="Sites.Selected",
+                    kind="file",
+                    subject=f"the site {self.site_host}{self.site_path}",
+                ),
+            )
+        return self._site
+
+    def item(self) -> str:
+        """The file's Graph path, resolved by site host + path and file path once."""
+        if self._item is None:
+            site = self.site()
+            # O365: GET sites/{id}/drive/root:/Registers/Concern register.xlsx
+            #   → {"id": "01ABC…", "name": "Concern register.xlsx", "file": {…}, …}
+            found = self.http.call(
+                lambda: site.get_default_document_library().get_item_by_path(self.path),
+                self._call("find the file"),
+            )
+            if not getattr(found, "is_file", True):
+                raise PermanentError(
+                    f"{self.path} in {self.site_host}{self.site_path} is a folder, not a file: "
+                    "check the workbook path in the config"
+                )
+            self._item = (
+                f"sites/{quote(str(site.object_id))}/drive/items/{quote(str(found.object_id))}"
+            )
+        return self._item
+
+    # -- Workbook protocol ---------------------------------------------------------------
+
+    def read_table(self, table: str) -> Table:
+        self.http.ensure_token()
+        with self._lock:
+            if self.mode == "file":
+                return self._with_file(lambda wb: wb.read_table(table))
+            grid = self._grid(table, session=None)
+            rows = grid.rows()
+            return Table(
+                name=table,
+                headers=tuple(grid.headers),
+                rows=tuple(r for _, r in rows),
+                row_numbers=tuple(n for n, _ in rows),
+                sheet=grid.sheet,
+            )
+
+    def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
+        if not values:
+            return {}
+        t = self.read_table(table)
+        index = find_header(t.headers, column)
+        if index is None:
+            raise missing_column(self._where(), table, column, t.headers)
+        header = t.headers[index]
+        wanted = {key_text(v): v for v in values}
+        found: dict[str, int] = {}
+        for row, number in zip(t.rows, t.row_numbers, strict=True):
+            text = key_text(row.get(header))
+            if text in wanted and wanted[text] not in found:
+                found[wanted[text]] = number
+        return found
+
+    def append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None
+    ) -> None:
+        if not rows:
+            return
+        self.http.ensure_token()
+        with self._lock, self._remember_lock():
+            if self.mode == "file":
+                self._edit_file(lambda wb: wb.append_rows(table, rows))
+                return
+            with self._session() as session:
+                headers = self._headers(table, session)
+                matrix = [self._row_values(table, headers, row) for row in rows]
+                self._add_rows(table, headers, rows, matrix, session, key_column)
+
+    def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
+        if not updates:
+            return 0
+        self.http.ensure_token()
+        with self._lock, self._remember_lock():
+            if self.mode == "file":
+                return int(self._edit_file(lambda wb: wb.update_cells(table, updates)))
+            with self._session() as session:
+                return self._update(table, updates, session)
+
+    def writable(self) -> str | None:
+        """No network: the lock seen by the last write, if it was recent."""
+        if self._last_lock is None:
+            return None
+        seen, reason = self._last_lock
+        if _time.monotonic() - seen > LOCK_MEMORY_SECONDS:
+            self._last_lock = None
+            return None
+        return reason
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- workbook mode -------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[str]:
+        """A short persistent session: created, used for one operation, closed."""
+        item = self.item()
+        # POST …/workbook/createSession {"persistChanges": true}
+        #   → 201 {"id": "cluster=…&session=…", "persistChanges": true}
+        response = self.http.request(
+            "POST",
+            f"{item}/workbook/createSession",
+            self._call("open a workbook session", kind="workbook"),
+            json={"persistChanges": True},
+            retry_ambiguous=True,  # a second session is harmless; it expires on its own
+        )
+        session = str(response.json().get("id") or "")
+        if not session:
+            raise TransientError(f"{self._where()}: Graph opened a session without an id")
+        try:
+            yield session
+        finally:
+            try:
+                self.http.request(
+                    "POST",
+                    f"{item}/workbook/closeSession",
+                    self._call("close the workbook session", kind="workbook"),
+                    headers={"workbook-session-id": session},
+                    retry_ambiguous=True,
+                )
+            except PreventServiceError as exc:  # it expires by itself after a few minutes
+                log.info("graph: closing a workbook session failed (%s); it will expire", exc)
+
+    def _table_path(self, table: str) -> str:
+        return f"{self.item()}/workbook/tables/{quote(table, safe='')}"
+
+    def _get(self, path: str, what: str, session: str | None) -> dict[str, Any]:
+        headers = {"workbook-session-id": session} if session else None
+        try:
+            return self.http.get_json(path, self._call(what, kind="workbook"), headers=headers)
+        except GraphNotFound as exc:
+            raise InputError(
+                f"{self._where()}: {what}: not found. Check the table name in the config "
+                "(in Excel, Table Design > Table Name shows it)"
+            ) from exc
+
+    def _grid(self, table: str, session: str | None) -> _Grid:
+        # GET …/tables/Concerns/range → {"address": "Register!A1:Q42", "values": [[…], …]}
+        data = self._get(f"{self._table_path(table)}/range", f"read table {table!r}", session)
+        return _Grid.parse(data, self._where())
+
+    def _headers(self, table: str, session: str) -> list[str]:
+        # GET …/tables/Concerns/headerRowRange → {"address": "Register!A1:Q1", "values": [[…]]}
+        data = self._get(
+            f"{self._table_path(table)}/headerRowRange",
+            f"read the header row of table {table!r}",
+            session,
+        )
+        values = data.get("values") or [[]]
+        return ["" if h is None else str(h) for h in values[0]]
+
+    def _row_values(self, table: str, headers: Sequence[str], row: Mapping[str, Any]) -> list[Any]:
+        out: list[Any] = [""] * len(headers)
+        for name, value in row.items():
+            index = find_header(headers, name)
+            if index is None:
+                raise missing_column(self._where(), table, name, headers)
+            out[index] = graph_value(value, self.tz, column=name)
+        return out
+
+    def _key_index(self, headers: Sequence[str], key_column: str | None) -> int | None:
+        if key_column:
+            return find_header(headers, key_column)
+        for candidate in KEY_HEADERS:
+            index = find_header(headers, candidate)
+            if index is not None:
+                return index
+        return None
+
+    def _add_rows(
+        self,
+        table: str,
+        headers: list[str],
+        rows: Sequence[Mapping[str, Any]],
+        matrix: list[list[Any]],
+        session: str,
+        key_column: str | None,
+    ) -> None:
+        key = self._key_index(headers, key_column)
+        call = self._call(f"add {len(matrix)} row(s) to table {table!r}", kind="workbook")
+        for _round in range(MAX_READBACK_ROUNDS):
+            try:
+                # POST …/tables/Concerns/rows/add {"values": [[…], …]} → {"index": 41, "values": …}
+                self.http.request(
+                    "POST",
+                    f"{self._table_path(table)}/rows/add",
+                    call,
+                    json={"values": matrix},
+                    headers={"workbook-session-id": session},
+                    retry_ambiguous=False,  # not idempotent: read back first
+                )
+                return
+            except AmbiguousWrite as exc:
+                if key is None:
+                    raise TransientError(
+                        f"{call.what}: no clear answer from Graph and the table has no key "
+                        "column to check, so it is not retried automatically; check the table "
+                        "for the rows before the next run"
+                    ) from exc
+                present = {
+                    key_text(r.get(headers[key])) for _, r in self._grid(table, session).rows()
+                }
+                matrix = [
+                    values
+                    for values in matrix
+                    if key_text(_strip_quote(values[key])) not in present
+                ]
+                log.warning(
+                    "graph: %s: unclear answer; read back the key column, %d row(s) still to add",
+                    call.what,
+                    len(matrix),
+                )
+                if not matrix:
+                    return
+        raise TransientError(
+            f"{call.what}: no clear answer from Graph after read-backs; will retry"
+        )
+
+    def _update(self, table: str, updates: Sequence[CellUpdate], session: str) -> int:
+        grid = self._grid(table, session)
+        rows = grid.rows()
+        written = 0
+        for upd in updates:
+            target = find_header(grid.headers, upd.column)
+            if target is None:
+                raise missing_column(self._where(), table, upd.column, grid.headers)
+            if not 0 <= upd.row_index < len(rows):
+                continue
+            sheet_row, current = rows[upd.row_index]
+            if not self._expect_ok(table, grid.headers, current, upd):
+                continue  # sorted or edited since the caller read it: leave it alone
+            if not is_blank(current.get(grid.headers[target])):
+                continue  # never overwrite what a person typed
+            address = f"{get_column_letter(grid.first_col + target)}{sheet_row}"
+            sheet = grid.sheet.replace("'", "''")
+            # PATCH …/worksheets('Register')/range(address='R12') {"values": [["PRV-…"]]}
+            self.http.request(
+                "PATCH",
+                f"{self.item()}/workbook/worksheets('{quote(sheet, safe='')}')"
+                f"/range(address='{address}')",
+                self._call(f"fill cell {address} of table {table!r}", kind="workbook"),
+                json={"values": [[graph_value(upd.value, self.tz, column=upd.column)]]},
+                headers={"workbook-session-id": session},
+                retry_ambiguous=True,  # writing the same value twice is harmless
+            )
+            current[grid.headers[target]] = upd.value
+            written += 1
+        return written
+
+    def _expect_ok(
+        self, table: str, headers: Sequence[str], current: Mapping[str, Any], upd: CellUpdate
+    ) -> bool:
+        for column, expected in upd.expect.items():
+            index = find_header(headers, column)
+            if index is None:
+                raise missing_column(self._where(), table, column, headers)
+            if key_text(current.get(headers[index])) != key_text(expected):
+                return False
+        return True
+
+    # -- file mode -----------------------------------------------------------------------
+
+    def _download(self, folder: Path) -> tuple[Path, str]:
+        """The file's bytes into ``folder`` and the ETag they belong to."""
+        item = self.item()
+        # GET …/items/{id}?$select=id,eTag → {"id": "01ABC…", "eTag": "\"{86EB…},3\""}
+        meta = self.http.get_json(
+            item, self._call("read the file's version"), params={"$select": "id,eTag"}
+        )
+        etag = str(meta.get("eTag") or "")
+        # GET …/items/{id}/content → 302 to a pre-authenticated URL → the bytes
+        response = self.http.request("GET", f"{item}/content", self._call("download the file"))
+        target = folder / (self.name if self.name.lower().endswith(".xlsx") else "book.xlsx")
+        target.write_bytes(response.content)
+        return target, etag
+
+    def _with_file(self, use: Any) -> Any:
+        with tempfile.TemporaryDirectory(prefix="prevent-graph-") as tmp:
+            path, _etag = self._download(Path(tmp))
+            book = XlsxWorkbook(path, tz=self.tz, lock_wait_seconds=0, backups=0)
+            try:
+                return use(book)
+            finally:
+                book.close()
+
+    def _edit_file(self, change: Any) -> Any:
+        """Download, change with the local xlsx rules, upload with If-Match; 412 → again."""
+        for attempt in range(MAX_ETAG_ROUNDS):
+            with tempfile.TemporaryDirectory(prefix="prevent-graph-") as tmp:
+                path, etag = self._download(Path(tmp))
+                before = path.read_bytes()
+                book = XlsxWorkbook(path, tz=self.tz, lock_wait_seconds=0, backups=0)
+                try:
+                    result = change(book)
+                finally:
+                    book.close()
+                after = path.read_bytes()
+                if after == before:
+                    return result  # nothing to write (e.g. every cell already filled)
+                try:
+                    self._upload(after, etag)
+                except PreconditionFailed:
+                    log.info(
+                        "graph: %s changed while being updated (412); re-reading (%d)",
+                        self.name,
+                        attempt + 1,
+                    )
+                    continue
+                return result
+        raise TransientError(
+            f"{self._where()}: the file kept changing while it was being updated (HTTP 412 "
+            f"{MAX_ETAG_ROUNDS} times); will retry later"
+        )
+
+    def _upload(self, data: bytes, etag: str) -> None:
+        """Replace the file only if it is still the version read (If-Match on its ETag).
+
+        createUploadSession documents If-Match/412 (learn.microsoft.com/graph/api/
+        driveitem-createuploadsession); the session URL is pre-authenticated.
+        """
+        item = self.item()
+        headers = {"If-Match": etag} if etag else {}
+        # POST …/createUploadSession {"item": {"@microsoft.graph.conflictBehavior": "replace"}}
+        #   → {"uploadUrl": "https://…/upload/…", "expirationDateTime": "…"}
+        session = self.http.request(
+            "POST",
+            f"{item}/createUploadSession",
+            self._call("start the upload"),
+            json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
+            headers=headers,
+            retry_ambiguous=True,  # an unused upload session expires by itself
+        ).json()
+        upload_url = str(session.get("uploadUrl") or "")
+        if not upload_url:
+            raise TransientError(f"{self._where()}: Graph started an upload without a URL")
+        self.http.request(
+            "PUT",
+            upload_url,
+            self._call("upload the new version"),
+            content=data,
+            content_type="application/octet-stream",
+            headers={
+                "Content-Length": str(len(data)),
+                "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+            },
+            naive=True,  # the upload URL carries its own authorisation: no bearer token
+        )
+
+    # -- shared --------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.name} on {self.site_host}{self.site_path}"
+
+    @contextmanager
+    def _remember_lock(self) -> Iterator[None]:
+        try:
+            yield
+        except LockedError as exc:
+            self._last_lock = (_time.monotonic(), str(exc))
+            raise
+        self._last_lock = None
+
+    # -- check ---------------------------------------------------------------------------
+
+    def checks(self) -> Iterator[CheckResult]:
+        """``check`` lines: token, site, file, and the mode in use (with a session test)."""
+        where = f"{self.site_host}{self.site_path}"
+        try:
+            self.http.ensure_token()
+        except PreventServiceError as exc:
+            yield CheckResult("Graph token", False, str(exc))
+            return
+        try:
+            self.site()
+            yield CheckResult(f"site {where}", True, "found")
+        except PreventServiceError as exc:
+            yield CheckResult(f"site {where}", False, str(exc))
+            return
+        try:
+            self.item()
+            yield CheckResult(f"file {self.path}", True, "found")
+        except PreventServiceError as exc:
+            yield CheckResult(f"file {self.path}", False, str(exc))
+            return
+        if self.mode == "file":
+            yield CheckResult(
+                f"mode for {self.name}",
+                True,
+                "file (download, edit, upload with If-Match; writes wait while anyone has the "
+                'file open). Set mode = "workbook" if the tenant allows the Excel API.',
+            )
+            return
+        try:
+            with self._lock, self._session():
+                pass
+        except WorkbookApiRefused as exc:
+            yield CheckResult(f"mode for {self.name}", False, str(exc))
+            return
+        except LockedError as exc:
+            yield CheckResult(f"mode for {self.name}", True, f"workbook (Excel API); {exc}")
+            return
+        except PreventServiceError as exc:
+            yield CheckResult(f"mode for {self.name}", False, f"workbook session: {exc}")
+            return
+        yield CheckResult(
+            f"mode for {self.name}",
+            True,
+            "workbook (Excel API in short sessions; co-authoring safe)",
+        )
+
+
+def _strip_quote(value: Any) -> Any:
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
