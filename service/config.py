@@ -268,7 +268,31 @@ class Compliance(Section):
     dsp_training_every_months: int = Field(24, ge=1)
     dsp_roles: list[str] = ["DSP", "Deputy DSP", "Designated Safeguarding Person"]
     induction_within_days: int = Field(28, ge=1)
-    training_warn_days: int = Field(30, ge=0)
+    training_warn_days: int = Field(30, ge=0)  # training reminders use offsets up to this
+    # "termly" items fall due at the end of each term: month-day of the autumn, spring and
+    # summer term ends (England's usual pattern; set your own calendar's dates).
+    term_ends: list[str] = ["12-19", "03-31", "07-21"]
+    # "Sept 2021 onwards" / "ongoing" with a start: how often it recurs unless the text or
+    # the Recurrence column says otherwise.
+    ongoing_recurrence: Literal["annually", "termly", "monthly"] = "annually"
+    # Status values (case-insensitive) that mean "no more reminders".
+    done_statuses: list[str] = ["Complete", "Completed", "Done", "Cancelled", "Closed"]
+
+    @field_validator("offsets_days")
+    @classmethod
+    def _offsets(cls, value: list[int]) -> list[int]:
+        if any(v < 0 for v in value):
+            raise ValueError("offsets are days before the due date and cannot be negative")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("term_ends")
+    @classmethod
+    def _term_ends(cls, value: list[str]) -> list[str]:
+        for item in value:
+            match = re.fullmatch(r"(\d\d)-(\d\d)", item.strip())
+            if not match or not (1 <= int(match[1]) <= 12 and 1 <= int(match[2]) <= 31):
+                raise ValueError(f"term end {item!r} is not MM-DD (for example 12-19)")
+        return value
 
 
 class Schedule(Section):
