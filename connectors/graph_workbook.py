@@ -20,7 +20,6 @@ import logging
 import re
 import tempfile
 import threading
-import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +63,6 @@ log = logging.getLogger("prevent_service.graph")
 # Headers that mark the idempotency key when the caller does not name one (first match wins).
 KEY_HEADERS = ("source key", "key", "id")
 EXCEL_EPOCH = datetime(1899, 12, 30)
-LOCK_MEMORY_SECONDS = 600.0  # writable() reports a lock seen this recently
 MAX_READBACK_ROUNDS = 3
 MAX_ETAG_ROUNDS = 3
 
@@ -178,7 +176,7 @@ class GraphWorkbook:
         self._lock = _file_lock((site_host.lower(), self.site_path.lower(), self.path.lower()))
         self._item: str | None = None  # "sites/{site-id}/drive/items/{item-id}"
         self._site: Any = None
-        self._last_lock: tuple[float, str] | None = None
+        self._locked = False
 
     @classmethod
     def from_config(
@@ -296,14 +294,25 @@ class GraphWorkbook:
                 return self._update(table, updates, session)
 
     def writable(self) -> str | None:
-        """No network: the lock seen by the last write, if it was recent."""
-        if self._last_lock is None:
-            return None
-        seen, reason = self._last_lock
-        if _time.monotonic() - seen > LOCK_MEMORY_SECONDS:
-            self._last_lock = None
-            return None
-        return reason
+        """Whether a write could go ahead now: ``None``, or why not (someone has it open).
+
+        Graph has no "is it open?" query, so this asks the way a write would: a workbook
+        session opened and closed at once, or (file mode) an upload session with If-Match
+        that is then cancelled. Two or three requests; the pipeline asks once per cycle.
+        """
+        try:
+            self.http.ensure_token()
+            with self._lock, self._remember_lock():
+                if self.mode == "file":
+                    self._probe_upload()
+                else:
+                    with self._session():
+                        pass
+        except (LockedError, PermanentError, InputError) as exc:
+            return str(exc)
+        except TransientError as exc:
+            return f"{self._where()} cannot be reached now: {exc}"
+        return None
 
     def close(self) -> None:
         self.http.close()
@@ -349,9 +358,24 @@ class GraphWorkbook:
             return self.http.get_json(path, self._call(what, kind="workbook"), headers=headers)
         except GraphNotFound as exc:
             raise InputError(
-                f"{self._where()}: {what}: not found. Check the table name in the config "
-                "(in Excel, Table Design > Table Name shows it)"
+                f"{self._where()}: {what}: no such table; tables in it: "
+                f"{', '.join(self._table_names(session)) or 'none'}. In Excel, Table Design > "
+                "Table Name shows a table's name; correct it or the config."
             ) from exc
+
+    def _table_names(self, session: str | None) -> list[str]:
+        headers = {"workbook-session-id": session} if session else None
+        try:
+            # GET …/workbook/tables?$select=name → {"value": [{"name": "Concerns"}, …]}
+            data = self.http.get_json(
+                f"{self.item()}/workbook/tables",
+                self._call("list the tables", kind="workbook"),
+                headers=headers,
+                params={"$select": "name"},
+            )
+        except PreventServiceError:
+            return []
+        return [str(t.get("name")) for t in data.get("value", []) if t.get("name")]
 
     def _grid(self, table: str, session: str | None) -> _Grid:
         # GET …/tables/Concerns/range → {"address": "Register!A1:Q42", "values": [[…], …]}
@@ -565,6 +589,29 @@ class GraphWorkbook:
             naive=True,  # the upload URL carries its own authorisation: no bearer token
         )
 
+    def _probe_upload(self) -> None:
+        """Start an upload session on the current ETag and cancel it: 423 if someone has the
+        file open (what a real upload would meet)."""
+        item = self.item()
+        meta = self.http.get_json(
+            item, self._call("read the file's version"), params={"$select": "id,eTag"}
+        )
+        etag = str(meta.get("eTag") or "")
+        session = self.http.request(
+            "POST",
+            f"{item}/createUploadSession",
+            self._call("check the file can be replaced"),
+            json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
+            headers={"If-Match": etag} if etag else None,
+            retry_ambiguous=True,
+        ).json()
+        upload_url = str(session.get("uploadUrl") or "")
+        if upload_url:
+            # DELETE {uploadUrl} → 204: cancels the unused session
+            self.http.request(
+                "DELETE", upload_url, self._call("cancel the check upload"), naive=True
+            )
+
     # -- shared --------------------------------------------------------------------------
 
     def _where(self) -> str:
@@ -572,12 +619,17 @@ class GraphWorkbook:
 
     @contextmanager
     def _remember_lock(self) -> Iterator[None]:
+        """Log a lock once per change of state (a person opening or closing the file)."""
         try:
             yield
-        except LockedError as exc:
-            self._last_lock = (_time.monotonic(), str(exc))
+        except LockedError:
+            if not self._locked:
+                log.info("graph: %s is locked by someone; writes wait", self.name)
+            self._locked = True
             raise
-        self._last_lock = None
+        if self._locked:
+            log.info("graph: %s is free again", self.name)
+        self._locked = False
 
     # -- check ---------------------------------------------------------------------------
 
