@@ -14,7 +14,14 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import CellUpdate, InboundItem, OutboundMessage, Table
-from connectors.xlsx import find_header, is_blank, key_text, missing_column, to_cell_value
+from connectors.xlsx import (
+    find_header,
+    is_blank,
+    key_text,
+    missing_column,
+    new_keys_only,
+    to_cell_value,
+)
 from service.errors import InputError, LockedError, PreventServiceError
 
 if TYPE_CHECKING:
@@ -205,8 +212,14 @@ class MemoryWorkbook:
             sheet=t.sheet,
         )
 
-    def append_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None
+    ) -> None:
+        """With ``key_column``, rows whose key is already in the table are skipped."""
         t = self._table(table)
+        if key_column is not None:
+            current = [dict(zip(t.headers, row, strict=True)) for _, row in self._numbered(t)]
+            rows = new_keys_only(self.name, t.name, t.headers, current, rows, key_column)
         if not rows:
             return
         new: list[list[Any]] = []

@@ -142,6 +142,31 @@ def key_text(value: Any) -> str:
     return str(value).strip()
 
 
+def new_keys_only(
+    where: str,
+    table: str,
+    headers: Sequence[str],
+    existing: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    key_column: str,
+) -> list[Mapping[str, Any]]:
+    """``rows`` without those whose ``key_column`` value is already in ``existing`` (or earlier
+    in ``rows``); rows without a key are kept."""
+    index = find_header(headers, key_column)
+    if index is None:
+        raise missing_column(where, table, key_column, headers)
+    seen = {key_text(r.get(headers[index])) for r in existing} - {""}
+    out: list[Mapping[str, Any]] = []
+    for row in rows:
+        value = next((v for k, v in row.items() if find_header([headers[index]], k) == 0), None)
+        key = key_text(value)
+        if key and key in seen:
+            continue
+        seen.add(key)
+        out.append(row)
+    return out
+
+
 def _norm_header(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -401,14 +426,17 @@ class XlsxWorkbook:
         self._tables[table.casefold()] = result
         return result
 
-    def append_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None
+    ) -> None:
+        """Append under the lock; with ``key_column``, rows whose key is already in the table
+        are skipped (so a retry never makes a second row)."""
         if not rows:
             return
 
         def mutate(wb: XlWorkbook) -> bool:
             ws, tbl = self._locate(wb, table)
-            self._append(ws, tbl, rows)
-            return True
+            return self._append(ws, tbl, rows, key_column)
 
         self._write(mutate)
 
@@ -667,15 +695,32 @@ class XlsxWorkbook:
                 "check free space and the folder's permissions"
             ) from exc
 
-    def _append(self, ws: Worksheet, tbl: XlTable, rows: Sequence[Mapping[str, Any]]) -> None:
+    def _append(
+        self,
+        ws: Worksheet,
+        tbl: XlTable,
+        rows: Sequence[Mapping[str, Any]],
+        key_column: str | None,
+    ) -> bool:
         lay = self._layout(ws, tbl)
         if lay.totals:
             raise PermanentError(
                 f"{self.path.name}: table {tbl.displayName!r} has a Total Row, so rows cannot be "
                 "added below it safely; turn it off (Table Design > Total Row)"
             )
-        mapped = [self._map_row(tbl.displayName, lay, row) for row in rows]
         existing = self._data_rows(ws, lay)
+        if key_column is not None:
+            rows = new_keys_only(
+                self.path.name,
+                tbl.displayName,
+                lay.headers,
+                [r for _, r in existing],
+                rows,
+                key_column,
+            )
+            if not rows:
+                return False
+        mapped = [self._map_row(tbl.displayName, lay, row) for row in rows]
         start = existing[-1][0] + 1 if existing else lay.first_row
         end = start + len(mapped) - 1
         # Refuse to overwrite anything a person typed just below the table.
@@ -710,6 +755,7 @@ class XlsxWorkbook:
             if tbl.autoFilter is not None:
                 tbl.autoFilter.ref = new_ref
             _extend_validations(ws, lay, end)
+        return True
 
     def _map_row(self, table: str, lay: _Layout, row: Mapping[str, Any]) -> dict[int, Any]:
         out: dict[int, Any] = {}

@@ -1,0 +1,546 @@
+"""The local .xlsx backend: people in the loop, atomic writes, features openpyxl would drop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+
+import connectors.xlsx as xlsx_mod
+from connectors.base import CellUpdate, ColumnSpec, TableSpec
+from connectors.xlsx import (
+    EXCEL_CELL_LIMIT,
+    TRUNCATION_MARKER,
+    XlsxWorkbook,
+    create_workbook,
+    fit_cell,
+    lock_path,
+)
+from service.errors import InputError, LockedError, PermanentError, TransientError
+
+SPEC = TableSpec(
+    sheet="Register",
+    table="Concerns",
+    columns=(
+        ColumnSpec("Reference", width=16),
+        ColumnSpec("Recorded at", kind="datetime"),
+        ColumnSpec("Date of birth", kind="date"),
+        ColumnSpec("Summary", kind="long_text"),
+        ColumnSpec("Status", kind="choice", choices=("New", "Open", "Closed"), owner="person"),
+        ColumnSpec("Source key", kind="hidden"),
+    ),
+    rows=(("PRV-2026-0001", datetime(2026, 1, 5, 10, 0), None, "First", "Open", "mail:a"),),
+)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    p = tmp_path / "register.xlsx"
+    create_workbook(p, [SPEC])
+    return p
+
+
+@pytest.fixture
+def wb(path: Path) -> XlsxWorkbook:
+    return XlsxWorkbook(path, lock_wait_seconds=0.2)
+
+
+def refs(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        return re.findall(r'ref="([^"]+)"', zf.read("xl/tables/table1.xml").decode())
+
+
+def sheet_xml(path: Path) -> str:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read("xl/worksheets/sheet1.xml").decode()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+def test_create_workbook_lays_out_a_usable_register(path: Path) -> None:
+    book = openpyxl.load_workbook(path)
+    ws = book["Register"]
+    table = ws.tables["Concerns"]
+
+    assert table.ref == "A1:F2"
+    assert table.tableStyleInfo.name == "TableStyleMedium2"
+    assert ws.freeze_panes == "A2"
+    assert ws.column_dimensions["A"].width == 16
+    assert ws.column_dimensions["F"].hidden
+    assert ws.column_dimensions["B"].number_format == xlsx_mod.DATETIME_FORMAT
+    assert ws.column_dimensions["C"].number_format == xlsx_mod.DATE_FORMAT
+    assert ws["D2"].alignment.wrap_text
+    (dv,) = ws.data_validations.dataValidation
+    assert dv.type == "list" and dv.formula1 == '"New,Open,Closed"'
+    assert str(dv.sqref) == f"E2:E{xlsx_mod.VALIDATION_ROWS + 2}"
+    # Service-owned and person-owned headers look different.
+    assert ws["A1"].fill.start_color.rgb.endswith(xlsx_mod.SERVICE_FILL)
+    assert ws["E1"].fill.start_color.rgb.endswith(xlsx_mod.PERSON_FILL)
+    assert ws["B2"].is_date and ws["B2"].value == datetime(2026, 1, 5, 10, 0)
+
+
+def test_create_workbook_never_overwrites(path: Path) -> None:
+    before = path.read_bytes()
+
+    with pytest.raises(PermanentError, match="already exists"):
+        create_workbook(path, [SPEC])
+
+    assert path.read_bytes() == before
+
+
+def test_an_empty_table_gets_its_first_row_inside_the_table(tmp_path: Path) -> None:
+    p = tmp_path / "empty.xlsx"
+    create_workbook(p, [TableSpec("Form1", "Table1", (ColumnSpec("ID"), ColumnSpec("Name")))])
+    wb = XlsxWorkbook(p)
+
+    assert wb.read_table("Table1").rows == ()
+    wb.append_rows("Table1", [{"ID": 1, "Name": "anonymous"}])
+
+    assert refs(p) == ["A1:B2", "A1:B2"]
+    assert wb.read_table("Table1").rows == ({"ID": 1, "Name": "anonymous"},)
+
+
+# ---------------------------------------------------------------------------- people in the loop
+
+
+@pytest.mark.parametrize("owner", ["~$register.xlsx", "~$gister.xlsx", ".~lock.register.xlsx#"])
+def test_refuses_to_write_while_open_in_excel(wb: XlsxWorkbook, path: Path, owner: str) -> None:
+    (path.parent / owner).write_bytes(b"\x0bExample User")
+    before = path.read_bytes()
+
+    assert "open in Excel" in (wb.writable() or "")
+    with pytest.raises(LockedError, match="open in Excel") as info:
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert info.value.retry_after
+    assert path.read_bytes() == before
+    assert wb.read_table("Concerns").rows[0]["Reference"] == "PRV-2026-0001"  # reading is fine
+
+
+def test_a_second_writer_waits_for_the_lock(wb: XlsxWorkbook, path: Path) -> None:
+    with xlsx_mod.writer_lock(path, 0):
+        with pytest.raises(LockedError, match="another prevent-service process"):
+            wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+        assert wb.writable() is not None
+    wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert len(wb.read_table("Concerns").rows) == 2
+
+
+def test_a_lock_left_by_a_killed_process_is_not_stale(wb: XlsxWorkbook, path: Path) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from connectors.xlsx import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 0):\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError):
+            wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+        assert "pid" in lock_path(path).read_text()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    assert lock_path(path).exists()  # the file stays; the lock died with its process
+    wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+    assert len(wb.read_table("Concerns").rows) == 2
+
+
+def test_typed_below_the_table_is_never_overwritten(path: Path, wb: XlsxWorkbook) -> None:
+    book = openpyxl.load_workbook(path)
+    book["Register"]["D3"] = "a note someone typed under the table"
+    book.save(path)
+    before = path.read_bytes()
+
+    with pytest.raises(PermanentError, match=r"row 3 .*not empty") as info:
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert "Resize Table" in str(info.value)
+    assert path.read_bytes() == before
+
+
+def test_appends_after_the_table_not_after_formatted_blank_rows(
+    path: Path, wb: XlsxWorkbook
+) -> None:
+    book = openpyxl.load_workbook(path)
+    ws = book["Register"]
+    for r in range(3, 200):
+        ws.cell(r, 2).number_format = "dd/mm/yyyy"  # formatted but empty: counts in max_row
+    book.save(path)
+
+    wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}, {"Reference": "PRV-2026-0003"}])
+
+    table = wb.read_table("Concerns")
+    assert table.row_numbers == (2, 3, 4)
+    assert refs(path) == ["A1:F4", "A1:F4"]
+
+
+def test_append_extends_table_ref_autofilter_and_drop_downs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(xlsx_mod, "VALIDATION_ROWS", 2)
+    p = tmp_path / "small.xlsx"
+    create_workbook(p, [SPEC])
+    wb = XlsxWorkbook(p)
+
+    wb.append_rows("Concerns", [{"Reference": f"PRV-2026-00{n:02d}"} for n in range(2, 8)])
+
+    assert refs(p) == ["A1:F8", "A1:F8"]
+    ws = openpyxl.load_workbook(p)["Register"]
+    (dv,) = ws.data_validations.dataValidation
+    assert "E8" in dv.sqref
+    assert ws.cell(8, 1).value == "PRV-2026-0007"
+
+
+def test_update_cells_never_overwrites_and_skips_the_save_when_idle(
+    path: Path, wb: XlsxWorkbook
+) -> None:
+    before = path.stat().st_mtime_ns
+    assert wb.update_cells("Concerns", [CellUpdate("Status", "New", 0)]) == 0
+    assert path.stat().st_mtime_ns == before
+    assert not (path.parent / ".backups").exists()
+
+    assert wb.update_cells("Concerns", [CellUpdate("Date of birth", date(2010, 5, 6), 0)]) == 1
+    assert wb.read_table("Concerns").rows[0]["Date of birth"] == date(2010, 5, 6)
+
+
+def test_append_with_a_key_column_never_makes_a_second_row(wb: XlsxWorkbook) -> None:
+    row = {"Reference": "PRV-2026-0002", "Source key": "mail:b"}
+    wb.append_rows("Concerns", [row], key_column="Source key")
+    wb.append_rows(
+        "Concerns", [row, {"Reference": "x", "Source key": "mail:a"}], key_column="source key"
+    )
+
+    assert [r["Source key"] for r in wb.read_table("Concerns").rows] == ["mail:a", "mail:b"]
+
+
+def test_a_table_with_a_total_row_is_not_appended_to(path: Path, wb: XlsxWorkbook) -> None:
+    book = openpyxl.load_workbook(path)
+    book["Register"].tables["Concerns"].totalsRowCount = 1
+    book.save(path)
+
+    with pytest.raises(PermanentError, match="Total Row"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+
+def test_aware_datetimes_are_written_in_local_time(path: Path) -> None:
+    wb = XlsxWorkbook(path, tz=ZoneInfo("Europe/London"))
+
+    wb.append_rows("Concerns", [{"Recorded at": datetime(2026, 7, 1, 8, 0, 30, 999, tzinfo=UTC)}])
+
+    assert wb.read_table("Concerns").rows[1]["Recorded at"] == datetime(2026, 7, 1, 9, 0, 30)
+
+
+# ---------------------------------------------------------------------------- atomic, backups
+
+
+def test_previous_version_is_kept_as_a_backup(path: Path, wb: XlsxWorkbook) -> None:
+    original = path.read_bytes()
+    wb.backups = 2
+
+    for n in range(2, 6):
+        wb.append_rows("Concerns", [{"Reference": f"PRV-2026-000{n}"}])
+
+    backups = sorted((path.parent / ".backups").iterdir())
+    assert len(backups) == 2
+    newest = XlsxWorkbook(backups[-1]).read_table("Concerns")
+    assert [r["Reference"] for r in newest.rows][-1] == "PRV-2026-0004"
+    assert original not in [b.read_bytes() for b in backups]  # rotated out
+
+
+def test_failed_replace_leaves_the_old_file_intact(
+    path: Path, wb: XlsxWorkbook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = path.read_bytes()
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(xlsx_mod.os, "replace", broken_replace)
+    with pytest.raises(TransientError, match="old version is unchanged"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_crash_while_saving_leaves_the_old_file_intact(
+    path: Path, wb: XlsxWorkbook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = path.read_bytes()
+
+    def half_save(self: object, filename: str | Path) -> None:
+        Path(filename).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(openpyxl.Workbook, "save", half_save)
+    with pytest.raises(PermanentError, match="No space left"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_a_file_changed_during_the_write_is_not_clobbered(
+    path: Path, wb: XlsxWorkbook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_save = openpyxl.Workbook.save
+
+    def save_while_someone_edits(self: openpyxl.Workbook, filename: str | Path) -> None:
+        real_save(self, filename)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))  # a sync client
+
+    monkeypatch.setattr(openpyxl.Workbook, "save", save_while_someone_edits)
+    with pytest.raises(TransientError, match="changed on disk"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    monkeypatch.undo()
+    assert len(XlsxWorkbook(path).read_table("Concerns").rows) == 1
+
+
+# ---------------------------------------------------------------------------- hostile text
+
+
+def test_hostile_text_is_stored_as_text_not_formulas(path: Path, wb: XlsxWorkbook) -> None:
+    hostile = [
+        '=HYPERLINK("http://example.org/","click me")',
+        "+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r\n=1+1",
+        "＝1+1",
+    ]
+    wb.append_rows("Concerns", [{"Summary": text, "Status": text} for text in hostile])
+
+    xml = sheet_xml(path)
+    assert "<f>" not in xml and "<f " not in xml
+    assert xml.count('t="inlineStr"') >= 2 * len(hostile)
+    book = openpyxl.load_workbook(path)
+    ws = book["Register"]
+    for r in range(3, 3 + len(hostile)):
+        cell = ws.cell(r, 4)
+        assert cell.data_type == "s"
+        assert cell.quotePrefix  # Excel keeps it as text even when a person edits the cell
+    assert ws.cell(3, 4).value == hostile[0]
+    assert ws.cell(8, 4).value == "\n=1+1"
+
+
+def test_control_characters_and_error_codes_are_safe(wb: XlsxWorkbook) -> None:
+    wb.append_rows("Concerns", [{"Summary": "bell\x07 nul\x00 ok", "Reference": "#REF!"}])
+
+    row = wb.read_table("Concerns").rows[1]
+    assert row["Summary"] == "bell\ufffd nul\ufffd ok"
+    assert row["Reference"] == "#REF!"
+
+
+def test_fit_cell_cuts_at_excels_limit_with_a_marker() -> None:
+    assert fit_cell("a" * EXCEL_CELL_LIMIT) == "a" * EXCEL_CELL_LIMIT
+    cut = fit_cell("a" * (EXCEL_CELL_LIMIT + 1))
+    assert len(cut) == EXCEL_CELL_LIMIT and cut.endswith(TRUNCATION_MARKER)
+    # Excel counts UTF-16 units: an emoji is two, and is never split in half.
+    emoji = fit_cell("\U0001f600" * 20_000)
+    assert len(emoji.encode("utf-16-le")) // 2 <= EXCEL_CELL_LIMIT
+    assert emoji.endswith(TRUNCATION_MARKER)
+    assert "\ufffd" not in emoji
+
+
+# ---------------------------------------------------------------------------- lossy features
+
+
+def inject(path: Path, *, sheet_tail: str = "", parts: dict[str, str] | None = None) -> None:
+    """Rewrite ``path`` as Excel would have saved it with extra parts / a worksheet extLst."""
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml" and sheet_tail:
+                data = data.replace(b"</worksheet>", sheet_tail.encode() + b"</worksheet>")
+            dst.writestr(item, data)
+        for name, text in (parts or {}).items():
+            dst.writestr(name, text)
+    os.replace(tmp, path)
+
+
+X14_LIST = (
+    '<extLst><ext uri="{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}" '
+    'xmlns:x14="http://schemas.microsoft.com/office/spreadsheetml/2009/9/main">'
+    '<x14:dataValidations count="1" '
+    'xmlns:xm="http://schemas.microsoft.com/office/excel/2006/main">'
+    '<x14:dataValidation type="list" allowBlank="1" showInputMessage="1" showErrorMessage="1">'
+    "<x14:formula1><xm:f>Lists!$A$1:$A$3</xm:f></x14:formula1><xm:sqref>E2:E50</xm:sqref>"
+    "</x14:dataValidation></x14:dataValidations></ext></extLst>"
+)
+X14_CF = (
+    '<extLst><ext uri="{78C0D931-6437-407d-A8EE-F0AAD7539E65}" '
+    'xmlns:x14="http://schemas.microsoft.com/office/spreadsheetml/2009/9/main">'
+    "<x14:conditionalFormattings><x14:conditionalFormatting "
+    'xmlns:xm="http://schemas.microsoft.com/office/excel/2006/main"><x14:cfRule type="dataBar" '
+    'id="{00000000-000E-0000-0000-000001000000}"><x14:dataBar/></x14:cfRule>'
+    "<xm:sqref>A2:A9</xm:sqref></x14:conditionalFormatting></x14:conditionalFormattings>"
+    "</ext></extLst>"
+)
+PIVOT = (
+    '<pivotCacheDefinition xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'refreshOnLoad="1"><cacheSource type="worksheet"><worksheetSource ref="A1:F2" '
+    'sheet="Register"/></cacheSource></pivotCacheDefinition>'
+)
+DRAWING = (
+    '<xdr:wsDr xmlns:xdr="http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing">'
+    "</xdr:wsDr>"
+)
+
+FEATURES: dict[str, tuple[dict[str, object], str, str]] = {
+    "x14 cross-sheet drop-down": (
+        {"sheet_tail": X14_LIST},
+        "drop-down lists that take their choices from another sheet",
+        "Define Name",
+    ),
+    "x14 conditional formatting": (
+        {"sheet_tail": X14_CF},
+        "conditional formatting",
+        "remove those conditional formatting rules",
+    ),
+    "pivot cache": (
+        {"parts": {"xl/pivotCache/pivotCacheDefinition1.xml": PIVOT}},
+        "a pivot table",
+        "separate workbook",
+    ),
+    "drawing": (
+        {"parts": {"xl/drawings/drawing1.xml": DRAWING}},
+        "shapes, charts or pictures",
+        "separate workbook",
+    ),
+    "vba": ({"parts": {"xl/vbaProject.bin": "not really vba"}}, "macros (VBA)", "without macros"),
+    "slicer": (
+        {"parts": {"xl/slicers/slicer1.xml": "<slicers/>"}},
+        "slicers",
+        "remove the slicers",
+    ),
+    "threaded comments": (
+        {"parts": {"xl/threadedComments/threadedComment1.xml": "<ThreadedComments/>"}},
+        "threaded comments",
+        "Convert to Notes",
+    ),
+}
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_refuses_to_write_a_workbook_with_features_openpyxl_drops(path: Path, feature: str) -> None:
+    kwargs, lost, todo = FEATURES[feature]
+    inject(path, **kwargs)  # type: ignore[arg-type]
+    before = path.read_bytes()
+    wb = XlsxWorkbook(path)
+
+    with pytest.raises(PermanentError) as info:
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    message = str(info.value)
+    assert "register.xlsx" in message and lost in message and todo in message
+    assert wb.writable() == message
+    assert path.read_bytes() == before
+    # Reading stays possible (nothing is saved).
+    assert wb.read_table("Concerns").rows[0]["Reference"] == "PRV-2026-0001"
+
+
+def test_openpyxl_really_drops_the_cross_sheet_drop_down(path: Path) -> None:
+    """Why the check exists: a load/save round trip deletes the x14 extension."""
+    inject(path, sheet_tail=X14_LIST)
+    with pytest.warns(UserWarning, match="extension is not supported and will be removed"):
+        book = openpyxl.load_workbook(path)
+    book.save(path)
+
+    assert "x14:dataValidation" not in sheet_xml(path)
+
+
+def test_comments_as_notes_do_not_block_writes(path: Path) -> None:
+    book = openpyxl.load_workbook(path)
+    book["Register"]["E2"].comment = openpyxl.comments.Comment("checked", "Example DSP")
+    book.save(path)
+    wb = XlsxWorkbook(path)
+
+    wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert openpyxl.load_workbook(path)["Register"]["E2"].comment.text == "checked"
+
+
+# ---------------------------------------------------------------------------- broken input
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(b"this is not a workbook"),
+        lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        lambda p: _drop_part(p, "xl/workbook.xml"),
+    ],
+    ids=["not-a-zip", "truncated", "missing-part"],
+)
+def test_a_broken_workbook_is_an_input_error_naming_the_file(
+    path: Path, damage: Callable[[Path], object]
+) -> None:
+    damage(path)
+    wb = XlsxWorkbook(path)
+
+    with pytest.raises(InputError, match=r"register\.xlsx"):
+        wb.read_table("Concerns")
+    with pytest.raises(InputError, match=r"register\.xlsx"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+
+def _drop_part(path: Path, name: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+        for item in src.infolist():
+            if item.filename != name:
+                dst.writestr(item, src.read(item.filename))
+    os.replace(tmp, path)
+
+
+def test_a_missing_workbook_says_where_it_looked(tmp_path: Path) -> None:
+    wb = XlsxWorkbook(tmp_path / "nowhere.xlsx")
+
+    with pytest.raises(PermanentError, match=r"nowhere\.xlsx not found"):
+        wb.read_table("Concerns")
+    assert "not found" in (wb.writable() or "")
+
+
+def test_a_missing_table_lists_the_tables_present(wb: XlsxWorkbook) -> None:
+    with pytest.raises(InputError, match=r"no table named 'Table1'.*Concerns \(sheet Register\)"):
+        wb.read_table("Table1")
+
+
+def test_a_missing_column_lists_the_columns(wb: XlsxWorkbook) -> None:
+    with pytest.raises(InputError, match=r"no column 'Risk'.*'Reference'"):
+        wb.find_rows("Concerns", "Risk", ["x"])
+
+
+def test_reads_are_cached_until_the_file_changes(path: Path, wb: XlsxWorkbook) -> None:
+    first = wb.read_table("Concerns")
+    assert wb.read_table("Concerns") is first
+
+    XlsxWorkbook(path).append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert len(wb.read_table("Concerns").rows) == 2
