@@ -12,7 +12,7 @@ import pytest
 from service.app import App
 from service.config import Config, parse_config
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.graph_emulator.fixtures"]
 
 BASE_CONFIG: dict[str, Any] = {
     "organisation": {"name": "Example Training Ltd", "reference_prefix": "PRV"},
