@@ -359,6 +359,11 @@ def _parse_text(
     distinct = list(dict.fromkeys(found))
     if len(distinct) > 1:
         return not_understood(shown, "more than one date: keep only the due date")
+    frequencies = {rec for rec, pattern in _FREQUENCIES if pattern.search(rest)}
+    if len(frequencies) > 1:
+        return not_understood(shown, "more than one frequency: keep one")
+    for _, pattern in _FREQUENCIES:
+        rest = pattern.sub(" ", rest)  # "every 2 years" is not a stray number
     if _DIGITS.search(rest):
         leftover = _DIGITS.search(rest)
         assert leftover is not None
@@ -372,9 +377,6 @@ def _parse_text(
         reason = "a month without a year" if not distinct else "more than one date"
         return not_understood(shown, reason)
 
-    frequencies = {rec for rec, pattern in _FREQUENCIES if pattern.search(rest)}
-    if len(frequencies) > 1:
-        return not_understood(shown, "more than one frequency: keep one")
     text_rec = frequencies.pop() if frequencies else None
     ongoing = bool(_ONGOING.search(rest))
     immediate = bool(_IMMEDIATE.search(rest))
