@@ -72,6 +72,27 @@ class GraphProtocol(MSGraphProtocol):
         super().__init__(api_version="v1.0", **kwargs)
 
 
+class PinnedSession(requests.Session):
+    """A Session whose ``verify`` and timeout apply to every request.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment override a
+    session's ``verify`` (psf/requests#3829), so a configured ``m365.ca_bundle`` would be
+    ignored on machines that set them; passing it per request makes it stick.
+    """
+
+    def __init__(self, verify: bool | str, timeout: Any = None) -> None:
+        super().__init__()
+        self.verify = verify
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(self.verify, str):
+            kwargs.setdefault("verify", self.verify)
+        if self.default_timeout is not None and kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
 class AppOnlyConnection(Connection):
     """A Connection that renews app-only tokens and builds msal for our authority."""
 
@@ -89,6 +110,20 @@ class AppOnlyConnection(Connection):
         self._msal_authority = authority_url
         self._instance_discovery = instance_discovery
 
+    def get_session(self, load_token: bool = False) -> requests.Session:
+        session = super().get_session(load_token=load_token)
+        return self._pinned(session)
+
+    def get_naive_session(self) -> requests.Session:
+        return self._pinned(super().get_naive_session())
+
+    def _pinned(self, session: requests.Session) -> requests.Session:
+        pinned = PinnedSession(self.verify_ssl, self.timeout)
+        pinned.headers.update(session.headers)
+        pinned.proxies = session.proxies
+        session.close()
+        return pinned
+
     @property
     def msal_client(self) -> msal.ConfidentialClientApplication:
         if self._msal_client is None:
@@ -98,9 +133,7 @@ class AppOnlyConnection(Connection):
                     client_credential=self.auth[1],
                     authority=self._msal_authority,
                     token_cache=self.token_backend,
-                    proxies=self.proxy or None,
-                    verify=self.verify_ssl,
-                    timeout=self.timeout,
+                    http_client=self._pinned(requests.Session()),
                     # None: msal asks login.microsoftonline.com about hosts it does not know;
                     # False: trust the configured host (national cloud mirror, emulator).
                     instance_discovery=None if self._instance_discovery else False,

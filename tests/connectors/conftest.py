@@ -17,11 +17,13 @@ import pytest
 MAILBOX_HARNESSES: dict[str, str] = {
     "memory": "tests.connectors.harness:memory_mailbox",
     "folder": "tests.connectors.harness:folder_mailbox",
+    "graph": "tests.connectors.harness_graph:graph_mailbox",
 }
 
 SENDER_HARNESSES: dict[str, str] = {
     "memory": "tests.connectors.harness:memory_sender",
     "outbox": "tests.connectors.harness:outbox_sender",
+    "graph": "tests.connectors.harness_graph:graph_sender",
 }
 
 WORKBOOK_HARNESSES: dict[str, str] = {
