@@ -127,7 +127,10 @@ def _codec_for(label: str | None) -> str | None:
         info = codecs.lookup(name)
     except (LookupError, ValueError):
         return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
+    if (
+        not getattr(info, "_is_text_encoding", True)
+        or info.name.replace("-", "_") in _REFUSED_CODECS
+    ):
         return None
     if info.name in ("iso8859-1", "latin-1"):
         return "cp1252"
@@ -173,7 +176,9 @@ _WS = re.compile(r"\s+")
 def _decode_word(charset: str, encoding: str, text: str) -> bytes | None:
     """The bytes of one encoded word, or None when it cannot be decoded (kept literally)."""
     if encoding in "bB":
-        text = re.sub(r"[^A-Za-z0-9+/]", "", text)
+        if re.search(r"[^A-Za-z0-9+/=]", text):
+            return None
+        text = text.rstrip("=")
         if len(text) % 4 == 1:
             text = text[:-1]
         try:
@@ -235,7 +240,7 @@ def _decode_header(value: str | None, defects: list[str] | None = None) -> str:
 
 def _one_line(text: str, limit: int) -> str:
     """Control and bidi characters removed, whitespace collapsed, length bounded."""
-    text = _BIDI.sub("", _CONTROL.sub(" ", text))
+    text = _BIDI.sub("", _CONTROL.sub("", text))
     return _WS.sub(" ", text).strip()[:limit]
 
 
@@ -296,11 +301,16 @@ def _addresses(raw: str | None) -> list[tuple[str, str | None]]:
         if name or addr
     ]
     if not any(addr for _, addr in found):
-        # Unparseable header: take the first thing that looks like an address.
+        # Unparseable, or a name alone ("From: Reception Desk"): take the first thing that
+        # looks like an address, else keep the words as the name.
         match = _ADDR_IN_TEXT.search(text)
         if match:
             name = _one_line(_decode_header(text[: match.start()]), MAX_NAME_CHARS)
             found = [(name.strip("\"'< "), _clean_address(match.group(0)))]
+        else:
+            name = _one_line(_decode_header(re.sub(r"<[^<>]*>", " ", text)), MAX_NAME_CHARS)
+            name = name.strip("\"'<>():; ")
+            found = [(name, None)] if name else []
     return found
 
 
@@ -364,8 +374,10 @@ _SKIP = {"script", "style", "head", "title", "template", "svg", "math", "iframe"
 class _HTMLText(HTMLParser):
     """Readable text from HTML: scripts/styles dropped, blocks → lines, entities decoded.
 
-    Outlook writes each line as ``<p class=MsoNormal>`` and blank lines as empty paragraphs,
-    so Mso paragraphs end a line rather than make a paragraph.
+    Block boundaries ask for line breaks that are written only before the next visible text,
+    so nested blocks do not stack up blank lines. Outlook writes each line as
+    ``<p class=MsoNormal>`` and a blank line as an empty one, so Mso paragraphs end a line and
+    an empty paragraph makes the blank line.
     """
 
     def __init__(self) -> None:
@@ -374,10 +386,19 @@ class _HTMLText(HTMLParser):
         self.skip: list[str] = []
         self.pre = 0
         self.links: list[tuple[str, int]] = []
-        self.chars = 0
+        self.chars = 0  # visible characters written so far
+        self.pending = 0  # line breaks owed before the next visible text
+        self.paragraphs: list[tuple[int, bool]] = []  # (``chars``, is Mso) at each open <p>
 
-    def _newline(self, count: int = 1) -> None:
-        self.out.append("\n" * count)
+    def _break(self, count: int) -> None:
+        self.pending = max(self.pending, count)
+
+    def _write(self, text: str) -> None:
+        if self.pending and self.chars:
+            self.out.append("\n" * self.pending)
+        self.pending = 0
+        self.out.append(text)
+        self.chars += len(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
@@ -388,16 +409,22 @@ class _HTMLText(HTMLParser):
         if self.skip:
             return
         if tag == "br":
-            self._newline()
+            if self.pending:
+                self.pending += 1
+            else:
+                self.out.append("\n")
         elif tag in ("td", "th"):
             self.out.append(" ")
         elif tag in _BLOCK:
             mso = any(k == "class" and (v or "").startswith("Mso") for k, v in attrs)
-            self._newline(2 if tag in _PARAGRAPH and not mso else 1)
+            self._break(2 if tag in _PARAGRAPH and not mso else 1)
+            if tag == "p":
+                self.paragraphs.append((self.chars, mso))
             if tag == "li":
-                self.out.append("- ")
+                self._write("- ")
             elif tag == "hr":
-                self.out.append("---\n")
+                self._write("---")
+                self._break(1)
             elif tag == "pre":
                 self.pre += 1
         elif tag == "a":
@@ -408,7 +435,7 @@ class _HTMLText(HTMLParser):
         if tag in _SKIP:
             return
         self.handle_starttag(tag, attrs)
-        if tag == "a":
+        if tag == "a" and self.links:
             self.links.pop()
 
     def handle_endtag(self, tag: str) -> None:
@@ -419,7 +446,11 @@ class _HTMLText(HTMLParser):
         if self.skip:
             return
         if tag in _BLOCK:
-            self._newline(2 if tag in _PARAGRAPH else 1)
+            lines = 2 if tag in _PARAGRAPH else 1
+            if tag == "p" and self.paragraphs:
+                start, mso = self.paragraphs.pop()
+                lines = 2 if not mso or start == self.chars else 1
+            self._break(lines)
             if tag == "pre" and self.pre:
                 self.pre -= 1
         elif tag == "a" and self.links:
@@ -427,14 +458,18 @@ class _HTMLText(HTMLParser):
             url = _readable_url(href)
             shown = "".join(self.out[start:])
             if url and url.rstrip("/") not in shown:
-                self.out.append(f" ({url})")
+                self._write(f" ({url})")
 
     def handle_data(self, data: str) -> None:
         if self.skip:
             return
-        data = data if self.pre else _WS.sub(" ", data)
-        self.chars += len(data)
-        self.out.append(data)
+        if not self.pre:
+            data = _WS.sub(" ", data)
+            if not data.strip():
+                if self.out and not self.pending:
+                    self.out.append(" ")
+                return
+        self._write(data)
 
     def text(self) -> str:
         return "".join(self.out)
@@ -594,7 +629,7 @@ def display_filename(name: str | None) -> str:
     if not name:
         return ""
     text = _decode_header(name)
-    text = _one_line(unicodedata.normalize("NFC", text), 2000)
+    text = _one_line(unicodedata.normalize("NFC", text), MAX_HEADER_CHARS)
     text = re.split(r"[\\/]", text)[-1]  # only the last path component, Windows or POSIX
     text = re.sub(r"^[A-Za-z]:", "", text).strip().strip(".").strip()
     if len(text) > MAX_FILENAME_CHARS:
@@ -663,6 +698,9 @@ def _walk(
     walk.content_types.add(ctype)
 
     if ctype.startswith("multipart/"):
+        if ctype == "multipart/report":
+            walk.report_types.add((_param(part, "report-type") or "").lower())
+            in_report = True
         if not part.is_multipart():
             # No usable boundary: the stdlib leaves the body as one string. Read it as text
             # rather than lose it as an "attachment".
@@ -670,9 +708,6 @@ def _walk(
             _body_text(part, "text/plain", walk)
             return
         children = [c for c in part.get_payload() if isinstance(c, Message)]
-        if ctype == "multipart/report":
-            walk.report_types.add((_param(part, "report-type") or "").lower())
-            in_report = True
         if ctype == "multipart/alternative":
             children = _best_alternative(children)
         for child in children:
