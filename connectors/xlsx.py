@@ -566,10 +566,18 @@ class XlsxWorkbook:
         )
 
     def _data_rows(self, ws: Worksheet, lay: _Layout) -> list[tuple[int, dict[str, Any]]]:
-        """Non-blank data rows as (sheet row, values by header)."""
+        """Non-blank data rows as (sheet row, values by header).
+
+        Looks cells up without creating them (``ws.iter_rows`` would add every empty cell)."""
         out: list[tuple[int, dict[str, Any]]] = []
-        if lay.last_row < lay.first_row:
-            return out
+        cells = ws._cells
+        columns = range(lay.min_col, lay.max_col + 1)
+        for r in range(lay.first_row, lay.last_row + 1):
+            values = [_read_cell(cells.get((r, c))) for c in columns]
+            if all(is_blank(v) for v in values):
+                continue
+            out.append((r, dict(zip(lay.headers, values, strict=False))))
+        return out
         for offset, cells in enumerate(
             ws.iter_rows(
                 min_row=lay.first_row,
@@ -807,6 +815,8 @@ def _peek(ws: Worksheet, row: int, col: int) -> Any:
 
 
 def _read_cell(cell: Any) -> Any:
+    if cell is None:
+        return None
     value = cell.value
     if (
         isinstance(value, datetime)
