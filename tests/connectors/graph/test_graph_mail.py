@@ -1,0 +1,335 @@
+"""GraphMailbox and GraphSender against the emulator: delta paging and cursor safety, resync,
+folder moves, and sends that happen exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.graph_http import Call
+from service.errors import ConnectorError, InputError, PermanentError, TransientError
+from tests.connectors.harness_graph import (
+    CLIENT_ID,
+    MAILBOX,
+    SECRET,
+    GraphSetup,
+    graph_config,
+    graph_setup,
+)
+from tests.connectors.test_mailbox_contract import make_raw
+from tests.connectors.test_sender_contract import message
+
+
+@pytest.fixture
+def setup(tmp_path: Path, request: pytest.FixtureRequest) -> GraphSetup:
+    return graph_setup(tmp_path, request)
+
+
+def deliver(setup: GraphSetup, count: int, tag: str = "m") -> list[str]:
+    return [
+        setup.emu.deliver(
+            MAILBOX, make_raw(f"Concern {n}", f"Body {n}", message_id=f"<{tag}{n}@example.org>")
+        )
+        for n in range(count)
+    ]
+
+
+def delta_calls(setup: GraphSetup) -> int:
+    return setup.emu.count_requests("GET", r"/messages/delta")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_items_carry_the_mime_time_link_and_immutable_id(setup: GraphSetup) -> None:
+    raw = make_raw("Concern", "A worrying remark.", message_id="<i1@example.org>")
+    immutable_id = setup.emu.deliver(MAILBOX, raw)
+
+    (item,) = list(setup.mailbox().fetch_new())
+
+    assert item.item_id == immutable_id
+    assert item.raw == raw
+    assert item.received_at is not None and item.received_at.tzinfo is not None
+    assert item.web_link and item.web_link.startswith("https://")
+    (first,) = [r for r in setup.emu.requests if r.path.endswith("/messages/delta")][:1]
+    assert "odata.maxpagesize=50" in first.headers.get("Prefer", "")
+    assert set(first.query["$select"].split(",")) == {"id", "receivedDateTime", "webLink"}
+
+
+def test_pages_are_followed_and_the_cursor_saved_only_after_each_page(
+    setup: GraphSetup,
+) -> None:
+    ids = deliver(setup, 5)
+    box = setup.mailbox()
+    box.page_size = 2
+    seen: list[str] = []
+
+    stream = box.fetch_new()
+    for item in stream:
+        seen.append(item.item_id)
+        if len(seen) == 3:  # the worker dies halfway through page two
+            break
+    stream.close()
+    cursor_after_crash = setup.ledger.get(box.cursor_key)
+
+    restarted = setup.mailbox()
+    restarted.page_size = 2
+    again = [item.item_id for item in restarted.fetch_new()]
+
+    assert cursor_after_crash is not None and "$skiptoken" in cursor_after_crash
+    # Page two is replayed (ids 3 and 4), then page three; nothing is skipped.
+    assert again == seen[2:] + [i for i in ids if i not in seen]
+    assert sorted(seen + again[1:]) == sorted(ids)
+    assert "$deltatoken" in (setup.ledger.get(box.cursor_key) or "")
+
+
+def test_a_crash_inside_the_first_page_replays_it(setup: GraphSetup) -> None:
+    ids = deliver(setup, 3)
+    box = setup.mailbox()
+
+    stream = box.fetch_new()
+    next(stream)
+    stream.close()
+
+    assert setup.ledger.get(box.cursor_key) is None
+    assert sorted(item.item_id for item in box.fetch_new()) == sorted(ids)
+
+
+def test_an_idle_poll_is_one_request(setup: GraphSetup) -> None:
+    deliver(setup, 2)
+    box = setup.mailbox()
+    list(box.fetch_new())
+    before = len(setup.emu.requests)
+
+    assert list(box.fetch_new()) == []
+
+    idle = setup.emu.requests[before:]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in idle] == [("GET", "delta")]
+
+
+def test_a_lost_delta_link_resyncs_without_duplicates_in_the_ledger(setup: GraphSetup) -> None:
+    first = deliver(setup, 3, "a")
+    box = setup.mailbox()
+    claimed = [setup.ledger.claim_item(f"mail:{i.item_id}", "mail", None) for i in box.fetch_new()]
+    setup.emu.lose_delta_tokens()
+    later = deliver(setup, 1, "b")
+
+    replay = list(box.fetch_new())
+    claimed_again = [setup.ledger.claim_item(f"mail:{i.item_id}", "mail", None) for i in replay]
+
+    assert claimed == [True, True, True]
+    assert sorted(i.item_id for i in replay) == sorted(first + later)  # a full re-read …
+    assert claimed_again.count(True) == 1  # … that the ledger de-duplicates
+    assert setup.emu.count_requests("GET", r"/messages/delta") >= 3
+    assert list(box.fetch_new()) == []
+
+
+def test_the_read_flag_is_never_used(setup: GraphSetup) -> None:
+    (immutable_id,) = deliver(setup, 1)
+    box = setup.mailbox()
+    # A person opens the message in the shared mailbox before the service polls.
+    box.http.request(
+        "PATCH",
+        f"users/{MAILBOX}/messages/{immutable_id}",
+        Call(what="mark read (a person, in the test)"),
+        json={"isRead": True},
+    )
+
+    assert [item.item_id for item in box.fetch_new()] == [immutable_id]
+    assert not any("isread" in str(r.query).lower() for r in setup.emu.requests)
+
+
+def test_moved_items_are_not_offered_again(setup: GraphSetup) -> None:
+    ids = deliver(setup, 2)
+    box = setup.mailbox()
+    list(box.fetch_new())
+
+    box.mark_processed(ids[0])
+    box.quarantine(ids[1], "unreadable")
+
+    assert list(box.fetch_new()) == []
+    assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "Processed")] == [ids[0]]
+    assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "Quarantine")] == [ids[1]]
+
+
+def test_folders_are_created_once_then_found_by_cache(setup: GraphSetup) -> None:
+    ids = deliver(setup, 3)
+    box = setup.mailbox()
+
+    for item_id in ids:
+        box.mark_processed(item_id)
+
+    assert setup.emu.count_requests("POST", r"/mailFolders$") == 1
+    assert setup.emu.count_requests("GET", r"/mailFolders$") == 1
+    assert setup.emu.count_requests("POST", r"/move$") == 3
+
+
+def test_a_folder_a_person_made_is_used(setup: GraphSetup) -> None:
+    setup.emu.add_folder(MAILBOX, "Processed")
+    (item_id,) = deliver(setup, 1)
+
+    setup.mailbox().mark_processed(item_id)
+
+    assert setup.emu.count_requests("POST", r"/mailFolders$") == 0
+    assert len(setup.emu.folder_messages(MAILBOX, "Processed")) == 1
+
+
+def test_fetch_of_a_deleted_message_is_an_input_error(setup: GraphSetup) -> None:
+    (item_id,) = deliver(setup, 1)
+    box = setup.mailbox()
+    box.http.request(
+        "DELETE", f"users/{MAILBOX}/messages/{item_id}", Call(what="delete (a person)")
+    )
+
+    with pytest.raises(InputError, match=r"no longer in safeguarding@example\.org"):
+        box.fetch(item_id)
+
+
+def test_a_custom_intake_folder(setup: GraphSetup, tmp_path: Path) -> None:
+    setup.emu.add_folder(MAILBOX, "Concerns")
+    raw = make_raw("Concern", "Filed by a rule", message_id="<f1@example.org>")
+    setup.emu.deliver(MAILBOX, raw, folder="Concerns")
+    deliver(setup, 1, "inbox")  # not the intake folder
+    config = graph_config(setup.emu, tmp_path)
+    section = config.intake.mailbox.model_copy(update={"folder": "Concerns"})  # type: ignore[union-attr]
+    from connectors.graph_mail import GraphMailbox
+
+    box = GraphMailbox.from_config(section, config, setup.ledger)  # type: ignore[arg-type]
+
+    assert [item.raw for item in box.fetch_new()] == [raw]
+
+
+def test_a_missing_intake_folder_is_named(setup: GraphSetup, tmp_path: Path) -> None:
+    config = graph_config(setup.emu, tmp_path)
+    section = config.intake.mailbox.model_copy(update={"folder": "Nowhere"})  # type: ignore[union-attr]
+    from connectors.graph_mail import GraphMailbox
+
+    box = GraphMailbox.from_config(section, config, setup.ledger)  # type: ignore[arg-type]
+
+    with pytest.raises(ConnectorError, match=r"intake\.mailbox\.folder"):
+        list(box.fetch_new())
+
+
+def test_a_mailbox_outside_the_apps_rbac_scope_names_the_fix(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request)
+    setup.emu.add_app(CLIENT_ID, secret=SECRET, mailboxes=["someone.else@example.org"])
+
+    with pytest.raises(PermanentError) as info:
+        list(setup.mailbox().fetch_new())
+
+    text = str(info.value)
+    assert "Mail.ReadWrite" in text
+    assert "Test-ServicePrincipalAuthorization" in text
+    assert "ApplicationAccessPolicy" in text  # Graph said "Access to OData is disabled"
+
+
+def test_mailbox_checks_create_the_folders_and_report_each_line(setup: GraphSetup) -> None:
+    lines = list(setup.mailbox().checks())
+
+    assert [(line.name, line.ok) for line in lines] == [
+        ("Graph token", True),
+        (f"mailbox {MAILBOX}", True),
+        ("folder Processed", True),
+        ("folder Quarantine", True),
+    ]
+    assert "created" in lines[2].detail
+    assert setup.emu.folder_messages(MAILBOX, "Quarantine") == []
+
+
+def test_mailbox_checks_name_a_missing_permission(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, permissions=("Sites.Selected",))
+
+    lines = list(setup.mailbox().checks())
+
+    failed = [line for line in lines if not line.ok]
+    assert failed and failed[0].name == f"mailbox {MAILBOX}"
+    assert "Mail.ReadWrite application permission" in failed[0].detail
+
+
+# ---------------------------------------------------------------------------- sending
+
+
+def sent_ids(setup: GraphSetup) -> list[str]:
+    return [m.message()["Message-ID"] for m in setup.emu.outbox(MAILBOX)]
+
+
+def test_a_send_leaves_a_copy_in_sent_items_and_no_draft(setup: GraphSetup) -> None:
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    (copy,) = setup.emu.sent_messages(MAILBOX)
+    assert copy["internetMessageId"] == "<alert.0001@example.org>"
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+
+
+def test_an_unclear_send_that_went_through_is_not_sent_again(setup: GraphSetup) -> None:
+    # Graph sends the mail, then the gateway times out: the answer is lost.
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 504, after_commit=True)
+    sender = setup.sender()
+
+    sender.send(message())
+    sender.send(message())  # the pipeline retrying after a crash
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+
+
+def test_an_unclear_send_that_did_not_go_is_sent_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 504)
+
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.count_requests("POST", r"/send$") == 2
+
+
+def test_a_dropped_connection_on_send_then_a_restart_sends_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 0, times=3)  # no answer at all
+
+    with pytest.raises(TransientError, match="draft is kept"):
+        setup.sender().send(message())
+    assert sent_ids(setup) == []
+    assert len(setup.emu.folder_messages(MAILBOX, "drafts")) == 1
+
+    setup.sender().send(message())  # a new process: the draft id comes from the ledger
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 1  # one draft
+
+
+def test_an_unclear_draft_creation_reuses_the_draft(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/users/[^/]+/messages$", 504, after_commit=True)
+
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 1
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+
+
+def test_send_without_mail_send_names_the_permission(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, permissions=("Mail.ReadWrite", "Sites.Selected"))
+
+    with pytest.raises(PermanentError, match=r"Mail\.Send application permission"):
+        setup.sender().send(message())
+    assert sent_ids(setup) == []
+
+
+def test_the_sender_uses_the_mime_path_so_both_bodies_and_headers_survive(
+    setup: GraphSetup,
+) -> None:
+    setup.sender().send(message(high_importance=True))
+
+    (out,) = setup.emu.outbox(MAILBOX)
+    sent = out.message()
+    assert sent["Auto-Submitted"] == "auto-generated"
+    assert sent.get_content_type() == "multipart/alternative"
+    assert sorted(out.recipients) == ["deputy.dsp@example.org", "dsp@example.org"]
+    (copy,) = setup.emu.sent_messages(MAILBOX)
+    assert copy["importance"] == "high"
