@@ -160,7 +160,10 @@ def _decode_bytes(data: bytes, declared: str | None, *, partial: bool = False) -
 
 def _header_bytes(value: str) -> bytes:
     """The bytes a header value came from (the parser keeps 8-bit bytes as surrogates)."""
-    return value.encode("utf-8", "surrogateescape")
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte
+        return value.encode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------- headers
@@ -762,7 +765,7 @@ def _attached_message(part: Message, ctype: str, walk: _Walk, depth: int, in_rep
     if isinstance(inner, Message) and cte in ("base64", "quoted-printable"):
         # Not allowed by RFC 2046 but sent anyway: decode, then parse the message inside.
         body = inner.get_payload()
-        data = body.encode("ascii", "surrogateescape") if isinstance(body, str) else b""
+        data = _header_bytes(body) if isinstance(body, str) else b""
         try:
             data = base64.b64decode(data) if cte == "base64" else quopri.decodestring(data)
             inner = email.message_from_bytes(data, policy=email.policy.compat32)
@@ -938,6 +941,34 @@ _CORE_HEADERS = {
 }  # fmt: skip
 
 
+_OBS_COLON = re.compile(rb"^([!-9;-~]{1,76})[ \t]+:")
+
+
+def _repair_header_block(raw: bytes, defects: list[str]) -> bytes:
+    """Drop stray lines inside the header block and close up "Name  :" (obsolete syntax).
+
+    The stdlib treats the first line that is not a header as the start of the body, so one
+    garbled line would hide every header after it, From included.
+    """
+    end = re.search(rb"\r?\n\r?\n", raw)
+    if end is None:
+        return raw
+    lines = raw[: end.start()].split(b"\n")
+    headers = [n for n, line in enumerate(lines) if _HEADER_LINE.match(line)]
+    if not headers:
+        return raw
+    last = headers[-1]
+    kept: list[bytes] = []
+    for n, line in enumerate(lines):
+        if _HEADER_LINE.match(line):
+            kept.append(_OBS_COLON.sub(rb"\1:", line))
+        elif n > last or line[:1] in (b" ", b"\t") or (n == 0 and line.startswith(b"From ")):
+            kept.append(line)
+    if len(kept) < len(lines):
+        defects.append("header-line-without-colon")
+    return b"\n".join(kept) + raw[end.start() :]
+
+
 def _first_line_is_header(raw: bytes) -> bool:
     first = raw.split(b"\n", 1)[0]
     return first.startswith(b"From ") or bool(_HEADER_LINE.match(first))
@@ -960,6 +991,7 @@ def parse_message(raw: bytes, *, max_text_chars: int = 100_000) -> ParsedMail:
             "the message does not start with an e-mail header block (no 'Name: value' line)"
         )
     defects: list[str] = []
+    stripped = _repair_header_block(stripped, defects)
     try:
         msg = email.message_from_bytes(stripped, policy=email.policy.compat32)
     except RecursionError:

@@ -591,7 +591,8 @@ def test_broken_mime_still_gives_the_text() -> None:
     assert parsed.message_id is None
     assert parsed.date is None
     assert "close-boundary-not-found" in parsed.defects
-    assert "missing-header-body-separator" in parsed.defects
+    assert "header-line-without-colon" in parsed.defects
+    assert "lost into the body" not in parsed.text  # the header after the stray line stays one
     assert any("base64" in d for d in parsed.defects)
     assert all(len(d) < 60 and " " not in d for d in parsed.defects)
 
@@ -630,11 +631,22 @@ def test_shallow_nesting_is_followed() -> None:
     assert parse_message(_nested(8)).text == "the innermost words"
 
 
-def test_header_line_without_colon_in_the_middle() -> None:
-    raw = b"From: a@example.org\nSubject: x\nthis line has no colon\nX-Later: y\n\nBody.\n"
+def test_header_line_without_colon_does_not_hide_the_headers_after_it() -> None:
+    raw = b"Subject: x\nthis line has no colon\nFrom: a@example.org\n\nBody.\n"
     parsed = parse_message(raw)
-    assert parsed.subject == "x"
-    assert "missing-header-body-separator" in parsed.defects
+    assert (parsed.subject, parsed.from_address, parsed.text) == ("x", "a@example.org", "Body.")
+    assert "header-line-without-colon" in parsed.defects
+
+
+def test_obsolete_space_before_colon_in_header_names() -> None:
+    raw = b"From  : Jo Doe <jo@example.org>\nSubject     : Saying Hello\n\nHello.\n"
+    parsed = parse_message(raw)
+    assert (parsed.from_address, parsed.subject) == ("jo@example.org", "Saying Hello")
+
+
+def test_body_lines_without_a_blank_line_before_them_are_kept() -> None:
+    parsed = parse_message(b"From: a@example.org\nSubject: x\nno blank line before this body\n")
+    assert parsed.text == "no blank line before this body"
 
 
 def test_many_headers_and_an_mbox_from_line() -> None:
