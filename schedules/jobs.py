@@ -1,0 +1,212 @@
+"""The worker's schedule, rebuilt from config at every start.
+
+Jobs (stable ids, so a restart never doubles one):
+
+===================  ===============================================  =========================
+id                   when                                             does
+===================  ===============================================  =========================
+``intake-poll``      every ``schedule.poll_seconds`` (first at start)  ``service.pipeline.poll``
+``reminders-daily``  ``compliance.send_time``, organisation time zone  the reminder cycle
+``escalation``       every ``schedule.escalation_check_minutes``       escalate concerns still New
+``weekly-digest``    ``schedule.digest_day`` at ``digest_time``        the DSP's weekly digest
+``catch-up``         at start, then with the escalation check          today's reminders and this
+                                                                      week's digest, if missed
+===================  ===============================================  =========================
+
+Cron times are in ``organisation.timezone`` (Europe/London), so 08:00 stays 08:00 across the
+BST/GMT change. Every job has ``coalesce=True``, ``max_instances=1`` and a misfire grace; the
+job store is in memory: the ledger, not the job store, is the durable truth, and every job is
+idempotent (the catch-up job and the daily job may both look at the same day safely).
+
+Jobs run one at a time in the scheduler's own thread (APScheduler's ``DebugExecutor``, which
+calls the job directly): they share one ``App`` and its SQLite connection, which must not be
+used from two threads, and intake, reminders and escalation never interleave their writes.
+A long cycle only delays the next poll; missed runs coalesce into one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from service.app import App
+from service.config import Config
+from service.errors import PreventServiceError
+
+log = logging.getLogger("prevent_service.schedules")
+
+AppFactory = Callable[[], App]
+
+JOB_POLL = "intake-poll"
+JOB_REMINDERS = "reminders-daily"
+JOB_ESCALATION = "escalation"
+JOB_WEEKLY = "weekly-digest"
+JOB_CATCH_UP = "catch-up"
+
+
+def build_scheduler(app_factory: AppFactory, config: Config) -> BlockingScheduler:
+    """A scheduler with the service's jobs; ``start()`` blocks until ``shutdown()``.
+
+    ``app_factory`` is called at every run; it may return the same ``App`` each time."""
+    tz = config.organisation.tz
+    scheduler = BlockingScheduler(
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": DebugExecutor()},
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": config.schedule.misfire_grace_seconds,
+        },
+        timezone=tz,
+    )
+    add_jobs(scheduler, app_factory, config)
+    scheduler.add_listener(
+        on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+    )
+    # APScheduler logs a failing job with its traceback and exception message, which could
+    # quote what a job was reading; our listener logs the job id and error class instead.
+    executor_log = logging.getLogger("apscheduler.executors.default")
+    if not executor_log.isEnabledFor(logging.DEBUG):
+        executor_log.setLevel(logging.CRITICAL)
+    return scheduler
+
+
+def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) -> list[str]:
+    """Add (or replace) the jobs the config asks for; returns their ids."""
+    tz = config.organisation.tz
+    schedule = config.schedule
+    now = datetime.now(tz)
+    added: list[str] = []
+
+    def add(job_id: str, func: Callable[[App], Any], trigger: Any, **kw: Any) -> None:
+        scheduler.add_job(
+            _run,
+            trigger,
+            args=(job_id, app_factory, func),
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            # Also the scheduler's defaults; given here so the jobs carry them before start().
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=schedule.misfire_grace_seconds,
+            **kw,
+        )
+        added.append(job_id)
+
+    if config.intake.mailbox is not None or config.intake.forms is not None:
+        add(
+            JOB_POLL,
+            _poll,
+            IntervalTrigger(seconds=schedule.poll_seconds, timezone=tz),
+            next_run_time=now,
+        )
+    add(
+        JOB_ESCALATION,
+        _escalation,
+        IntervalTrigger(minutes=schedule.escalation_check_minutes, timezone=tz),
+        next_run_time=now,
+    )
+    add(
+        JOB_WEEKLY,
+        _weekly,
+        CronTrigger(
+            day_of_week=schedule.digest_day,
+            hour=schedule.digest_time.hour,
+            minute=schedule.digest_time.minute,
+            timezone=tz,
+        ),
+    )
+    if config.compliance is not None:
+        send = config.compliance.send_time
+        add(JOB_REMINDERS, _reminders, CronTrigger(hour=send.hour, minute=send.minute, timezone=tz))
+    add(
+        JOB_CATCH_UP,
+        _catch_up,
+        IntervalTrigger(minutes=schedule.escalation_check_minutes, timezone=tz),
+        next_run_time=now,
+    )
+    return added
+
+
+# ---------------------------------------------------------------------------- job bodies
+
+
+def _run(job_id: str, app_factory: AppFactory, func: Callable[[App], Any]) -> Any:
+    started = time.monotonic()
+    app = app_factory()
+    result = func(app)
+    log.debug("job %s done in %.2fs", job_id, time.monotonic() - started)
+    return result
+
+
+def _poll(app: App) -> Any:
+    from service.pipeline import poll  # the intake pipeline loads its parsers only when used
+
+    return poll(app)
+
+
+def _reminders(app: App) -> Any:
+    from service.reminders import scheduled_cycle
+
+    return scheduled_cycle(app)
+
+
+def _escalation(app: App) -> Any:
+    from service.escalation import check
+
+    return check(app)
+
+
+def _weekly(app: App) -> Any:
+    from service.escalation import scheduled_weekly
+
+    return scheduled_weekly(app)
+
+
+def _catch_up(app: App) -> None:
+    """After downtime (or a misfire past its grace): today's reminders and this week's digest
+    go out once their time has passed. Both are no-ops when already done."""
+    from service.escalation import scheduled_weekly
+    from service.reminders import scheduled_cycle
+
+    if app.config.compliance is not None:
+        scheduled_cycle(app)
+    scheduled_weekly(app)
+
+
+# ---------------------------------------------------------------------------- listeners
+
+
+def on_job_event(event: JobEvent) -> None:
+    """Log failures and misses by job id and error class: never the job's data."""
+    if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
+        exc = event.exception
+        # Our own errors are content-free by design; others might quote data: class only.
+        detail = f": {exc}" if isinstance(exc, PreventServiceError) else ""
+        log.error("job %s failed with %s%s", event.job_id, type(exc).__name__, detail)
+    elif event.code == EVENT_JOB_MISSED and isinstance(event, JobExecutionEvent):
+        log.warning(
+            "job %s missed its run at %s (worker busy or down); the next run catches up",
+            event.job_id,
+            event.scheduled_run_time,
+        )
+    elif event.code == EVENT_JOB_MAX_INSTANCES:
+        log.warning("job %s still running: this run was skipped", event.job_id)
