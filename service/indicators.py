@@ -270,7 +270,7 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                     r"(?:for |of )?(?:the |a |an |recent |these |those )*(?:terror\w*|"
                     r"suicide|mass) (?:attacks?|bombings?|atrocit(?:y|ies)|shootings?)",
                     r"(?:terror\w*|suicide) (?:attacks?|bombings?) (?:was|were|is|are) "
-                    r"(?:good|justified|deserved|right|brilliant|great)",
+                    r"(?:a )?(?:good|justified|deserved|right|brilliant|great)",
                 ],
             ),
             _item(
@@ -295,6 +295,7 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 [
                     r"(?:extended|long|prolonged|unexplained|lengthy) (?:periods? of )?"
                     r"(?:travel|trips?|absences?|stays?) (?:abroad|overseas)",
+                    r"extended periods? of travel",
                     r"(?:travel\w*|trips?|went|gone|going|flew|fly\w*|been|visit\w*|stay\w*) "
                     r"(?:back |abroad |overseas )?(?:to|in) (?:syria|iraq|afghanistan|somalia|"
                     r"yemen|libya|mali|a conflict zone|a war zone)",
@@ -466,8 +467,36 @@ _ORDER: dict[str, int] = {item.key: n for n, item in enumerate(ALL)}
 _GROUP_ORDER: dict[str, int] = {group.name: n for n, group in enumerate(GROUPS)}
 
 
+def _flexible_spaces(pattern: str) -> str:
+    """Let each space in a pattern match any run of whitespace (line breaks included);
+    an optional space (" ?") matches none or any run."""
+    out: list[str] = []
+    in_class = escaped = False
+    n = 0
+    while n < len(pattern):
+        ch = pattern[n]
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == " " and in_class:
+            ch = r"\s"
+        elif ch == " " and pattern[n + 1 : n + 2] == "?":
+            ch = r"\s*"
+            n += 1
+        elif ch == " ":
+            ch = r"\s+"
+        elif ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        n += 1
+    return "".join(out)
+
+
 def _compile(item: Indicator) -> re.Pattern[str]:
-    body = "|".join(f"(?:{p})" for p in item.patterns)
+    body = "|".join(f"(?:{_flexible_spaces(p)})" for p in item.patterns)
     return re.compile(rf"(?<![\w-])(?:{body})(?![\w])", re.IGNORECASE)
 
 
@@ -543,6 +572,16 @@ def _option_index() -> dict[str, Indicator]:
 
 
 _BY_OPTION = _option_index()
+# Longest first, so "Group label" wins over a shorter label it happens to start with.
+_PREFIXES = sorted(_BY_OPTION.items(), key=lambda kv: -len(kv[0]))
+
+
+def _match_option(normalised: str) -> Indicator | None:
+    """Exact wording first, else an option that starts with a label ("Criminality: prison")."""
+    item = _BY_OPTION.get(normalised)
+    if item is None:
+        item = next((i for text, i in _PREFIXES if normalised.startswith(text + " ")), None)
+    return item
 
 
 def from_form_answer(answer: str | None) -> tuple[list[Indicator], list[str]]:
@@ -560,7 +599,7 @@ def from_form_answer(answer: str | None) -> tuple[list[Indicator], list[str]]:
         option = option.strip()
         if not option:
             continue
-        item = _BY_OPTION.get(_norm(option))
+        item = _match_option(_norm(option))
         if item is not None:
             matched[item.key] = item
         elif option not in unknown:
