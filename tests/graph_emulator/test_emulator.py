@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
+import re
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
 import msal
+import openpyxl
 import pytest
 import requests
+from openpyxl.worksheet.table import Table
 
 from tests.graph_emulator import GraphEmulator, make_certificate
 
@@ -391,8 +394,8 @@ def test_unknown_mailbox_and_unknown_segment(client: Client) -> None:
     assert_envelope(client.get(f"/users/{MAILBOX}/nonsense"), 400, "BadRequest")
 
 
-def test_o365_account_lists_messages(graph: GraphEmulator) -> None:
-    """The smoke the backends build on: O365's own Account pointed at the emulator."""
+def o365_account(graph: GraphEmulator) -> Any:
+    """O365's own Account pointed at the emulator (protocol URL and msal authority)."""
     from O365 import Account
     from O365.connection import Connection, MSGraphProtocol
     from O365.utils.token import MemoryTokenBackend
@@ -417,9 +420,6 @@ def test_o365_account_lists_messages(graph: GraphEmulator) -> None:
     class EmulatorAccount(Account):
         connection_constructor = EmulatorConnection
 
-    graph.add_app(CLIENT_ID, secret=SECRET)
-    graph.add_mailbox(MAILBOX)
-    graph.deliver(MAILBOX, make_mime("Seen by O365"))
     account = EmulatorAccount(
         (CLIENT_ID, SECRET),
         auth_flow_type="credentials",
@@ -430,9 +430,333 @@ def test_o365_account_lists_messages(graph: GraphEmulator) -> None:
         timeout=10,
     )
     assert account.authenticate()
+    return account
+
+
+def test_o365_account_lists_messages(graph: GraphEmulator) -> None:
+    """The smoke the backends build on: O365's own Account pointed at the emulator."""
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    graph.add_mailbox(MAILBOX)
+    graph.deliver(MAILBOX, make_mime("Seen by O365"))
+    account = o365_account(graph)
     messages = list(account.mailbox(resource=MAILBOX).inbox_folder().get_messages(limit=5))
     assert [m.subject for m in messages] == ["Seen by O365"]
 
 
-# Silence "unused" for helpers the later sections use.
-_unused: tuple[Callable[..., Any], ...] = (io.BytesIO,)
+# --- files ------------------------------------------------------------------------------------
+
+HOST = "example.sharepoint.com"
+SITE = "/sites/Safeguarding"
+REGISTER = "/Registers/Concerns.xlsx"
+HEADERS = ["Key", "Received", "Subject"]
+ETAG = re.compile(r'^"\{[0-9A-F-]{36}\},\d+"$')
+
+
+def register_xlsx(rows: list[list[Any]] | None = None) -> bytes:
+    book = openpyxl.Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.title = "Register"
+    ws.append(HEADERS)
+    for row in rows or []:
+        ws.append(row)
+    last = 1 + len(rows or [])
+    ws.add_table(Table(displayName="Concerns", ref=f"A1:C{max(last, 1)}"))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def files(client: Client, graph: GraphEmulator) -> str:
+    """The register workbook on a site; returns its item id."""
+    graph.add_site(HOST, SITE)
+    return graph.put_file(
+        HOST, SITE, REGISTER, register_xlsx([["k1", datetime(2026, 5, 1, 10, 30), "First"]])
+    )
+
+
+def drive_item_url(graph: GraphEmulator, item_id: str) -> str:
+    site_id = graph.drive.site_by_path(HOST, SITE).id
+    return f"/sites/{site_id}/drive/items/{item_id}"
+
+
+def test_drive_item_by_path_and_download_via_302(
+    client: Client, graph: GraphEmulator, files: str
+) -> None:
+    site = client.get(f"/sites/{HOST}:{SITE}:").json()
+    assert site["webUrl"] == f"https://{HOST}{SITE}"
+    assert client.get(f"/sites/{HOST}:{SITE}").json()["id"] == site["id"]
+    drive = client.get(f"/sites/{site['id']}/drive").json()
+    assert drive["driveType"] == "documentLibrary"
+    # O365 sends a double slash here; Graph tolerates it.
+    item = client.get(f"{graph.url}/v1.0//sites/{site['id']}/drive/root:{REGISTER}:").json()
+    assert item["id"] == files and ETAG.match(item["eTag"]) and item["cTag"].startswith('"c:{')
+    assert item["file"]["mimeType"].endswith("spreadsheetml.sheet")
+    assert item["parentReference"]["path"] == f"/drives/{drive['id']}/root:/Registers"
+    assert item["size"] == len(graph.get_file(HOST, SITE, REGISTER))
+    selected = client.get(f"/drives/{drive['id']}/items/{files}", params={"$select": "id,eTag"})
+    assert set(selected.json()) == {"@odata.context", "id", "eTag"}
+    redirect = client.get(f"/drives/{drive['id']}/items/{files}/content", allow_redirects=False)
+    assert redirect.status_code == 302
+    # The pre-authenticated URL needs no bearer token.
+    content = requests.get(redirect.headers["Location"], verify=graph.ca_path, timeout=10)
+    assert content.content == graph.get_file(HOST, SITE, REGISTER)
+    assert_envelope(client.get(f"/sites/{HOST}:/sites/Nowhere:"), 404, "itemNotFound")
+    assert_envelope(
+        client.get(f"/sites/{site['id']}/drive/root:/Registers/Missing.xlsx:"), 404, "itemNotFound"
+    )
+
+
+def test_upload_honours_if_match(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    first = client.get(url).json()["eTag"]
+    replaced = client.put(
+        f"{url}/content",
+        data=b"version 2",
+        headers={"If-Match": first, "Content-Type": "text/plain"},
+    )
+    assert replaced.status_code == 200 and replaced.json()["eTag"] != first
+    stale = client.put(f"{url}/content", data=b"version 3", headers={"If-Match": first})
+    error = assert_envelope(stale, 412, "resourceModified")
+    assert error["innerError"]["code"] == "entityTagDoesNotMatch"
+    assert graph.get_file(HOST, SITE, REGISTER) == b"version 2"
+    parent = client.get(url).json()["parentReference"]["id"]
+    created = client.put(f"{drive_item_url(graph, parent)}:/New.txt:/content", data=b"new")
+    assert created.status_code == 201 and graph.get_file(HOST, SITE, "/Registers/New.txt") == b"new"
+
+
+def test_upload_session_with_if_match(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    etag = client.get(url).json()["eTag"]
+    body = {"item": {"@microsoft.graph.conflictBehavior": "replace"}}
+    stale = client.post(f"{url}/createUploadSession", json=body, headers={"If-Match": '"{X},1"'})
+    assert_envelope(stale, 412, "resourceModified")
+    session = client.post(f"{url}/createUploadSession", json=body, headers={"If-Match": etag})
+    upload_url = session.json()["uploadUrl"]
+    blob = b"0123456789"
+    part = requests.put(
+        upload_url,
+        data=blob[:4],
+        headers={"Content-Range": f"bytes 0-3/{len(blob)}"},
+        verify=graph.ca_path,
+        timeout=10,
+    )
+    assert part.status_code == 202 and part.json()["nextExpectedRanges"] == ["4-"]
+    done = requests.put(
+        upload_url,
+        data=blob[4:],
+        headers={"Content-Range": f"bytes 4-9/{len(blob)}"},
+        verify=graph.ca_path,
+        timeout=10,
+    )
+    assert done.status_code == 200 and done.json()["eTag"] != etag
+    assert graph.get_file(HOST, SITE, REGISTER) == blob
+
+
+def test_a_locked_file_refuses_writes(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    graph.set_file_locked(HOST, SITE, REGISTER, True)
+    assert_envelope(client.put(f"{url}/content", data=b"x"), 423, "resourceLocked")
+    error = assert_envelope(client.post(f"{url}/createUploadSession", json={}), 423, "notAllowed")
+    assert error["innerError"]["code"] == "resourceLocked"
+    session = client.post(f"{url}/workbook/createSession", json={"persistChanges": True})
+    assert session.status_code == 409
+    assert session.json()["error"]["code"] == "EditModeCannotAcquireLock"
+    assert "is editing this workbook" in session.json()["error"]["message"]
+    assert client.get(f"{url}/workbook/tables/Concerns/rows").status_code == 200
+    graph.set_file_locked(HOST, SITE, REGISTER, False)
+    assert client.put(f"{url}/content", data=b"x").status_code == 200
+
+
+def test_sites_selected_needs_a_grant(graph: GraphEmulator) -> None:
+    graph.add_app(CLIENT_ID, secret=SECRET, grant_all_sites=False)
+    graph.add_site(HOST, SITE)
+    item_id = graph.put_file(HOST, SITE, REGISTER, register_xlsx())
+    client = Client(graph, token_for(graph))
+    assert_envelope(client.get(f"/sites/{HOST}:{SITE}:"), 403, "accessDenied")
+    graph.grant_site(CLIENT_ID, HOST, SITE, "read")
+    url = drive_item_url(graph, item_id)
+    assert client.get(url).status_code == 200
+    assert_envelope(client.put(f"{url}/content", data=b"x"), 403, "accessDenied")
+    graph.grant_site(CLIENT_ID, HOST, SITE, "write")
+    assert client.put(f"{url}/content", data=b"x").status_code == 200
+
+
+# --- workbooks --------------------------------------------------------------------------------
+
+
+def test_session_rows_add_extends_the_table(
+    client: Client, graph: GraphEmulator, files: str
+) -> None:
+    url = drive_item_url(graph, files)
+    etag = client.get(url).json()["eTag"]
+    session = client.post(f"{url}/workbook/createSession", json={"persistChanges": True})
+    assert session.status_code == 201 and session.json()["persistChanges"] is True
+    sid = {"workbook-session-id": session.json()["id"]}
+    tables = client.get(f"{url}/workbook/tables", headers=sid).json()["value"]
+    assert [t["name"] for t in tables] == ["Concerns"]
+    columns = client.get(f"{url}/workbook/tables('Concerns')/columns", headers=sid).json()
+    assert [c["name"] for c in columns["value"]] == HEADERS
+    added = client.post(
+        f"{url}/workbook/tables/{tables[0]['id']}/rows/add",
+        json={
+            "index": None,
+            "values": [
+                ["k2", "2026-05-02", "=1+1"],
+                ["'=2+2", "2026-05-03 09:00", "007"],
+                ["k4", "2026-05-04", "+44 1"],
+            ],
+        },
+        headers=sid,
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["index"] == 1
+    assert added.json()["values"][1] == ["=2+2", pytest.approx(46145.375), 7]
+    rows = client.get(f"{url}/workbook/tables/Concerns/rows", headers=sid).json()["value"]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["values"][0][1] == pytest.approx(46143.4375)  # 2026-05-01 10:30 as a serial
+    closed = client.post(f"{url}/workbook/closeSession", headers=sid)
+    assert closed.status_code == 204
+    assert client.get(url).json()["eTag"] != etag
+    book = openpyxl.load_workbook(io.BytesIO(graph.get_file(HOST, SITE, REGISTER)))
+    ws = book["Register"]
+    assert ws.tables["Concerns"].ref == "A1:C5"
+    assert ws["C3"].data_type == "f" and ws["C3"].value == "=1+1"
+    assert ws["A4"].data_type == "s" and ws["A4"].value == "=2+2" and ws["A4"].quotePrefix
+    assert ws["C4"].value == 7  # typed "007" becomes a number, as in Excel
+    assert ws["C5"].data_type == "f" and ws["C5"].value == "=+44 1"
+    assert ws["B4"].value == datetime(2026, 5, 3, 9, 0)
+
+
+def test_ranges_read_and_patch(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    body = client.get(f"{url}/workbook/tables/Concerns/range").json()
+    assert body["address"] == "Register!A1:C2"
+    assert body["values"][0] == HEADERS
+    assert body["text"][1][1] == "2026-05-01 10:30:00" and body["numberFormat"][1][1] != "General"
+    assert client.get(f"{url}/workbook/tables/Concerns/headerRowRange").json()["rowCount"] == 1
+    data = client.get(f"{url}/workbook/tables/Concerns/dataBodyRange").json()
+    assert data["values"][0][0] == "k1"
+    sheets = client.get(f"{url}/workbook/worksheets").json()["value"]
+    assert [s["name"] for s in sheets] == ["Register"]
+    patched = client.patch(
+        f"{url}/workbook/worksheets('Register')/range(address='D2')", json={"values": [["hidden"]]}
+    )
+    assert patched.status_code == 200 and patched.json()["values"] == [["hidden"]]
+    book = openpyxl.load_workbook(io.BytesIO(graph.get_file(HOST, SITE, REGISTER)))
+    assert book["Register"]["D2"].value == "hidden"
+    wrong = client.patch(
+        f"{url}/workbook/worksheets/Register/range(address='D2')", json={"values": [["a", "b"]]}
+    )
+    assert_envelope(wrong, 400, "InvalidArgument")
+
+
+def test_expired_session_is_recreatable(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    sid = client.post(f"{url}/workbook/createSession", json={"persistChanges": True}).json()["id"]
+    graph.expire_workbook_sessions()
+    gone = client.get(f"{url}/workbook/tables", headers={"workbook-session-id": sid})
+    error = assert_envelope(gone, 404, "itemNotFound")
+    assert error["innerError"]["code"] == "invalidSessionReCreatable"
+
+
+def test_504_after_commit_did_commit(client: Client, graph: GraphEmulator, files: str) -> None:
+    url = drive_item_url(graph, files)
+    graph.add_fault("POST", r"/rows/add$", 504, after_commit=True)
+    response = client.post(
+        f"{url}/workbook/tables/Concerns/rows/add", json={"values": [["k2", "x", "y"]]}
+    )
+    error = assert_envelope(response, 504, "gatewayTimeout")
+    assert error["innerError"]["code"] == "gatewayTimeoutUncategorized"
+    keys = client.get(f"{url}/workbook/tables/Concerns/columns").json()["value"][0]["values"]
+    assert keys == [["Key"], ["k1"], ["k2"]]
+
+
+def test_refused_workbook_api_is_403(client: Client, graph: GraphEmulator, files: str) -> None:
+    graph.refuse_workbook_api(True)
+    url = drive_item_url(graph, files)
+    assert_envelope(client.post(f"{url}/workbook/createSession", json={}), 403, "accessDenied")
+    assert client.get(f"{url}/content", allow_redirects=False).status_code == 302
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+def test_fractional_retry_after(client: Client, graph: GraphEmulator) -> None:
+    graph.add_fault("GET", r"/messages/delta", 429, headers={"Retry-After": "2.128"})
+    url = f"/users/{MAILBOX}/mailFolders/inbox/messages/delta"
+    throttled = client.get(url)
+    error = assert_envelope(throttled, 429, "TooManyRequests")
+    assert throttled.headers["Retry-After"] == "2.128"
+    assert error["message"] == "Please retry again later."
+    assert error["innerError"]["status"] == "429"
+    assert client.get(url).status_code == 200  # times=1: the next one goes through
+
+
+@pytest.mark.parametrize(
+    ("status", "path", "code"),
+    [
+        (429, "/mailFolders", "TooManyRequests"),
+        (500, "/mailFolders", "generalException"),
+        (502, "/mailFolders", "badGateway"),
+        (503, "/mailFolders", "serviceNotAvailable"),
+        (504, "/mailFolders", "gatewayTimeout"),
+        (401, "/mailFolders", "InvalidAuthenticationToken"),
+        (403, "/mailFolders", "ErrorAccessDenied"),
+        (404, "/mailFolders", "ErrorItemNotFound"),
+        (410, "/mailFolders", "syncStateNotFound"),
+        (403, "/drive", "accessDenied"),
+        (404, "/drive", "itemNotFound"),
+        (409, "/drive", "conflict"),
+        (412, "/drive", "resourceModified"),
+        (423, "/drive", "resourceLocked"),
+    ],
+)
+def test_each_fault_has_the_documented_envelope(
+    client: Client, graph: GraphEmulator, files: str, status: int, path: str, code: str
+) -> None:
+    graph.add_fault("GET", re.escape(path) + "$", status)
+    url = f"/users/{MAILBOX}/mailFolders" if path == "/mailFolders" else drive_item_url(graph, "x")
+    target = url if path == "/mailFolders" else url.rsplit("/items/", 1)[0]
+    assert_envelope(client.get(target), status, code)
+
+
+def test_edit_mode_lock_body_and_repeated_faults(client: Client, graph: GraphEmulator) -> None:
+    from tests.graph_emulator.faults import edit_mode_lock_body
+
+    graph.add_fault("GET", "/mailFolders$", 409, body=edit_mode_lock_body(), times=2)
+    for _ in range(2):
+        response = client.get(f"/users/{MAILBOX}/mailFolders")
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "EditModeCannotAcquireLock"
+    assert client.get(f"/users/{MAILBOX}/mailFolders").status_code == 200
+    assert graph.count_requests("GET", r"/mailFolders$") == 3
+
+
+def test_dropped_connection_after_commit(client: Client, graph: GraphEmulator) -> None:
+    graph.add_fault("POST", "/sendMail$", 0, after_commit=True)
+    message = {"subject": "x", "toRecipients": [{"emailAddress": {"address": "dsp@example.org"}}]}
+    with pytest.raises(requests.ConnectionError):
+        client.post(f"/users/{MAILBOX}/sendMail", json={"message": message})
+    assert len(graph.sent_messages(MAILBOX)) == 1
+
+
+def test_o365_reads_a_workbook(graph: GraphEmulator) -> None:
+    """O365's SharePoint, drive and WorkBook objects against the emulator."""
+    from O365.excel import WorkBook
+
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    graph.add_site(HOST, SITE)
+    graph.put_file(HOST, SITE, REGISTER, register_xlsx([["k1", "a", "b"]]))
+    account = o365_account(graph)
+    site = account.sharepoint().get_site(HOST, SITE)
+    item = site.get_default_document_library().get_item_by_path(REGISTER)
+    book = WorkBook(item, use_session=True, persist=True)
+    table = book.get_table("Concerns")
+    table.add_rows([["k2", "c", "d"]])
+    assert [r.values[0][0] for r in table.get_rows()] == ["k1", "k2"]
+    book.session.close_session()
+    out = io.BytesIO()
+    assert item.download(output=out)
+    assert openpyxl.load_workbook(out)["Register"].tables["Concerns"].ref == "A1:C3"
