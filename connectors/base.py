@@ -30,6 +30,9 @@ class InboundItem:
     raw: bytes
     received_at: datetime | None = None
     web_link: str | None = None
+    # Set when the backend could not take the item at all (too big, unreadable file): the
+    # pipeline quarantines it and tells the DSP, so nothing is set aside silently.
+    problem: str | None = None
 
 
 @runtime_checkable

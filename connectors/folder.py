@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ID_RE = re.compile(r"^eml-[0-9a-f]{32}$")
+_ID_RE = re.compile(r"^(eml|aside)-[0-9a-f]{32}$")
 _IGNORED_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -88,6 +88,8 @@ class FolderMailbox:
         # name -> ((mtime_ns, size, inode), item id): hash each file once
         self._ids: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._yielded: set[tuple[str, str]] = set()
+        # Files set aside by this backend, reported to the pipeline so the DSP is told.
+        self._aside: list[InboundItem] = []
         self._ensure_folders()
 
     @classmethod
@@ -125,10 +127,16 @@ class FolderMailbox:
                 )
                 continue
             item = self._read(self.path / name, name, expect=st)
+            yield from self._drain_aside()
             if item is None or (name, item.item_id) in self._yielded:
                 continue
             self._yielded.add((name, item.item_id))
             yield item
+        yield from self._drain_aside()
+
+    def _drain_aside(self) -> Iterator[InboundItem]:
+        while self._aside:
+            yield self._aside.pop(0)
 
     def fetch(self, item_id: str) -> InboundItem:
         self._check_id(item_id)
@@ -136,6 +144,11 @@ class FolderMailbox:
             item = self._read(self.path / name, name)
             if item is not None and item.item_id == item_id:
                 return item
+        if item_id.startswith("aside-"):
+            for path in self._moved(self.quarantine_dir, item_id):
+                note = path.with_name(path.name + ".reason.txt")
+                reason = note.read_text("utf-8").split("\n", 1)[0] if note.exists() else ""
+                return InboundItem(item_id=item_id, raw=b"", problem=reason or "set aside")
         for folder in (self.processed_dir, self.quarantine_dir):
             for path in self._moved(folder, item_id):
                 item = self._read(path, path.name)
@@ -346,9 +359,17 @@ class FolderMailbox:
     def _set_aside(self, src: Path, name: str, reason: str) -> None:
         """Quarantine a file the backend itself cannot take; a failure waits for the next poll."""
         try:
-            self._quarantine_file(src, name, reason)
+            st = src.lstat()
+        except FileNotFoundError:
+            return
+        seed = f"{src.name}\0{st.st_mtime_ns}\0{st.st_size}".encode("utf-8", "surrogateescape")
+        item_id = "aside-" + hashlib.sha256(seed).hexdigest()[:32]
+        try:
+            self._quarantine_file(src, f"{item_id}--{name}", reason)
         except (TransientError, PermanentError, OSError):
             log.warning("could not quarantine a mailbox file; will retry on the next poll")
+            return
+        self._aside.append(InboundItem(item_id=item_id, raw=b"", problem=reason))
 
     def _quarantine_file(self, src: Path, name: str, reason: str) -> None:
         dst = self._move(src, self.quarantine_dir, name)

@@ -408,6 +408,11 @@ class XlsxWorkbook:
     ) -> XlsxWorkbook:
         return cls(section.path, tz=config.organisation.tz)
 
+    @staticmethod
+    def create(path: Path, specs: Sequence[TableSpec]) -> None:
+        """Lay out a new workbook file (``prevent-service init``); see ``create_workbook``."""
+        create_workbook(path, specs)
+
     # -- Workbook protocol ---------------------------------------------------------------
 
     def read_table(self, table: str) -> Table:

@@ -33,8 +33,8 @@ class App:
         workbooks: Mapping[str, Workbook] | None = None,
     ) -> None:
         self.config = config
-        self.ledger = ledger or Ledger(config.ledger_path)
         self._now = now or (lambda: datetime.now(UTC))
+        self.ledger = ledger or Ledger(config.ledger_path, now=self.now)
         self._mailbox = mailbox
         self._sender = sender
         # Workbooks by role: "register", "forms", "compliance".

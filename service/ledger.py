@@ -10,7 +10,7 @@ Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30�
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,8 +155,10 @@ class ItemRow:
 class Ledger:
     """A thin, typed wrapper over one SQLite file. One worker process at a time."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, now: Callable[[], datetime] | None = None) -> None:
         self.path = Path(path)
+        # The service's clock (frozen in tests), so times recorded here agree with the App's.
+        self.now = now or utcnow
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # One App (and ledger) serves the worker; the scheduler runs one job at a time.
@@ -184,7 +186,7 @@ class Ledger:
             with self.transaction():
                 for statement in _split_sql(MIGRATIONS[number]):
                     self.db.execute(statement)
-                self.db.execute("INSERT INTO migrations VALUES (?, ?)", (number, _iso(utcnow())))
+                self.db.execute("INSERT INTO migrations VALUES (?, ?)", (number, _iso(self.now())))
             applied.append(number)
         return applied
 
@@ -209,7 +211,7 @@ class Ledger:
         cur = self.db.execute(
             "INSERT INTO items (source_key, source, message_id, state, first_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source_key) DO NOTHING",
-            (source_key, source, message_id, ItemState.OPEN, _iso(utcnow())),
+            (source_key, source, message_id, ItemState.OPEN, _iso(self.now())),
         )
         return cur.rowcount == 1
 
@@ -232,7 +234,7 @@ class Ledger:
 
     def open_items(self, *, now: datetime | None = None) -> list[ItemRow]:
         """Items with work left whose retry time has come, oldest first."""
-        now_iso = _iso(now or utcnow())
+        now_iso = _iso(now or self.now())
         rows = self.db.execute(
             "SELECT * FROM items WHERE state = ? AND (retry_at IS NULL OR retry_at <= ?) "
             "ORDER BY rowid",
@@ -291,7 +293,7 @@ class Ledger:
             raise ValueError(step)
         cur = self.db.execute(
             f"UPDATE items SET {step}_at = ? WHERE source_key = ? AND {step}_at IS NULL",  # noqa: S608
-            (_iso(utcnow()), source_key),
+            (_iso(self.now()), source_key),
         )
         return cur.rowcount == 1
 
@@ -301,7 +303,7 @@ class Ledger:
             raise ValueError(step)
         self.db.execute(
             f"UPDATE items SET {step}_tried = COALESCE({step}_tried, ?) WHERE source_key = ?",  # noqa: S608
-            (_iso(utcnow()), source_key),
+            (_iso(self.now()), source_key),
         )
 
     def set_critical(self, source_key: str, critical: bool) -> None:
@@ -313,7 +315,7 @@ class Ledger:
         self.db.execute(
             "UPDATE items SET state = ?, done_at = ?, retry_at = NULL, last_error = ? "
             "WHERE source_key = ?",
-            (state, _iso(utcnow()), note, source_key),
+            (state, _iso(self.now()), note, source_key),
         )
 
     def park(self, source_key: str, error: str, retry_at: datetime) -> int:
@@ -356,7 +358,7 @@ class Ledger:
             "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
             "updated_at = excluded.updated_at",
-            (key, value, _iso(utcnow())),
+            (key, value, _iso(self.now())),
         )
 
     def delete(self, key: str) -> None:
@@ -366,14 +368,14 @@ class Ledger:
 
     def start_run(self, kind: str) -> int:
         cur = self.db.execute(
-            "INSERT INTO runs (kind, started_at) VALUES (?, ?)", (kind, _iso(utcnow()))
+            "INSERT INTO runs (kind, started_at) VALUES (?, ?)", (kind, _iso(self.now()))
         )
         return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, ok: bool, summary: str) -> None:
         self.db.execute(
             "UPDATE runs SET finished_at = ?, ok = ?, summary = ? WHERE id = ?",
-            (_iso(utcnow()), int(ok), summary, run_id),
+            (_iso(self.now()), int(ok), summary, run_id),
         )
 
     def last_runs(self, kind: str, limit: int = 1) -> Sequence[sqlite3.Row]:

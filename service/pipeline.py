@@ -203,7 +203,11 @@ class Intake:
                     continue
                 row = self.ledger.item(key)
                 if row is not None and row.state in ItemState.FINAL:
-                    continue  # a replay (delta resync, UIDVALIDITY change): already handled
+                    # A replay (delta resync, UIDVALIDITY change, the same file dropped
+                    # twice): already handled; make sure it leaves the intake folder.
+                    if row.state != ItemState.QUARANTINED:
+                        self._mark_processed(item.item_id, key)
+                    continue
                 if row is not None and row.retry_at and row.retry_at > _iso(self.app.now()):
                     continue  # parked; its time has not come
                 self._take_mail(item, existing=row)
@@ -212,6 +216,9 @@ class Intake:
 
     def _take_mail(self, item: InboundItem, *, existing: ItemRow | None) -> None:
         key = f"mail:{item.item_id}"
+        if item.problem is not None:
+            self._quarantine(item.item_id, key, item.problem)
+            return
         max_bytes = self.config.intake.max_message_bytes
         if len(item.raw) > max_bytes:
             self._quarantine(
@@ -466,7 +473,7 @@ class Intake:
                 for work in to_add:
                     self.ledger.mark_tried(work.row.source_key, "log")
                 rows = [register.register_row(w.concern) for w in to_add if w.concern]
-                workbook.append_rows(table, rows)
+                workbook.append_rows(table, rows, key_column=register.SOURCE_KEY)
                 for work in to_add:
                     self.step_done("row_written", work.row.source_key)
                     self.ledger.mark_step(work.row.source_key, "logged")

@@ -14,6 +14,12 @@ from service.errors import InputError
 NOW = 1_800_000_000.0
 
 
+def aside_file(inbox: Path, name: str) -> Path:
+    """The file the backend set aside as ``aside-<id>--<name>`` in quarantine/."""
+    (path,) = (inbox / "quarantine").glob(f"aside-*--{name}")
+    return path
+
+
 def drop(folder: Path, name: str, data: bytes, *, age: float = 60.0) -> Path:
     path = folder / name
     path.write_bytes(data)
@@ -118,11 +124,15 @@ def test_an_oversized_file_is_quarantined_unread_with_a_reason(
 ) -> None:
     drop(inbox, "huge.eml", b"x" * 10_001)
 
-    assert list(box.fetch_new()) == []
+    # Set aside, and reported so that the pipeline tells the DSP.
+    (aside,) = list(box.fetch_new())
+    assert aside.problem and aside.raw == b"" and aside.item_id.startswith("aside-")
+    assert box.fetch(aside.item_id).problem == aside.problem.split("\n")[0]
+    box.quarantine(aside.item_id, aside.problem)  # idempotent: already there
 
-    reason = (inbox / "quarantine" / "huge.eml.reason.txt").read_text()
+    reason = aside_file(inbox, "huge.eml.reason.txt").read_text()
     assert "intake.max_message_bytes" in reason and "10,001" in reason
-    assert (inbox / "quarantine" / "huge.eml").stat().st_size == 10_001
+    assert aside_file(inbox, "huge.eml").stat().st_size == 10_001
 
 
 def test_quarantine_writes_a_reason_beside_the_file(box: FolderMailbox, inbox: Path) -> None:
@@ -143,12 +153,16 @@ def test_symlinks_are_never_followed(box: FolderMailbox, inbox: Path, tmp_path: 
     secret.write_bytes(b"Subject: outside the inbox\r\n\r\n")
     (inbox / "link.eml").symlink_to(secret)
 
-    assert list(box.fetch_new()) == []
+    # Set aside, and reported so that the pipeline tells the DSP.
+    (aside,) = list(box.fetch_new())
+    assert aside.problem and aside.raw == b"" and aside.item_id.startswith("aside-")
+    assert box.fetch(aside.item_id).problem == aside.problem.split("\n")[0]
+    box.quarantine(aside.item_id, aside.problem)  # idempotent: already there
 
-    moved = inbox / "quarantine" / "link.eml"
+    moved = aside_file(inbox, "link.eml")
     assert moved.is_symlink()  # the link itself was moved, not what it points to
     assert secret.read_bytes() == b"Subject: outside the inbox\r\n\r\n"
-    assert "symbolic link" in (inbox / "quarantine" / "link.eml.reason.txt").read_text()
+    assert "symbolic link" in aside_file(inbox, "link.eml.reason.txt").read_text()
 
 
 def test_a_symlinked_processed_folder_is_refused(inbox: Path, tmp_path: Path) -> None:
@@ -163,9 +177,13 @@ def test_a_symlinked_processed_folder_is_refused(inbox: Path, tmp_path: Path) ->
 def test_outlook_msg_files_are_quarantined_with_advice(box: FolderMailbox, inbox: Path) -> None:
     drop(inbox, "Concern.msg", b"\xd0\xcf\x11\xe0 compound file")
 
-    assert list(box.fetch_new()) == []
+    # Set aside, and reported so that the pipeline tells the DSP.
+    (aside,) = list(box.fetch_new())
+    assert aside.problem and aside.raw == b"" and aside.item_id.startswith("aside-")
+    assert box.fetch(aside.item_id).problem == aside.problem.split("\n")[0]
+    box.quarantine(aside.item_id, aside.problem)  # idempotent: already there
 
-    assert ".eml" in (inbox / "quarantine" / "Concern.msg.reason.txt").read_text()
+    assert ".eml" in aside_file(inbox, "Concern.msg.reason.txt").read_text()
 
 
 def test_odd_file_names_are_handled(box: FolderMailbox, inbox: Path) -> None:
