@@ -219,22 +219,22 @@ def demo_policy_rows() -> list[tuple[Any, ...]]:
 
 
 def demo_training_rows(today: date) -> list[tuple[Any, ...]]:
-    """Invented staff (example.org) whose training falls due around ``today``."""
+    """Invented staff whose training falls due around ``today``. The addresses match the
+    people and roles of ``config/example-local.toml`` (DSP, deputy, a training manager)."""
 
     def ago(days: int) -> date:
         return today - timedelta(days=days)
 
-    tm = "training.manager@example.org"
+    tm = "training.manager1@example.org"
     od = "operations.director@example.org"
     return [
-        ("Alex Morgan", "alex.morgan@example.org", "DSP", od, date(2018, 9, 3), ago(300)),
-        ("Sam Patel", "sam.patel@example.org", "Deputy DSP", od, date(2019, 1, 7), ago(700)),
+        ("Alex Morgan", "dsp@example.org", "DSP", od, date(2018, 9, 3), ago(300)),
+        ("Sam Patel", "deputy.dsp@example.org", "Deputy DSP", od, date(2019, 1, 7), ago(700)),
         ("Jordan Lee", "jordan.lee@example.org", "Trainer", tm, date(2020, 9, 1), ago(358)),
         ("Casey Brown", "casey.brown@example.org", "Trainer", tm, date(2021, 2, 1), ago(385)),
         ("Riley Evans", "riley.evans@example.org", "Assessor", tm, ago(10), None),
-        ("Taylor Green", "training.manager@example.org", "Training Manager", od,
-         date(2017, 4, 3), ago(120)),
-    ]  # fmt: skip
+        ("Taylor Green", tm, "Training Manager", od, date(2017, 4, 3), ago(120)),
+    ]
 
 
 # ---------------------------------------------------------------------------- reading

@@ -20,7 +20,7 @@ LONDON = ZoneInfo("Europe/London")
 ROLES: dict[str, list[str]] = {
     "Executive Director": ["ed@example.org"],
     "Operations Director": ["operations.director@example.org"],
-    "Training Managers": ["training.manager@example.org"],
+    "Training Managers": ["training.manager1@example.org"],
     "WRAP specialists": ["wrap.lead@example.org"],
     "All staff": ["all.staff@example.org"],
     "Plan owner": ["plan.owner@example.org"],

@@ -31,7 +31,7 @@ HEADERS = [c.header for c in ACTION_COLUMNS]
 
 ED = "ed@example.org"
 OD = "operations.director@example.org"
-TM = "training.manager@example.org"
+TM = "training.manager1@example.org"
 STAFF = "all.staff@example.org"
 PLAN_OWNER = "plan.owner@example.org"
 
@@ -69,7 +69,7 @@ def test_demo_first_day_sends_one_digest_per_recipient_with_all_their_items() ->
             ("Amend Safeguarding policies", "today"),
         ],
         "riley.evans@example.org": [("Induction Prevent training", "soon")],
-        "sam.patel@example.org": [("DSP training for", "soon")],
+        "deputy.dsp@example.org": [("DSP training for", "soon")],
         TM: [
             ("Evaluate training and", "overdue"),
             ("Review safety reports", "soon"),
