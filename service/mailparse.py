@@ -33,7 +33,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from service.errors import InputError
 
-__all__ = ["Attachment", "ParsedMail", "classify", "parse_message"]
+__all__ = [
+    "Attachment",
+    "ParsedMail",
+    "classify",
+    "display_filename",
+    "html_to_text",
+    "parse_message",
+]
 
 MAX_DEPTH = 12  # MIME nesting we follow; real mail rarely goes past 5
 MAX_PARTS = 500  # leaf parts looked at per message
@@ -55,24 +62,23 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMail:
-    """What intake needs from one message. See ``parse_message`` for how each field is found."""
+    """What intake needs from one message."""
 
-    message_id: str | None
-    from_name: str
-    from_address: str | None
+    message_id: str | None  # "<local@domain>", or None when missing or garbage
+    from_name: str  # decoded display name, one line ("" if none)
+    from_address: str | None  # lower-case addr-spec, or None
     reply_to: str | None
-    subject: str
-    date: datetime | None
-    text: str
-    text_truncated: bool
+    subject: str  # decoded, one line, control characters removed, bounded
+    date: datetime | None  # aware (UTC when the header gives no zone); None if unparseable
+    text: str  # the account as plain text (text/plain preferred, else HTML made readable)
+    text_truncated: bool  # ``text`` was cut at ``max_text_chars`` (or a part at its bound)
     attachments: tuple[Attachment, ...]
-    forwarded: bool
-    forwarded_from: str | None
-    auto: str | None
-    bounce_of: tuple[str, ...]
-    defects: tuple[str, ...]
-    # The Auto-Submitted header's token (lower-case), for ``classify``'s own-mail check.
-    auto_submitted: str | None = None
+    forwarded: bool  # Fwd:/FW: subject, a forwarded-message block, or an attached message
+    forwarded_from: str | None  # the original sender, if the forward says (extra info only)
+    auto: str | None  # "auto-reply" | "bounce" | "read-receipt": never a concern; else None
+    bounce_of: tuple[str, ...]  # Message-IDs a bounce refers to (ours, when we sent them)
+    defects: tuple[str, ...]  # short names of what was broken, never content
+    auto_submitted: str | None = None  # Auto-Submitted token, for ``classify``'s own-mail check
     # In-Reply-To and References, so a reply to an acknowledgement can be tied to its concern.
     references: tuple[str, ...] = field(default=())
 

@@ -15,6 +15,7 @@ from service.indicators import (
     GROUPS,
     MAX_SCAN_CHARS,
     Indicator,
+    IndicatorGroup,
     describe,
     explain,
     form_choices,
@@ -88,8 +89,8 @@ def test_form_choices_round_trip_and_never_contain_the_separator() -> None:
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
-def test_each_groups_items_parse_from_a_forms_answer(group: object) -> None:
-    items = group.items  # type: ignore[attr-defined]
+def test_each_groups_items_parse_from_a_forms_answer(group: IndicatorGroup) -> None:
+    items = group.items
     answer = " ;  ".join(i.label.upper() for i in items) + ";"
     matched, unknown = from_form_answer(answer)
     assert matched == list(items)
