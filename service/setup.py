@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time as clock
 from datetime import date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -50,7 +52,12 @@ def init_folder(target: Path, *, demo: bool, today: date) -> Path:
             mail = resources.files("config").joinpath("demo", "mail")
             for item in sorted(mail.iterdir(), key=lambda p: p.name):
                 if item.name.endswith(".eml"):
-                    (target / "inbox" / item.name).write_bytes(item.read_bytes())
+                    dropped = target / "inbox" / item.name
+                    dropped.write_bytes(item.read_bytes())
+                    # Settled, as if dropped a minute ago: the folder mailbox skips files
+                    # that may still be being written, and the demo's first poll should not.
+                    settled = clock.time() - 60
+                    os.utime(dropped, (settled, settled))
     except OSError as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise InitError(f"cannot create {target}: {exc.strerror}") from None
