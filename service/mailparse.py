@@ -1074,6 +1074,18 @@ def parse_message(raw: bytes, *, max_text_chars: int = 100_000) -> ParsedMail:
     )
 
 
+# The Message-IDs the service gives its own mail: "<kind.<24 hex>@domain>" (App.message_id).
+_OUR_MESSAGE_ID = re.compile(r"^<[a-z][a-z0-9-]*\.[0-9a-f]{24}@")
+
+
+def _sent_by_us(parsed: ParsedMail) -> bool:
+    """Mail from the shared address is ours only if a machine sent it: a person sending *as*
+    the shared mailbox (a DSP forwarding a concern into it) must still be heard."""
+    if parsed.auto_submitted not in (None, "", "no"):
+        return True
+    return bool(parsed.message_id and _OUR_MESSAGE_ID.match(parsed.message_id))
+
+
 def classify(parsed: ParsedMail, own_addresses: Iterable[str]) -> str | None:
     """Why this mail must never become a concern ("own-mail", "auto-reply", "bounce",
     "read-receipt"), or None for a person's mail.
@@ -1087,7 +1099,7 @@ def classify(parsed: ParsedMail, own_addresses: Iterable[str]) -> str | None:
         cleaned = _clean_address(addr or item)
         if cleaned:
             own.add(cleaned)
-    if parsed.from_address and parsed.from_address in own:
+    if parsed.from_address and parsed.from_address in own and _sent_by_us(parsed):
         return "own-mail"
     domains = {a.rsplit("@", 1)[1] for a in own}
     if (

@@ -515,9 +515,25 @@ def test_auto_subject_with_null_sender_bounce_detected_from_ndr_text() -> None:
 
 
 def test_own_address_is_own_mail_case_insensitively() -> None:
-    parsed = parse_message(mail("From: Prevent Service <Prevent-Service@EXAMPLE.org>"))
+    parsed = parse_message(
+        mail(
+            "From: Prevent Service <Prevent-Service@EXAMPLE.org>", "Auto-Submitted: auto-generated"
+        )
+    )
     assert classify(parsed, ["Prevent <prevent-service@example.org>"]) == "own-mail"
     assert classify(parsed, ["PREVENT-SERVICE@example.org"]) == "own-mail"
+
+
+def test_a_person_writing_as_the_shared_address_is_not_own_mail() -> None:
+    parsed = parse_message(mail("From: Safeguarding <prevent-service@example.org>"))
+    assert classify(parsed, ["prevent-service@example.org"]) is None
+    ours = parse_message(
+        mail(
+            "From: <prevent-service@example.org>",
+            "Message-ID: <alert.0123456789abcdef01234567@example.org>",
+        )
+    )
+    assert classify(ours, ["prevent-service@example.org"]) == "own-mail"
 
 
 def test_our_auto_generated_mail_from_another_address_of_our_domain_is_own_mail() -> None:

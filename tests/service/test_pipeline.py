@@ -160,7 +160,7 @@ def test_full_detail_alert_carries_the_account(
     [
         ({"Auto-Submitted": "auto-replied"}, "Jamie Fox <jamie.fox@example.org>"),
         ({"Precedence": "bulk"}, "News <news@example.org>"),
-        ({}, "Prevent service <safeguarding@example.org>"),  # our own mail
+        ({"Auto-Submitted": "auto-generated"}, "Prevent <safeguarding@example.org>"),  # ours
     ],
 )
 def test_automatic_and_own_mail_never_becomes_a_concern(
@@ -432,3 +432,20 @@ def test_a_cycle_that_keeps_failing_emails_the_admin_once_a_day(
     clock.advance(days=1)
     pipeline.poll(memory_app)
     assert len([m for m in sent(memory_app) if m.to == ("it-admin@example.org",)]) == 2
+
+
+def test_a_person_sending_as_the_shared_mailbox_is_heard(memory_app: App) -> None:
+    """A DSP forwarding a concern from the shared mailbox into it is not loop mail."""
+    deliver(memory_app, mail(sender="Safeguarding <safeguarding@example.org>", subject="FW: x"))
+    result = pipeline.poll(memory_app)
+    assert result.ignored == 0 and len(register_rows(memory_app)) == 1
+    assert not acks(memory_app)  # never acknowledge our own address
+
+
+def test_our_own_alert_coming_back_is_ignored(memory_app: App) -> None:
+    deliver(memory_app, mail())
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    deliver(memory_app, alert.to_email().as_bytes(), item_id="bounced-back")
+    result = pipeline.poll(memory_app)
+    assert result.ignored == 1 and len(register_rows(memory_app)) == 1
