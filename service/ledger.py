@@ -105,6 +105,20 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (reference, level)
     );
     """,
+    30: """
+    -- IMAP messages the mailbox has read, so that after a UIDVALIDITY change (which renumbers
+    -- every message) it can skip those already taken and find old ids again. The fingerprint
+    -- is the Message-ID, or 'sha256:…' of the bytes for a message without one.
+    CREATE TABLE imap_messages (
+        account     TEXT NOT NULL,          -- 'user@host:port/folder'
+        item_id     TEXT NOT NULL,          -- 'UIDVALIDITY:UID'
+        fingerprint TEXT NOT NULL,
+        seen_at     TEXT NOT NULL,
+        taken_at    TEXT,                   -- when the consumer took it
+        PRIMARY KEY (account, item_id)
+    );
+    CREATE INDEX imap_messages_fingerprint ON imap_messages(account, fingerprint);
+    """,
 }
 
 

@@ -18,12 +18,15 @@ MAILBOX_HARNESSES: dict[str, str] = {
     "memory": "tests.connectors.harness:memory_mailbox",
     "folder": "tests.connectors.harness:folder_mailbox",
     "graph": "tests.connectors.harness_graph:graph_mailbox",
+    "imap": "tests.connectors.harness_imap:imap_mailbox",
+    "imap-nomove": "tests.connectors.harness_imap:imap_nomove_mailbox",
 }
 
 SENDER_HARNESSES: dict[str, str] = {
     "memory": "tests.connectors.harness:memory_sender",
     "outbox": "tests.connectors.harness:outbox_sender",
     "graph": "tests.connectors.harness_graph:graph_sender",
+    "smtp": "tests.connectors.harness_smtp:smtp_sender",
 }
 
 WORKBOOK_HARNESSES: dict[str, str] = {
@@ -31,7 +34,11 @@ WORKBOOK_HARNESSES: dict[str, str] = {
     "xlsx": "tests.connectors.harness:xlsx_workbook",
 }
 
-HARNESS_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {}
+HARNESS_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
+    "imap": (pytest.mark.servers,),
+    "imap-nomove": (pytest.mark.servers,),
+    "smtp": (pytest.mark.servers,),
+}
 
 
 def _params(registry: dict[str, str]) -> list[Any]:

@@ -1,0 +1,727 @@
+"""IMAP intake mailbox: new messages by UID, UIDVALIDITY-safe, moved to ``Processed`` when done.
+
+Library: the standard library's ``imaplib``, plus ``imap_tools.imap_utf7`` for folder names
+(IMAP's modified UTF-7). imap-tools' higher-level ``MailBox`` was tried and set aside here because
+the queue semantics need exact control over a few commands it hides: it keeps the capability
+list from *before* login (so it never sees ``MOVE`` on Dovecot and silently falls back), its
+fallback move expunges every ``\\Deleted`` message in the folder rather than only ours
+(``UID EXPUNGE``), its XOAUTH2 login answers an error challenge with the token again, and its
+fetch re-serialises the message rather than handing back the bytes the server holds.
+imaplib is maintained with CPython, has socket timeouts and TLS contexts, and has no other
+dependencies.
+
+How the queue works (never by the ``\\Seen`` flag: people read the shared mailbox too):
+
+* ``item_id`` is ``"<UIDVALIDITY>:<UID>"``. The ledger key ``imap.cursor:<account>`` holds the
+  UIDVALIDITY and the last UID the consumer has *taken* (saved when the generator resumes after
+  a ``yield``), so a crash replays the last message instead of skipping it.
+* A changed UIDVALIDITY (folder re-created, server restored or migrated) means every UID is
+  new: the whole folder is read again. Messages already taken under the old UIDVALIDITY are
+  recognised by their Message-ID (or, without one, a SHA-256 of the bytes) in the
+  ``imap_messages`` ledger table and skipped; the pipeline's own Message-ID check is a second
+  net. ``fetch``/``mark_processed``/``quarantine`` with an old-UIDVALIDITY id find the message
+  by the same fingerprint.
+* ``mark_processed``/``quarantine`` create the folder if missing and use ``UID MOVE`` where the
+  server has ``MOVE``, else ``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` (plain ``EXPUNGE``
+  without UIDPLUS). A message no longer in the intake folder counts as done (idempotent).
+* Every operation reconnects once after a dropped connection (socket closed, server restart,
+  ``BYE``) and then raises ``TransientError``. Every socket has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.parser
+import email.policy
+import hashlib
+import imaplib
+import ipaddress
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from imap_tools.imap_utf7 import utf7_encode
+
+from connectors.base import CheckResult, InboundItem
+from service.config import ImapMailboxConfig, secret_from_env
+from service.errors import (
+    ConfigError,
+    InputError,
+    PermanentError,
+    PreventServiceError,
+    TransientError,
+)
+from service.ledger import Ledger, utcnow
+
+if TYPE_CHECKING:
+    from service.config import M365, Config
+
+log = logging.getLogger("prevent_service.imap")
+
+T = TypeVar("T")
+TokenProvider = Callable[[], str]
+
+# Microsoft 365: the resource that IMAP, POP and SMTP AUTH tokens are for (app-only flow).
+OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
+QUARANTINE_KEYWORD = "$PreventQuarantined"
+
+
+class _Reconnect(Exception):
+    """Internal: the connection broke; reconnect and try once more."""
+
+
+class _UidValidityChanged(Exception):
+    """Internal: the folder's UIDVALIDITY changed during a cycle; stop and rescan next time."""
+
+
+def _quote(text: str) -> str:
+    """An IMAP quoted string (RFC 3501 ``quoted``)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _folder_arg(name: str) -> str:
+    encoded = utf7_encode(name)
+    return _quote(encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded))
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(ca_bundle: Path | str | None) -> ssl.SSLContext:
+    """Verifying TLS context (certificate and host name), with an extra CA bundle if given."""
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
+        raise ConfigError(f"CA bundle not found: {ca_bundle}", key="ca_bundle")
+    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def xoauth2_string(username: str, token: str) -> str:
+    """The SASL XOAUTH2 initial response (before base64, which imaplib/smtplib add):
+    ``user=<name>^Aauth=Bearer <token>^A^A`` (Google and Microsoft document this form)."""
+    return f"user={username}\x01auth=Bearer {token}\x01\x01"
+
+
+def m365_token_provider(m365: M365, *, scope: str = OUTLOOK_SCOPE) -> TokenProvider:
+    """App-only tokens for Exchange Online IMAP/SMTP from msal (client credentials flow).
+
+    msal caches the token in memory and renews it before expiry, so calling this before each
+    login is cheap. The credential (certificate or secret) is read as for Graph.
+    """
+    import msal
+    import requests
+
+    from connectors.graph_auth import client_credential, is_microsoft_authority, token_error
+
+    credential, hint = client_credential(m365)
+    host = m365.authority_host.strip().rstrip("/")
+    session = requests.Session()
+    if m365.ca_bundle:
+        session.verify = str(m365.ca_bundle)
+    app: Any = None
+
+    def provider() -> str:
+        nonlocal app
+        try:
+            if app is None:
+                app = msal.ConfidentialClientApplication(
+                    client_id=m365.client_id,
+                    client_credential=credential,
+                    authority=f"https://{host}/{m365.tenant_id}",
+                    http_client=session,
+                    instance_discovery=None if is_microsoft_authority(host) else False,
+                    timeout=m365.timeout_seconds,
+                )
+            result = app.acquire_token_for_client(scopes=[scope])
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(
+                f"could not reach the sign-in host {host} for a mail token "
+                f"({type(exc).__name__}); will retry"
+            ) from exc
+        except ValueError as exc:
+            raise PermanentError(
+                f"msal refused the sign-in settings ({str(exc).splitlines()[0][:200]}): check "
+                "m365.tenant_id, m365.authority_host and the certificate"
+            ) from exc
+        if "access_token" not in result:
+            raise token_error(result, credential=hint)
+        return str(result["access_token"])
+
+    return provider
+
+
+def fingerprint(raw: bytes) -> str:
+    """How a message is recognised across a UIDVALIDITY change: its Message-ID, else a hash."""
+    message_id = message_id_of(raw)
+    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def message_id_of(raw: bytes) -> str | None:
+    try:
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        value = headers.get("Message-ID")
+    except Exception:  # any header the parser chokes on: no Message-ID to use
+        return None
+    if not value:
+        return None
+    value = " ".join(str(value).split())
+    return value or None
+
+
+# Sample FETCH response (imaplib splits the literal out):
+#   [(b'1 (UID 7 INTERNALDATE "02-Feb-2026 09:30:00 +0000" BODY[] {342}', b'From: ...'), b')']
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_FLAGS_RE = re.compile(rb"\bFLAGS \(([^)]*)\)")
+
+
+class ImapMailbox:
+    """An IMAP folder as the intake queue (see the module docstring)."""
+
+    backend = "imap"
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        host: str,
+        username: str,
+        password: str | None = None,
+        token_provider: TokenProvider | None = None,
+        port: int | None = None,
+        security: str = "tls",
+        folder: str = "INBOX",
+        processed_folder: str = "Processed",
+        quarantine_folder: str = "Quarantine",
+        ca_bundle: Path | str | None = None,
+        timeout_seconds: float = 60.0,
+        credential_hint: str = "the password",
+    ) -> None:
+        if (password is None) == (token_provider is None):
+            raise ConfigError(
+                "give exactly one of password_env or oauth2 = true", key="intake.mailbox"
+            )
+        if security not in {"tls", "starttls", "none"}:
+            raise ConfigError(f"unknown security {security!r}", key="intake.mailbox.security")
+        self.ledger = ledger
+        self.host = host
+        self.port = port or (993 if security == "tls" else 143)
+        self.security = security
+        self.username = username
+        self._password = password
+        self._token_provider = token_provider
+        self._credential_hint = credential_hint
+        self.folder = folder
+        self.processed_folder = processed_folder
+        self.quarantine_folder = quarantine_folder
+        self.timeout = timeout_seconds
+        self._tls = tls_context(ca_bundle) if security != "none" else None
+        self._client: imaplib.IMAP4 | None = None
+        self._caps: frozenset[str] = frozenset()
+        self._folders_ok: set[str] = set()
+        self.account = f"{username.lower()}@{host.lower()}:{self.port}/{folder}"
+        self.address = f"{username} on {host}"  # how the pipeline names the mailbox
+        if security == "none" and not _is_loopback(host):
+            log.warning(
+                "imap: security = none to %s: the login goes over the network in clear", host
+            )
+
+    @classmethod
+    def from_config(cls, section: ImapMailboxConfig, config: Config, ledger: Ledger) -> ImapMailbox:
+        password: str | None = None
+        token_provider: TokenProvider | None = None
+        if section.oauth2:
+            if config.m365 is None:
+                raise ConfigError(
+                    "oauth2 = true takes its token from the [m365] app registration, and there "
+                    "is no [m365] section (for Google Workspace use an app password instead)",
+                    key="intake.mailbox.oauth2",
+                )
+            token_provider = m365_token_provider(config.m365)
+        else:
+            if not section.password_env:
+                raise ConfigError(
+                    "set password_env (the environment variable holding the password) or "
+                    "oauth2 = true",
+                    key="intake.mailbox.password_env",
+                )
+            password = secret_from_env(section.password_env, key="intake.mailbox.password_env")
+        return cls(
+            ledger,
+            host=section.host,
+            port=section.port,
+            security=section.security,
+            username=section.username,
+            password=password,
+            token_provider=token_provider,
+            folder=section.folder,
+            processed_folder=section.processed_folder,
+            quarantine_folder=section.quarantine_folder,
+            ca_bundle=section.ca_bundle,
+            timeout_seconds=section.timeout_seconds,
+            credential_hint=(
+                f"the password in ${section.password_env}"
+                if section.password_env
+                else "the OAuth token"
+            ),
+        )
+
+    # -- connection ---------------------------------------------------------------------
+
+    def has_move(self) -> bool:
+        """Whether to use ``UID MOVE`` (RFC 6851); a test subclass says no to test the fallback."""
+        return "MOVE" in self._caps
+
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _connect(self) -> imaplib.IMAP4:
+        try:
+            if self.security == "tls":
+                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    self.host, self.port, ssl_context=self._tls, timeout=self.timeout
+                )
+            else:
+                client = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+                if self.security == "starttls":
+                    if "STARTTLS" not in client.capabilities:
+                        client.shutdown()
+                        raise PermanentError(
+                            f"the IMAP server {self._where()} does not offer STARTTLS: use "
+                            'security = "tls" (port 993), or ask the mail admin to enable TLS'
+                        )
+                    client.starttls(ssl_context=self._tls)
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentError(
+                f"the IMAP server {self._where()} has a TLS certificate this machine does not "
+                f"trust ({exc.verify_message}): check intake.mailbox.host, or set "
+                "intake.mailbox.ca_bundle to the CA that issued it"
+            ) from exc
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            raise _Reconnect(f"connect: {type(exc).__name__}") from exc
+        except imaplib.IMAP4.error as exc:
+            raise PermanentError(
+                f"the IMAP server {self._where()} refused the connection ({_first(exc)})"
+            ) from exc
+        try:
+            self._login(client)
+            typ, data = client.capability()
+            if typ == "OK" and data and data[-1]:
+                self._caps = frozenset(str(c, "ascii", "replace").upper() for c in data[-1].split())
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            _shutdown(client)
+            raise _Reconnect(f"login: {type(exc).__name__}") from exc
+        return client
+
+    def _login(self, client: imaplib.IMAP4) -> None:
+        try:
+            if self._token_provider is not None:
+                token = self._token_provider()
+                answers = iter([xoauth2_string(self.username, token)])
+                # The first continuation gets the credentials; an error challenge (a JSON
+                # status from the server) gets an empty answer, then the server says NO.
+                client.authenticate("XOAUTH2", lambda _challenge: next(answers, ""))
+            else:
+                assert self._password is not None
+                client.login(self.username, self._password)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            _shutdown(client)
+            if self._token_provider is not None:
+                raise PermanentError(
+                    f"the IMAP server {self._where()} refused the OAuth token for "
+                    f"{self.username} ({_first(exc)}): on Microsoft 365 check the app's "
+                    "IMAP.AccessAsApp permission, Add-MailboxPermission for its service "
+                    "principal and intake.mailbox.username"
+                ) from exc
+            raise PermanentError(
+                f"the IMAP server {self._where()} refused the login for {self.username} "
+                f"({_first(exc)}): check intake.mailbox.username and {self._credential_hint}"
+            ) from exc
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            _shutdown(self._client)
+        self._client = None
+
+    def _run(self, what: str, operation: Callable[[imaplib.IMAP4], T]) -> T:
+        """Run ``operation`` on a live connection; after a dropped connection, reconnect and
+        run it once more, then give up with ``TransientError``."""
+        for attempt in (1, 2):
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                return operation(self._client)
+            except (_Reconnect, OSError, imaplib.IMAP4.abort, EOFError) as exc:
+                self._drop()
+                if attempt == 2:
+                    raise TransientError(
+                        f"IMAP {what} on {self._where()} failed twice "
+                        f"({type(exc).__name__}: connection lost or refused); will retry"
+                    ) from exc
+                log.info(
+                    "imap: connection lost during %s (%s); reconnecting", what, type(exc).__name__
+                )
+            except imaplib.IMAP4.error as exc:
+                raise PermanentError(
+                    f"the IMAP server {self._where()} refused {what} ({_first(exc)})"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    # -- small IMAP helpers (run inside _run) -------------------------------------------
+
+    def _select(self, client: imaplib.IMAP4, folder: str) -> int:
+        """Select ``folder`` (read-write); its UIDVALIDITY."""
+        typ, data = client.select(_folder_arg(folder))
+        if typ != "OK":
+            raise InputError(
+                f"cannot open folder {folder!r} of {self.username} on {self._where()} "
+                f"({_first(data)}): check the folder name in intake.mailbox"
+            )
+        _, values = client.response("UIDVALIDITY")
+        try:
+            return int(values[-1])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError) as exc:
+            raise PermanentError(
+                f"the IMAP server {self._where()} gave no UIDVALIDITY for {folder!r}"
+            ) from exc
+
+    def _search(self, client: imaplib.IMAP4, *criteria: str) -> list[int]:
+        # Sample: ('OK', [b'3 7 12'])
+        typ, data = client.uid("SEARCH", *criteria)
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"SEARCH: {_first(data)}")
+        return sorted({int(n) for chunk in data if chunk for n in chunk.split()})
+
+    def _fetch(self, client: imaplib.IMAP4, uid: int) -> tuple[bytes, datetime | None] | None:
+        typ, data = client.uid("FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[])")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH: {_first(data)}")
+        for index, part in enumerate(data):
+            if not isinstance(part, tuple):
+                continue
+            meta = part[0]
+            after = data[index + 1] if index + 1 < len(data) else b""
+            if isinstance(after, bytes):
+                meta += after
+            found = _UID_RE.search(meta)
+            if found is None or int(found.group(1)) != uid:
+                continue  # an unsolicited FETCH (flag change) for another message
+            stamp = imaplib.Internaldate2tuple(meta)
+            received = datetime.fromtimestamp(time.mktime(stamp), UTC) if stamp else None
+            return part[1], received
+        return None
+
+    def _flags(self, client: imaplib.IMAP4, uid: int) -> set[str]:
+        typ, data = client.uid("FETCH", str(uid), "(UID FLAGS)")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH FLAGS: {_first(data)}")
+        for part in data:
+            meta = part[0] if isinstance(part, tuple) else part
+            if isinstance(meta, bytes):
+                uid_match = _UID_RE.search(meta)
+                flags = _FLAGS_RE.search(meta)
+                if uid_match and int(uid_match.group(1)) == uid and flags:
+                    return {f.decode().lower() for f in flags.group(1).split()}
+        return set()
+
+    def _ensure_folder(self, client: imaplib.IMAP4, folder: str) -> None:
+        if folder in self._folders_ok:
+            return
+        typ, data = client.list('""', _folder_arg(folder))
+        if not (typ == "OK" and any(data)):
+            typ, data = client.create(_folder_arg(folder))
+            if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(d for d in data if d):
+                raise PermanentError(
+                    f"cannot create folder {folder!r} for {self.username} on {self._where()} "
+                    f"({_first(data)}): create it by hand or check the account's rights"
+                )
+            client.subscribe(_folder_arg(folder))  # so that mail clients show it
+            log.info("imap: created folder %s", folder)
+        self._folders_ok.add(folder)
+
+    def _find(self, client: imaplib.IMAP4, folder: str, print_: str) -> list[int]:
+        """UIDs in the selected ``folder`` whose fingerprint is ``print_``."""
+        if print_.startswith("sha256:") or not print_.isascii():
+            candidates = self._search(client, "ALL")
+        else:
+            candidates = self._search(client, "HEADER", "Message-ID", _quote(print_))
+        found = []
+        for uid in candidates:
+            got = self._fetch(client, uid)
+            if got is not None and fingerprint(got[0]) == print_:
+                found.append(uid)
+        return found
+
+    # -- the ledger's memory of what it has seen ----------------------------------------
+
+    def _cursor_key(self) -> str:
+        return f"imap.cursor:{self.account}"
+
+    def _cursor(self) -> tuple[int, int] | None:
+        value = self.ledger.get(self._cursor_key())
+        if not value:
+            return None
+        validity, _, last = value.partition(":")
+        return int(validity), int(last)
+
+    def _remember(self, item_id: str, print_: str) -> None:
+        self.ledger.db.execute(
+            "INSERT INTO imap_messages (account, item_id, fingerprint, seen_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(account, item_id) DO NOTHING",
+            (self.account, item_id, print_, utcnow().isoformat(timespec="seconds")),
+        )
+
+    def _taken(self, item_id: str, validity: int, uid: int) -> None:
+        with self.ledger.transaction() as db:
+            db.execute(
+                "UPDATE imap_messages SET taken_at = ? WHERE account = ? AND item_id = ?",
+                (utcnow().isoformat(timespec="seconds"), self.account, item_id),
+            )
+            db.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (self._cursor_key(), f"{validity}:{uid}", utcnow().isoformat(timespec="seconds")),
+            )
+
+    def _taken_before(self, print_: str) -> bool:
+        row = self.ledger.db.execute(
+            "SELECT 1 FROM imap_messages WHERE account = ? AND fingerprint = ? "
+            "AND taken_at IS NOT NULL LIMIT 1",
+            (self.account, print_),
+        ).fetchone()
+        return row is not None
+
+    def _print_of(self, item_id: str) -> str | None:
+        row = self.ledger.db.execute(
+            "SELECT fingerprint FROM imap_messages WHERE account = ? AND item_id = ?",
+            (self.account, item_id),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    # -- Mailbox ------------------------------------------------------------------------
+
+    def fetch_new(self) -> Iterator[InboundItem]:
+        validity = self._run("reading the folder", lambda c: self._select(c, self.folder))
+        cursor = self._cursor()
+        # No cursor (first run, or a lost one) or a new UIDVALIDITY: read the whole folder.
+        rescan = cursor is None or cursor[0] != validity
+        if not rescan:
+            assert cursor is not None
+            last = cursor[1]
+            uids = self._run(
+                "searching for new mail",
+                lambda c: self._checked(c, validity, "UID", f"{last + 1}:*"),
+            )
+            uids = [u for u in uids if u > last]  # "n:*" always includes the highest UID
+        else:
+            if cursor is not None:
+                log.warning(
+                    "imap: UIDVALIDITY of %s changed; reading the whole folder again "
+                    "(messages already taken are recognised and skipped)",
+                    self.folder,
+                )
+            uids = self._run("listing the folder", lambda c: self._checked(c, validity, "ALL"))
+        skipped = 0
+        for uid in uids:
+            try:
+                got = self._run(
+                    f"fetching message {uid}", lambda c, u=uid: self._fetch_in(c, validity, u)
+                )
+            except _UidValidityChanged:
+                log.warning(
+                    "imap: UIDVALIDITY of %s changed mid-cycle; rescan next cycle", self.folder
+                )
+                return
+            if got is None:
+                continue  # expunged since the search (a person moved it)
+            raw, received = got
+            item_id = f"{validity}:{uid}"
+            print_ = fingerprint(raw)
+            self._remember(item_id, print_)
+            if rescan and self._taken_before(print_):
+                skipped += 1
+                self._taken(item_id, validity, uid)
+                continue
+            yield InboundItem(item_id=item_id, raw=raw, received_at=received)
+            # The consumer has taken the item (it asked for the next): move the cursor.
+            self._taken(item_id, validity, uid)
+        if skipped:
+            log.info(
+                "imap: %d message(s) already taken before the UIDVALIDITY change skipped", skipped
+            )
+
+    def _checked(self, client: imaplib.IMAP4, validity: int, *criteria: str) -> list[int]:
+        if self._select(client, self.folder) != validity:
+            raise _UidValidityChanged
+        return self._search(client, *criteria)
+
+    def _fetch_in(
+        self, client: imaplib.IMAP4, validity: int, uid: int
+    ) -> tuple[bytes, datetime | None] | None:
+        # Reselecting after a reconnect is _run's job; check the folder is still the same one.
+        if self._select(client, self.folder) != validity:
+            raise _UidValidityChanged
+        return self._fetch(client, uid)
+
+    def _parse_id(self, item_id: str) -> tuple[int, int]:
+        validity, sep, uid = item_id.partition(":")
+        if not (sep and validity.isdigit() and uid.isdigit()):
+            raise InputError(f"not an IMAP item id (UIDVALIDITY:UID): {item_id!r}")
+        return int(validity), int(uid)
+
+    def _locate(
+        self, client: imaplib.IMAP4, item_id: str, folders: Sequence[str]
+    ) -> tuple[str, int] | None:
+        """Where the message ``item_id`` is now: (folder, UID), selected; None if nowhere."""
+        validity, uid = self._parse_id(item_id)
+        print_ = self._print_of(item_id)
+        for folder in folders:
+            if folder != self.folder and folder not in self._folders_ok:
+                typ, data = client.list('""', _folder_arg(folder))
+                if not (typ == "OK" and any(data)):
+                    continue
+            current = self._select(client, folder)
+            if folder == self.folder and current == validity:
+                # Same folder, same UIDVALIDITY: the UID is the identity (a copy with the same
+                # Message-ID elsewhere in the folder is another item).
+                if self._search(client, "UID", str(uid)) == [uid]:
+                    return folder, uid
+                continue
+            if print_ is not None:
+                found = self._find(client, folder, print_)
+                if found:
+                    return folder, found[0]
+        return None
+
+    def fetch(self, item_id: str) -> InboundItem:
+        folders = [self.folder, self.processed_folder, self.quarantine_folder]
+
+        def op(client: imaplib.IMAP4) -> InboundItem:
+            where = self._locate(client, item_id, folders)
+            got = self._fetch(client, where[1]) if where else None
+            if got is None:
+                raise InputError(
+                    f"message {item_id} is no longer in {self.folder!r} (nor "
+                    f"{self.processed_folder!r}/{self.quarantine_folder!r}) of {self.username}: "
+                    "a person may have moved or deleted it"
+                )
+            return InboundItem(item_id=item_id, raw=got[0], received_at=got[1])
+
+        return self._run(f"fetching {item_id}", op)
+
+    def mark_processed(self, item_id: str) -> None:
+        self._move_out(item_id, self.processed_folder, "processed")
+
+    def quarantine(self, item_id: str, reason: str) -> None:
+        # The reason goes to the DSP in the pipeline's notice; the log gets no content.
+        self._move_out(item_id, self.quarantine_folder, "quarantined", keyword=QUARANTINE_KEYWORD)
+
+    def _move_out(
+        self, item_id: str, target: str, done: str, *, keyword: str | None = None
+    ) -> None:
+        def op(client: imaplib.IMAP4) -> None:
+            self._ensure_folder(client, target)
+            where = self._locate(client, item_id, [self.folder])
+            if where is None:
+                log.info("imap: %s already out of %s", item_id, self.folder)
+                return
+            _, uid = where
+            if keyword:
+                # Best effort: a server may not allow keywords; the move is what matters.
+                try:
+                    client.uid("STORE", str(uid), "+FLAGS.SILENT", f"({keyword})")
+                except imaplib.IMAP4.abort:
+                    raise
+                except imaplib.IMAP4.error:
+                    log.info("imap: server refused the %s keyword", keyword)
+            self._move(client, uid, target)
+            log.info("imap: %s %s", item_id, done)
+
+        self._run(f"moving {item_id} to {target}", op)
+
+    def _move(self, client: imaplib.IMAP4, uid: int, target: str) -> None:
+        if self.has_move():
+            typ, data = client.uid("MOVE", str(uid), _folder_arg(target))
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"MOVE: {_first(data)}")
+            return
+        # No MOVE: COPY, flag \Deleted, expunge only this UID where UIDPLUS allows. A message
+        # already \Deleted here was copied by an earlier attempt that was cut off: don't copy
+        # it twice.
+        if "\\deleted" not in self._flags(client, uid):
+            typ, data = client.uid("COPY", str(uid), _folder_arg(target))
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"COPY: {_first(data)}")
+            typ, data = client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"STORE: {_first(data)}")
+        if "UIDPLUS" in self._caps:
+            typ, data = client.uid("EXPUNGE", str(uid))
+        else:
+            typ, data = client.expunge()
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"EXPUNGE: {_first(data)}")
+
+    # -- check and close ----------------------------------------------------------------
+
+    def checks(self) -> Iterator[CheckResult]:
+        """``prevent-service check`` lines: login, the intake folder, the two target folders."""
+        name = f"mailbox {self.username} on {self._where()}"
+        try:
+            count = self._run("checking the folder", self._count_intake)
+        except PreventServiceError as exc:
+            yield CheckResult(name, False, str(exc))
+            return
+        how = "MOVE" if self.has_move() else "COPY + EXPUNGE (server has no MOVE)"
+        yield CheckResult(
+            name, True, f"can read {self.folder} ({count} message(s)); moves by {how}"
+        )
+        for folder in (self.processed_folder, self.quarantine_folder):
+            try:
+                self._run(f"creating {folder}", lambda c, f=folder: self._ensure_folder(c, f))
+                yield CheckResult(f"folder {folder}", True, "present (created if it was missing)")
+            except PreventServiceError as exc:
+                yield CheckResult(f"folder {folder}", False, str(exc))
+
+    def _count_intake(self, client: imaplib.IMAP4) -> int:
+        self._select(client, self.folder)
+        return len(self._search(client, "ALL"))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except (OSError, imaplib.IMAP4.error, EOFError):
+                _shutdown(client)
+
+
+def _shutdown(client: imaplib.IMAP4) -> None:
+    with contextlib.suppress(OSError, imaplib.IMAP4.error, EOFError):
+        client.shutdown()
+
+
+def _first(value: object) -> str:
+    """A short, content-free server message for an error text."""
+    if isinstance(value, imaplib.IMAP4.error) and value.args:
+        value = value.args[0]
+    if isinstance(value, list):
+        value = next((v for v in value if v), b"")
+    if isinstance(value, tuple):
+        value = value[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(str(value).split())[:200]
