@@ -30,6 +30,7 @@ API (agreed in /tmp/emulator-api.md; additions are marked +):
     emu.add_fault(method, path_regex, status, *, times=1, headers=None, body=None,
                   after_commit=False, delay=0.0)   # + delay: sleep before answering;
                                                    # + status=0: drop the connection, no answer
+                                                   # + method "*" matches any method
                                                    # + body may be str/bytes (sent as text/html)
     emu.clear_faults(); emu.requests; emu.count_requests(method, path_regex)   # +
     emu.internal_errors    # + tracebacks of emulator bugs (answered 500 "emulatorBug");
@@ -37,6 +38,10 @@ API (agreed in /tmp/emulator-api.md; additions are marked +):
     certs.make_certificate() -> AppCertificate (.msal_credential(), .certificate_pem)   # +
 
 Behaviour worth knowing:
+- TLS: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on this machine) override a
+  Session's `verify`, and msal sets `verify` on its own Session; so `verify=emu.ca_path` is
+  ignored where those variables are set unless the path is passed per request (or the variables
+  are removed, as test_emulator.py does).
 - Tokens: `expire_tokens()` invalidates them on the server only; msal's cache still returns the
   old token until it is within 5 minutes of its own expiry, so a client must drop its cached
   token (e.g. `remove_tokens_for_client()`) on a 401. With `token_lifetime` under 300 s msal
@@ -52,7 +57,9 @@ Behaviour worth knowing:
   become formulas, a leading "'" keeps text, numeric strings become numbers, "TRUE"/"FALSE"
   booleans, ISO dates "2024-05-01[ 10:00[:00]]" dates — unless the cell's format is Text ("@").
   Formulas are not calculated: `values` shows the formula text, so check `formulas` or the file.
-  Dates read back as Excel serial numbers. A table with only a header row grows from the row
+  Dates read back as Excel serial numbers. Writes without a session, or in a persistChanges
+  session, are saved to the file at once (new eTag); a persistChanges=false session edits a
+  private copy. A table with only a header row grows from the row
   below it. Expired/unknown session: 404 itemNotFound, innerError code invalidSessionReCreatable.
   A locked file: createSession and writes answer 409 EditModeCannotAcquireLock; file uploads 423.
   `refuse_workbook_api(True)`: every /workbook call answers 403 accessDenied.

@@ -144,6 +144,17 @@ def test_an_expired_secret_gets_aadsts7000222(graph: GraphEmulator) -> None:
     assert result["error_codes"] == [7000222]
 
 
+def test_a_short_token_lifetime_makes_msal_ask_again(graph: GraphEmulator) -> None:
+    """msal treats a token with under 5 minutes left as expired: natural expiry, quickly."""
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    graph.token_lifetime = 60
+    app = msal_app(graph, SECRET)
+    first = app.acquire_token_for_client(scopes=GRAPH_SCOPE)["access_token"]
+    second = app.acquire_token_for_client(scopes=GRAPH_SCOPE)["access_token"]
+    assert first != second
+    assert graph.count_requests("POST", r"/oauth2/v2\.0/token$") == 2
+
+
 def test_a_scope_without_default_is_refused(graph: GraphEmulator) -> None:
     graph.add_app(CLIENT_ID, secret=SECRET)
     response = requests.post(
