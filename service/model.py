@@ -71,6 +71,17 @@ class Concern:
         return "Suggested – please check" if self.indicators_suggested else "Yes"
 
     @property
+    def critical_reason(self) -> str:
+        """Why the alert is urgent, in a sentence (no learner detail)."""
+        reasons = []
+        if _is_yes(self.immediate_danger):
+            reasons.append("the reporter says someone is in immediate danger")
+        if is_critical(self.indicators):
+            how = " (suggested from its wording)" if self.indicators_suggested else ""
+            reasons.append(f"it matches one of the policy's more critical risk factors{how}")
+        return (" and ".join(reasons).capitalize() + ".") if reasons else ""
+
+    @property
     def attachments_text(self) -> str:
         if not self.attachments:
             return ""

@@ -449,3 +449,20 @@ def test_our_own_alert_coming_back_is_ignored(memory_app: App) -> None:
     deliver(memory_app, alert.to_email().as_bytes(), item_id="bounced-back")
     result = pipeline.poll(memory_app)
     assert result.ignored == 1 and len(register_rows(memory_app)) == 1
+
+
+def test_immediate_danger_on_the_form_makes_the_alert_urgent_and_says_why(
+    memory_app: App,
+) -> None:
+    add_forms(memory_app, [form_row(1, account="x", immediate_danger="Yes")])
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert alert.high_importance
+    assert "immediate danger" in alert.text and "immediate danger" in alert.html
+
+
+def test_no_danger_answer_is_not_called_danger(memory_app: App) -> None:
+    add_forms(memory_app, [form_row(1, account="x", immediate_danger="No")])
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert not alert.high_importance and "immediate danger" not in alert.text
