@@ -62,7 +62,6 @@ log = logging.getLogger("prevent_service.graph")
 
 # Headers that mark the idempotency key when the caller does not name one (first match wins).
 KEY_HEADERS = ("source key", "key", "id")
-EXCEL_EPOCH = datetime(1899, 12, 30)
 MAX_READBACK_ROUNDS = 3
 MAX_ETAG_ROUNDS = 3
 
@@ -76,29 +75,26 @@ def _file_lock(key: tuple[str, str, str]) -> threading.Lock:
         return _FILE_LOCKS.setdefault(key, threading.Lock())
 
 
-def excel_serial(value: datetime | date | time) -> float:
-    """Excel's date serial (days since 1899-12-30; the time is the fraction)."""
-    if isinstance(value, datetime):
-        return (value.replace(tzinfo=None) - EXCEL_EPOCH).total_seconds() / 86400
-    if isinstance(value, date):
-        return float((value - EXCEL_EPOCH.date()).days)
-    return (value.hour * 3600 + value.minute * 60 + value.second) / 86400
-
-
 def graph_value(value: Any, tz: tzinfo, *, column: str) -> Any:
     """A value for the workbook API's ``values`` matrix.
 
-    The API treats values as if typed: ``=…`` becomes a formula and ``00123`` a number. A
-    leading apostrophe makes Excel keep text as text (and hide the apostrophe), so every text
-    gets one. Dates go as serials (the table's date columns carry the number format).
+    The API treats values as if typed into the cell: ``=…`` becomes a formula and ``00123`` a
+    number. A leading apostrophe makes Excel keep text as text (and hide the apostrophe), so
+    every text gets one. Dates and times go as ISO text (``2026-02-02 09:30:00``), which Excel
+    reads as a date in every locale and, in a General cell, formats as one; a serial number
+    would show as ``46055.39`` in a column nobody formatted.
     """
     cell = to_cell_value(value, tz, column=column)
     if cell is None:
         return ""
     if isinstance(cell, str):
         return "'" + cell if cell else ""
-    if isinstance(cell, datetime | date | time):
-        return excel_serial(cell)
+    if isinstance(cell, datetime):
+        return cell.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(cell, date):
+        return cell.strftime("%Y-%m-%d")
+    if isinstance(cell, time):
+        return cell.strftime("%H:%M:%S")
     return cell
 
 

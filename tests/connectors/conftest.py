@@ -32,6 +32,8 @@ SENDER_HARNESSES: dict[str, str] = {
 WORKBOOK_HARNESSES: dict[str, str] = {
     "memory": "tests.connectors.harness:memory_workbook",
     "xlsx": "tests.connectors.harness:xlsx_workbook",
+    "graph": "tests.connectors.harness_graph:graph_workbook",
+    "graph-file": "tests.connectors.harness_graph:graph_file_workbook",
 }
 
 HARNESS_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {

@@ -1,0 +1,342 @@
+"""GraphWorkbook against the emulator: short sessions, one rows/add per burst, read-back after
+an unclear append, locks, the If-Match file mode, and what ``check`` says."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.base import CellUpdate
+from service.errors import InputError, LockedError, PermanentError
+from tests.connectors.harness_graph import (
+    CLIENT_ID,
+    REGISTER_PATH,
+    SECRET,
+    SITE_HOST,
+    SITE_PATH,
+    GraphSetup,
+    graph_setup,
+    read_register,
+)
+
+HEADERS = ["Reference", "Recorded at", "Summary", "Status", "Source key"]
+TABLE = "Concerns"
+
+
+def make(tmp_path: Path, request: pytest.FixtureRequest, mode: str = "workbook") -> GraphSetup:
+    setup = graph_setup(tmp_path, request, mode=mode, site=True)
+    setup.put_workbook({TABLE: (HEADERS, [["PRV-2026-0001", None, "First", "Open", "mail:a"]])})
+    return setup
+
+
+@pytest.fixture
+def setup(tmp_path: Path, request: pytest.FixtureRequest) -> GraphSetup:
+    return make(tmp_path, request)
+
+
+@pytest.fixture
+def file_setup(tmp_path: Path, request: pytest.FixtureRequest) -> GraphSetup:
+    return make(tmp_path, request, mode="file")
+
+
+def rows(n: int, start: int = 2) -> list[dict[str, object]]:
+    return [
+        {"Reference": f"PRV-2026-{k:04d}", "Summary": f"Concern {k}", "Source key": f"mail:{k}"}
+        for k in range(start, start + n)
+    ]
+
+
+def keys(setup: GraphSetup) -> list[object]:
+    return [r["Source key"] for r in read_register(setup)]
+
+
+def count(setup: GraphSetup, method: str, pattern: str) -> int:
+    return int(setup.emu.count_requests(method, pattern))
+
+
+# ---------------------------------------------------------------------------- workbook mode
+
+
+def test_a_burst_is_one_rows_add_in_one_short_session(setup: GraphSetup) -> None:
+    setup.workbook().append_rows(TABLE, rows(20))
+
+    assert keys(setup) == ["mail:a"] + [f"mail:{k}" for k in range(2, 22)]
+    assert count(setup, "POST", r"/rows/add$") == 1
+    assert count(setup, "POST", r"/createSession$") == 1
+    assert count(setup, "POST", r"/closeSession$") == 1
+    (add,) = [r for r in setup.emu.requests if r.path.endswith("/rows/add")]
+    session_header = {k.lower(): v for k, v in add.headers.items()}["workbook-session-id"]
+    assert session_header
+
+
+def test_values_go_by_header_name_whatever_the_column_order(setup: GraphSetup) -> None:
+    setup.put_workbook({TABLE: (list(reversed(HEADERS)), [])})
+
+    setup.workbook().append_rows(
+        TABLE, [{"Summary": "Text", "Reference": "PRV-2026-0009", "Source key": "form:9"}]
+    )
+
+    (row,) = read_register(setup)
+    assert row == {
+        "Source key": "form:9",
+        "Status": None,
+        "Summary": "Text",
+        "Recorded at": None,
+        "Reference": "PRV-2026-0009",
+    }
+
+
+def test_text_is_kept_as_text_and_dates_go_as_iso_text(setup: GraphSetup) -> None:
+    when = datetime(2026, 2, 2, 9, 30)
+    setup.workbook().append_rows(
+        TABLE,
+        [{"Reference": "PRV-2026-0002", "Summary": "=HYPERLINK(1)", "Recorded at": when}],
+    )
+
+    (add,) = [r for r in setup.emu.requests if r.path.endswith("/rows/add")]
+    (values,) = add.json["values"]
+    assert values[HEADERS.index("Summary")] == "'=HYPERLINK(1)"
+    assert values[HEADERS.index("Recorded at")] == "2026-02-02 09:30:00"
+    stored = read_register(setup)[1]
+    assert stored["Summary"] == "=HYPERLINK(1)"
+    assert stored["Recorded at"] == when
+
+
+def test_a_504_after_the_rows_went_in_adds_them_exactly_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 504, after_commit=True)
+
+    setup.workbook().append_rows(TABLE, rows(3), key_column="Source key")
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3", "mail:4"]
+    assert count(setup, "POST", r"/rows/add$") == 1  # read back, nothing left to add
+    assert setup.sleeps.waits == []
+
+
+def test_a_504_before_the_rows_went_in_adds_them_after_reading_back(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 504)
+
+    setup.workbook().append_rows(TABLE, rows(2))  # the key column is found by its header
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+    assert count(setup, "POST", r"/rows/add$") == 2
+
+
+def test_a_dropped_connection_on_rows_add_reads_back_before_retrying(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 0, after_commit=True)
+
+    setup.workbook().append_rows(TABLE, rows(2))
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+
+
+def test_throttled_rows_add_waits_and_adds_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 429, headers={"Retry-After": "2.128"})
+
+    setup.workbook().append_rows(TABLE, rows(1))
+
+    assert keys(setup) == ["mail:a", "mail:2"]
+    assert setup.sleeps.waits == [2.128]
+
+
+def test_an_unclear_append_without_a_key_column_is_not_repeated(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, site=True)
+    setup.put_workbook({"Notes": (["When", "Note"], [])})
+    setup.emu.add_fault("POST", r"/rows/add$", 504, after_commit=True)
+
+    with pytest.raises(Exception, match="no key column"):
+        setup.workbook().append_rows("Notes", [{"Note": "one"}])
+
+    assert count(setup, "POST", r"/rows/add$") == 1
+
+
+def test_a_file_open_elsewhere_is_a_lock_and_writes_nothing(setup: GraphSetup) -> None:
+    setup.emu.set_file_locked(SITE_HOST, SITE_PATH, REGISTER_PATH, True)
+    book = setup.workbook()
+
+    assert book.writable() is not None
+    with pytest.raises(LockedError, match="stays pending"):
+        book.append_rows(TABLE, rows(1))
+    assert keys(setup) == ["mail:a"]
+
+    setup.emu.set_file_locked(SITE_HOST, SITE_PATH, REGISTER_PATH, False)
+    assert book.writable() is None
+    book.append_rows(TABLE, rows(1))
+    assert keys(setup) == ["mail:a", "mail:2"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"code": "conflict", "innerError": {"code": "accessConflict"}}},
+        {"error": {"code": "EditModeCannotAcquireLock", "message": "Someone is editing it."}},
+    ],
+)
+def test_lock_errors_on_rows_add_leave_the_row_pending(setup: GraphSetup, body: dict) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 409, body=body)
+
+    with pytest.raises(LockedError):
+        setup.workbook().append_rows(TABLE, rows(1))
+
+    assert keys(setup) == ["mail:a"]
+    assert count(setup, "POST", r"/closeSession$") == 1  # the session is still closed
+
+
+def test_one_request_at_a_time_per_workbook(setup: GraphSetup) -> None:
+    setup.emu.latency = 0.02
+    books = [setup.workbook(), setup.workbook()]
+    threads = [
+        threading.Thread(target=b.append_rows, args=(TABLE, rows(1, start=10 + n)))
+        for n, b in enumerate(books)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    sequence = [r.path.rsplit("/", 1)[-1] for r in setup.emu.requests if "/workbook/" in r.path]
+    assert sequence == ["createSession", "headerRowRange", "add", "closeSession"] * 2
+    assert sorted(keys(setup)) == ["mail:10", "mail:11", "mail:a"]
+
+
+def test_update_cells_patches_one_cell_and_uploads_nothing(setup: GraphSetup) -> None:
+    written = setup.workbook().update_cells(
+        TABLE,
+        [
+            CellUpdate("Status", "Closed", 0, {"Reference": "PRV-2026-0001"}),  # filled: kept
+            CellUpdate("Recorded at", datetime(2026, 3, 1, 8, 0), 0, {"Source key": "mail:a"}),
+        ],
+    )
+
+    assert written == 1
+    (patch,) = [r for r in setup.emu.requests if r.method == "PATCH"]
+    assert patch.path.endswith("/range(address='B2')")
+    assert count(setup, "PUT", "") == 0
+    assert read_register(setup)[0]["Recorded at"] == datetime(2026, 3, 1, 8, 0)
+    assert read_register(setup)[0]["Status"] == "Open"
+
+
+def test_a_missing_table_names_the_tables_there(setup: GraphSetup) -> None:
+    with pytest.raises(InputError, match=r"tables in it: Concerns"):
+        setup.workbook().read_table("Referrals")
+
+
+def test_a_missing_file_names_the_config_keys(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, site=True)  # the site, but no file in it
+
+    with pytest.raises(PermanentError, match="site_host, site_path and path"):
+        setup.workbook().read_table(TABLE)
+
+
+def test_no_site_grant_names_the_grant_call(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    setup = make(tmp_path, request)
+    setup.emu.add_app(CLIENT_ID, secret=SECRET, grant_all_sites=False)
+
+    lines = list(setup.workbook().checks())
+
+    failed = [line for line in lines if not line.ok]
+    assert failed[0].name == f"site {SITE_HOST}{SITE_PATH}"
+    assert "POST /sites/{site-id}/permissions" in failed[0].detail
+
+
+def test_check_says_which_mode_is_in_use(setup: GraphSetup) -> None:
+    lines = {line.name: line for line in setup.workbook().checks()}
+
+    mode = lines["mode for Concern register.xlsx"]
+    assert mode.ok and mode.detail.startswith("workbook (Excel API")
+    assert lines[f"site {SITE_HOST}{SITE_PATH}"].ok
+    assert lines[f"file {REGISTER_PATH}"].ok
+
+
+def test_check_tells_a_refusing_tenant_to_use_file_mode(setup: GraphSetup) -> None:
+    setup.emu.refuse_workbook_api(True)
+
+    lines = {line.name: line for line in setup.workbook().checks()}
+
+    mode = lines["mode for Concern register.xlsx"]
+    assert not mode.ok
+    assert 'set mode = "file"' in mode.detail
+
+
+# ---------------------------------------------------------------------------- file mode
+
+
+def test_file_mode_works_where_the_workbook_api_is_refused(file_setup: GraphSetup) -> None:
+    file_setup.emu.refuse_workbook_api(True)
+    book = file_setup.workbook()
+
+    book.append_rows(TABLE, rows(2))
+
+    assert keys(file_setup) == ["mail:a", "mail:2", "mail:3"]
+    assert book.find_rows(TABLE, "Source key", ["mail:3"]) == {"mail:3": 4}
+    lines = {line.name: line for line in book.checks()}
+    assert lines["mode for Concern register.xlsx"].detail.startswith("file (")
+
+
+def test_file_mode_uploads_with_if_match_on_the_etag_just_read(file_setup: GraphSetup) -> None:
+    etag = file_setup.emu.file_item(SITE_HOST, SITE_PATH, REGISTER_PATH)["eTag"]
+
+    file_setup.workbook().append_rows(TABLE, rows(1))
+
+    (start,) = [r for r in file_setup.emu.requests if r.path.endswith("/createUploadSession")]
+    assert {k.lower(): v for k, v in start.headers.items()}["if-match"] == etag
+    assert file_setup.emu.file_item(SITE_HOST, SITE_PATH, REGISTER_PATH)["eTag"] != etag
+
+
+def test_file_mode_rereads_after_a_412(file_setup: GraphSetup) -> None:
+    file_setup.emu.add_fault("POST", r"/createUploadSession$", 412)
+
+    file_setup.workbook().append_rows(TABLE, rows(1))
+
+    assert keys(file_setup) == ["mail:a", "mail:2"]
+    assert count(file_setup, "GET", r"/content$") == 2  # downloaded again after the 412
+
+
+def test_file_mode_keeps_a_change_made_between_read_and_upload(file_setup: GraphSetup) -> None:
+    book = file_setup.workbook()
+    original = book._download  # a person saves the file just after the service reads it
+
+    def download_then_someone_saves(folder: Path) -> tuple[Path, str]:
+        path, etag = original(folder)
+        if count(file_setup, "GET", r"/content$") == 1:
+            file_setup.put_workbook(
+                {TABLE: (HEADERS, [["PRV-2026-0001", None, "First", "Closed", "mail:a"]])}
+            )
+        return path, etag
+
+    book._download = download_then_someone_saves  # type: ignore[method-assign]
+
+    book.append_rows(TABLE, rows(1))
+
+    stored = read_register(file_setup)
+    assert [r["Source key"] for r in stored] == ["mail:a", "mail:2"]
+    assert stored[0]["Status"] == "Closed"  # the person's edit survived
+
+
+def test_file_mode_refuses_while_the_file_is_open(file_setup: GraphSetup) -> None:
+    file_setup.emu.set_file_locked(SITE_HOST, SITE_PATH, REGISTER_PATH, True)
+    book = file_setup.workbook()
+
+    assert book.writable() is not None
+    with pytest.raises(LockedError):
+        book.append_rows(TABLE, rows(1))
+    assert keys(file_setup) == ["mail:a"]
+
+
+def test_file_mode_update_cells_fills_only_empty_cells(file_setup: GraphSetup) -> None:
+    written = file_setup.workbook().update_cells(
+        TABLE,
+        [
+            CellUpdate("Status", "New", 0, {"Reference": "PRV-2026-0001"}),
+            CellUpdate("Recorded at", datetime(2026, 3, 1, 8, 0), 0, {}),
+        ],
+    )
+
+    assert written == 1
+    assert read_register(file_setup)[0]["Status"] == "Open"
