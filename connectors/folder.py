@@ -26,8 +26,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import InboundItem
+from connectors.files import fsync_dir, write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -350,8 +349,8 @@ class FolderMailbox:
                 ) from exc
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
-            _fsync_dir(folder)
-            _fsync_dir(src.parent)
+            fsync_dir(folder)
+            fsync_dir(src.parent)
             self._ids.pop(src.name, None)
             return dst
         raise PermanentError(f"too many files named like {name[:40]!r} in {folder}; tidy it up")
@@ -376,7 +375,7 @@ class FolderMailbox:
         note = dst.with_name(dst.name + ".reason.txt")
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         text = f"{reason}\n\nQuarantined at {stamp} by prevent-service.\n"
-        _write_atomic(note, text.encode("utf-8"))
+        write_atomic(note, text.encode("utf-8"))
         log.warning("quarantined a mailbox file (%s)", dst.name.partition("--")[0][:40])
 
 
@@ -392,29 +391,3 @@ def _link_no_clobber(src: Path, dst: Path) -> None:
         if os.path.lexists(dst):
             raise FileExistsError(dst) from None
         os.rename(src, dst)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

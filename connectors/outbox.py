@@ -7,17 +7,14 @@ idempotent, like the ledger expects of a retry after an unclear failure.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import re
-import secrets
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import OutboundMessage
+from connectors.files import write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -74,31 +71,12 @@ class OutboxSender:
             data = message.to_email().as_bytes()
         except (ValueError, TypeError, UnicodeError) as exc:
             raise InputError(f"cannot build the e-mail {message.message_id}: {exc}") from exc
-        tmp = self.path / f".{target.name}.{secrets.token_hex(4)}.tmp"
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            _fsync_dir(self.path)
+            write_atomic(target, data)
         except OSError as exc:
             raise TransientError(
                 f"cannot write to the outbox folder {self.path}: {exc.strerror}; will retry"
             ) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     def close(self) -> None:
         return None
-
-
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

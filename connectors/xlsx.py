@@ -54,6 +54,7 @@ from openpyxl.worksheet.table import Table as XlTable
 from openpyxl.worksheet.table import TableStyleInfo
 
 from connectors.base import CellUpdate, Table, TableSpec
+from connectors.files import fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -681,7 +682,7 @@ class XlsxWorkbook:
                     f"cannot replace {self.path.name} with its new version: {exc.strerror}; "
                     "the old version is unchanged, will retry"
                 ) from exc
-            _fsync_dir(folder)
+            fsync_dir(folder)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -871,16 +872,6 @@ def _extend_validations(ws: Worksheet, lay: _Layout, end: int) -> None:
                 )
 
 
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
@@ -928,7 +919,7 @@ def create_workbook(path: Path, specs: Sequence[TableSpec], *, tz: tzinfo = UTC)
             if path.exists():
                 raise PermanentError(f"{path} already exists; not overwriting it") from None
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise PermanentError(f"cannot create {path}: {exc.strerror}") from exc
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import connectors.outbox as outbox_mod
+import connectors.files as files_mod
 from connectors.base import OutboundMessage
 from connectors.outbox import OutboxSender, file_name_for
 from service.errors import InputError, TransientError
@@ -70,7 +70,7 @@ def test_a_failed_write_leaves_nothing_behind(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outbox_mod.os, "replace", broken_replace)
+    monkeypatch.setattr(files_mod.os, "replace", broken_replace)
 
     with pytest.raises(TransientError, match="No space left"):
         OutboxSender(tmp_path).send(message())
