@@ -175,6 +175,8 @@ ssl_cert = <$D/server.pem
 ssl_key = <$D/server.key
 $DH
 disable_plaintext_auth = no
+# Tests try wrong passwords on purpose: no need to wait after a failure.
+auth_failure_delay = 0
 auth_mechanisms = plain login xoauth2 oauthbearer
 mail_location = maildir:~/Maildir
 first_valid_uid = 1

@@ -366,9 +366,10 @@ class ImapMailbox:
             except (_Reconnect, OSError, imaplib.IMAP4.abort, EOFError) as exc:
                 self._drop()
                 if attempt == 2:
+                    detail = str(exc) if isinstance(exc, _Reconnect) else type(exc).__name__
                     raise TransientError(
-                        f"IMAP {what} on {self._where()} failed twice "
-                        f"({type(exc).__name__}: connection lost or refused); will retry"
+                        f"IMAP {what} on {self._where()} failed twice (connection lost, refused "
+                        f"or timed out: {detail}); will retry"
                     ) from exc
                 log.info(
                     "imap: connection lost during %s (%s); reconnecting", what, type(exc).__name__
@@ -710,8 +711,12 @@ class ImapMailbox:
 
 
 def _shutdown(client: imaplib.IMAP4) -> None:
-    with contextlib.suppress(OSError, imaplib.IMAP4.error, EOFError):
-        client.shutdown()
+    try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error, EOFError, ValueError):
+            client.shutdown()
+    finally:
+        with contextlib.suppress(OSError, AttributeError):
+            client.sock.close()
 
 
 def _first(value: object) -> str:

@@ -42,6 +42,8 @@ def make_mailbox(
     credentials: dict[str, Any] = (
         {"token_provider": lambda: user.token} if oauth2 else {"password": user.password}
     )
+    if "token_provider" in kwargs:
+        credentials = {}
     options: dict[str, Any] = {
         "host": servers.host,
         "port": port,
@@ -70,6 +72,8 @@ class ImapMailboxHarness:
             try:
                 self._session.noop()
             except (imaplib.IMAP4.abort, OSError):
+                with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                    self._session.shutdown()
                 self._session = None
         if self._session is None:
             self._session = self.servers.imap(self.user)
