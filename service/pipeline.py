@@ -43,6 +43,19 @@ from service.model import Concern
 
 log = logging.getLogger("prevent_service.intake")
 
+# The points at which ``Intake.step_done`` is called, in order, for each item.
+STEPS = (
+    "seen",
+    "reference",
+    "alert_sent",
+    "alerted",
+    "row_written",
+    "logged",
+    "acked",
+    "processed",
+    "done",
+)
+
 MAX_CELL = 32_000  # Excel holds 32,767 characters in a cell; leave room for the marker
 GIVE_UP_NOTICE_AFTER = 5  # attempts before the admin is told an item keeps failing
 

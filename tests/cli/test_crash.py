@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from service import pipeline
 from tests.cli.helpers import ROOT, alerts_in, register_rows, run_cli
 
-STEPS = [
-    "seen",
-    "reference",
-    "alert_sent",
-    "alerted",
-    "row_written",
-    "logged",
-    "acked",
-    "processed",
-    "done",
-]
+STEPS = pipeline.STEPS
 
 # Runs the real CLI, but SIGKILLs itself right after the given step of the first item.
 KILLER = """

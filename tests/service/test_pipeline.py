@@ -366,17 +366,7 @@ class Crash(BaseException):
     """Stands in for the process dying (BaseException: nothing catches it on the way up)."""
 
 
-STEPS = [
-    "seen",
-    "reference",
-    "alert_sent",
-    "alerted",
-    "row_written",
-    "logged",
-    "acked",
-    "processed",
-    "done",
-]
+STEPS = pipeline.STEPS
 
 
 @pytest.mark.parametrize("step", STEPS)
