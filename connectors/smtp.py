@@ -47,6 +47,10 @@ def _domains(addresses: Iterable[str]) -> str:
     return ", ".join(names) or "(none)"
 
 
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:120]
+
+
 def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
@@ -157,7 +161,9 @@ class SmtpSender:
         except smtplib.SMTPConnectError as exc:
             raise self._reply_error(exc.smtp_code, exc.smtp_error, "connecting") from exc
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            raise _BeforeData(f"connect: {type(exc).__name__}") from exc
+            # A timeout while waiting for the greeting shows as SMTPServerDisconnected("Connection
+            # unexpectedly closed: timed out"): keep the text, it says which.
+            raise _BeforeData(f"connect: {type(exc).__name__}: {_short(exc)}") from exc
         try:
             client.ehlo()
             if self.security == "starttls":
@@ -191,7 +197,7 @@ class SmtpSender:
             raise self._reply_error(exc.smtp_code, exc.smtp_error, "setting up") from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close(client)
-            raise _BeforeData(f"setup: {type(exc).__name__}") from exc
+            raise _BeforeData(f"setup: {type(exc).__name__}: {_short(exc)}") from exc
         return client
 
     def _auth(self, client: smtplib.SMTP) -> None:

@@ -180,6 +180,10 @@ def _parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) and value else None
+
+
 def _safe_name(address: str) -> str:
     return "".join(c if c.isalnum() or c in "@.-_+" else "_" for c in address.lower()) or "_"
 
@@ -292,7 +296,8 @@ class _Delivery:
         meta = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
-            "auth_user": (session.login_data or b"").decode() if session.login_data else None,
+            # LOGIN/PLAIN leave the login name in login_data; our XOAUTH2 leaves it in auth_data.
+            "auth_user": _text(session.login_data or session.auth_data),
             "tls": server._tls_protocol is not None
             or server.transport.get_extra_info("ssl_object") is not None,
         }

@@ -1,0 +1,291 @@
+"""The SMTP sender against the real aiosmtpd on 127.0.0.1 (see tests/servers.py).
+
+What went out is read from the server's spool (by envelope sender) or, for the full loop, from
+the recipient's mailbox over IMAP.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import OutboundMessage
+from connectors.imap import ImapMailbox
+from connectors.smtp import SmtpSender
+from service.config import parse_config
+from service.errors import ConfigError, PermanentError, TransientError
+from service.ledger import Ledger
+from tests.conftest import BASE_CONFIG, merge
+from tests.connectors.harness import parse
+from tests.connectors.harness_smtp import SmtpSenderHarness, make_sender
+from tests.servers import (
+    REFUSE_PERMANENT_DOMAIN,
+    REFUSE_TEMPORARY_DOMAIN,
+    MailServers,
+    MailUser,
+)
+
+pytestmark = pytest.mark.servers
+
+
+def message(n: int = 1, **changes: Any) -> OutboundMessage:
+    fields: dict[str, Any] = {
+        "message_id": f"<alert.{n}@example.org>",
+        "sender": "safeguarding@example.org",
+        "to": ("dsp@example.org",),
+        "subject": f"Neue Meldung PRV-2026-000{n} – Schüler ✓",
+        "text": "A concern was logged. Zoë\n",
+        "html": "<p>A concern was logged. <b>Zoë</b></p>",
+        "date": datetime(2026, 2, 2, 9, 30, tzinfo=UTC),
+    }
+    fields.update(changes)
+    return OutboundMessage(**fields)
+
+
+@pytest.mark.parametrize(
+    ("security", "oauth2"),
+    [("starttls", False), ("tls", False), ("tls", True), ("starttls", True)],
+    ids=["starttls-password", "tls-password", "tls-xoauth2", "starttls-xoauth2"],
+)
+def test_sends_over_tls_with_auth(
+    mail_servers: MailServers, mail_user: MailUser, security: str, oauth2: bool
+) -> None:
+    h = SmtpSenderHarness(
+        mail_servers, make_sender(mail_servers, mail_user, security=security, oauth2=oauth2)
+    )
+
+    h.sender.send(message())
+
+    ((envelope, sent),) = mail_servers.sent_by(h.smtp.envelope_from)
+    assert envelope["tls"] is True
+    assert envelope["auth_user"] == mail_user.address
+    assert envelope["rcpt_tos"] == ["dsp@example.org"]
+    assert sent["Message-ID"] == "<alert.1@example.org>"
+
+
+def test_what_goes_out_has_the_headers_and_both_parts(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    sender.send(message(cc=("deputy.dsp@example.org",), high_importance=True))
+
+    ((envelope, sent),) = mail_servers.sent_by(sender.envelope_from)
+    assert envelope["rcpt_tos"] == ["dsp@example.org", "deputy.dsp@example.org"]
+    assert sent["Subject"] == "Neue Meldung PRV-2026-0001 – Schüler ✓"
+    assert sent["Auto-Submitted"] == "auto-generated"
+    assert sent["Importance"] == "High"
+    assert email.utils.parsedate_to_datetime(sent["Date"]) == datetime(
+        2026, 2, 2, 9, 30, tzinfo=UTC
+    )
+    assert sent.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in sent.iter_parts()] == ["text/plain", "text/html"]
+    assert "Bcc" not in sent
+
+
+def test_envelope_sender_is_the_intake_address_from_config(
+    tmp_path: Path, mail_servers: MailServers, mail_user: MailUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREVENT_TEST_SMTP_PASSWORD", mail_user.password)
+    config = smtp_config(
+        tmp_path,
+        port=mail_servers.smtp_starttls_port,
+        username=mail_user.address,
+        password_env="PREVENT_TEST_SMTP_PASSWORD",
+        ca_bundle=str(mail_servers.ca),
+    )
+    sender = SmtpSender.from_config(config.sending.sender, config, Ledger(":memory:"))
+    checks = list(sender.checks())
+
+    sender.send(message(sender="Safeguarding <safeguarding@example.org>"))
+
+    assert sender.envelope_from == "safeguarding@example.org"
+    assert [c.ok for c in checks] == [True] and "STARTTLS" in checks[0].detail
+    sent = [m for _, m in mail_servers.sent_by("safeguarding@example.org")]
+    assert "<alert.1@example.org>" in [m["Message-ID"] for m in sent]
+
+
+def test_alert_arrives_in_the_recipients_mailbox_intact(
+    tmp_path: Path, mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    """SMTP → Maildir → IMAP: what the DSP's mail client would show."""
+    dsp = mail_servers.add_user("dsp")
+    sender = make_sender(mail_servers, mail_user, security="tls")
+
+    sender.send(message(to=(dsp.address,)))
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    box = ImapMailbox(
+        ledger,
+        host=mail_servers.host,
+        port=mail_servers.imaps_port,
+        username=dsp.address,
+        password=dsp.password,
+        ca_bundle=mail_servers.ca,
+        timeout_seconds=10,
+    )
+    (item,) = list(box.fetch_new())
+    box.close()
+    ledger.close()
+    got = parse(item.raw)
+    assert got["Subject"] == "Neue Meldung PRV-2026-0001 – Schüler ✓"
+    assert got["Message-ID"] == "<alert.1@example.org>"
+    html = got.get_body(preferencelist=("html",))
+    assert html is not None and "<b>Zoë</b>" in html.get_content()
+
+
+def test_starttls_is_required_never_a_quiet_fallback_to_clear_text(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    # The plain port does not offer STARTTLS (but would take AUTH and mail in clear).
+    sender = make_sender(mail_servers, mail_user, security="starttls", port=mail_servers.smtp_port)
+
+    with pytest.raises(PermanentError, match=r"does not offer STARTTLS.*nothing was sent in clear"):
+        sender.send(message())
+
+    assert mail_servers.sent_by(sender.envelope_from) == []
+
+
+def test_plain_relay_without_auth(mail_servers: MailServers) -> None:
+    sender = make_sender(mail_servers, None, security="none")
+
+    sender.send(message())
+
+    ((envelope, _),) = mail_servers.sent_by(sender.envelope_from)
+    assert envelope["tls"] is False and envelope["auth_user"] is None
+
+
+def test_wrong_password_is_permanent_and_names_the_fix(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(
+        mail_servers,
+        mail_user,
+        password="not-the-password",
+        credential_hint="the password in $PREVENT_SMTP_PASSWORD",
+    )
+
+    with pytest.raises(PermanentError) as caught:
+        sender.send(message())
+
+    text = str(caught.value)
+    assert "refused the login" in text and "$PREVENT_SMTP_PASSWORD" in text
+    assert "not-the-password" not in text
+    assert mail_servers.sent_by(sender.envelope_from) == []
+
+
+def test_bad_oauth_token_is_permanent(mail_servers: MailServers, mail_user: MailUser) -> None:
+    sender = make_sender(mail_servers, mail_user, security="tls", token_provider=lambda: "stale")
+
+    with pytest.raises(PermanentError, match=r"refused the OAuth token.*SMTP\.SendAsApp"):
+        sender.send(message())
+
+
+def test_untrusted_certificate_is_permanent(mail_servers: MailServers, mail_user: MailUser) -> None:
+    for security in ("tls", "starttls"):
+        sender = make_sender(mail_servers, mail_user, security=security, ca_bundle=None)
+        with pytest.raises(PermanentError, match=r"certificate .*sending\.sender\.ca_bundle"):
+            sender.send(message())
+
+
+def test_permanently_refused_recipients_name_only_the_domain(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    with pytest.raises(PermanentError) as caught:
+        sender.send(message(to=(f"alex.morgan@{REFUSE_PERMANENT_DOMAIN}",)))
+
+    assert REFUSE_PERMANENT_DOMAIN in str(caught.value)
+    assert "alex.morgan" not in str(caught.value)
+
+
+def test_temporarily_refused_recipients_are_transient(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    with pytest.raises(TransientError, match=REFUSE_TEMPORARY_DOMAIN):
+        sender.send(message(to=(f"sam@{REFUSE_TEMPORARY_DOMAIN}",)))
+
+
+def test_partly_refused_still_delivers_to_the_rest_and_says_so(
+    mail_servers: MailServers, mail_user: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    sender.send(message(to=("dsp@example.org", f"alex.morgan@{REFUSE_PERMANENT_DOMAIN}")))
+
+    ((envelope, _),) = mail_servers.sent_by(sender.envelope_from)
+    assert envelope["rcpt_tos"] == ["dsp@example.org"]
+    assert REFUSE_PERMANENT_DOMAIN in caplog.text and "alex.morgan" not in caplog.text
+
+
+def test_resend_goes_again_with_the_same_message_id(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    sender.send(message())
+    sender.send(message())  # SMTP cannot ask whether the first went through
+
+    ids = [m["Message-ID"] for _, m in mail_servers.sent_by(sender.envelope_from)]
+    assert ids == ["<alert.1@example.org>", "<alert.1@example.org>"]
+
+
+def test_connection_refused_is_transient_and_nothing_is_sent() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sender = SmtpSender(host="127.0.0.1", port=port, security="none", envelope_from="a@example.org")
+
+    with pytest.raises(TransientError, match="nothing was sent"):
+        sender.send(message())
+
+
+def test_a_silent_server_times_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        sender = SmtpSender(
+            host="127.0.0.1",
+            port=listener.getsockname()[1],
+            security="none",
+            envelope_from="a@example.org",
+            timeout_seconds=0.3,
+        )
+        with pytest.raises(TransientError, match="timed out"):
+            sender.send(message())
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def smtp_config(tmp_path: Path, **sender: Any) -> Any:
+    section = {"backend": "smtp", "host": "127.0.0.1"}
+    section.update(sender)
+    data = merge(BASE_CONFIG, {"sending": {"sender": section}, "state": {"path": str(tmp_path)}})
+    return parse_config(data, source=tmp_path / "config.toml")
+
+
+@pytest.mark.parametrize(
+    ("section", "message_re"),
+    [
+        ({"username": "a@example.org"}, r"sending\.sender\.password_env: set password_env"),
+        ({"password_env": "PREVENT_TEST_UNSET"}, "PREVENT_TEST_UNSET is not set"),
+        ({"oauth2": True, "username": "a@example.org"}, r"no \[m365\] section"),
+    ],
+)
+def test_config_errors_name_the_key(
+    tmp_path: Path, section: dict[str, Any], message_re: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREVENT_TEST_UNSET", raising=False)
+    config = smtp_config(tmp_path, **section)
+
+    with pytest.raises(ConfigError, match=message_re):
+        SmtpSender.from_config(config.sending.sender, config, Ledger(":memory:"))
