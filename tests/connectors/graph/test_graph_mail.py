@@ -333,3 +333,12 @@ def test_the_sender_uses_the_mime_path_so_both_bodies_and_headers_survive(
     assert sorted(out.recipients) == ["deputy.dsp@example.org", "dsp@example.org"]
     (copy,) = setup.emu.sent_messages(MAILBOX)
     assert copy["importance"] == "high"
+
+
+def test_an_unknown_mailbox_is_named(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    setup = graph_setup(tmp_path, request)
+    setup.emu.reset()
+    setup.emu.add_app(CLIENT_ID, secret=SECRET)  # the app, but no such mailbox
+
+    with pytest.raises(PermanentError, match=r"mailbox safeguarding@example\.org not found"):
+        list(setup.mailbox().fetch_new())
