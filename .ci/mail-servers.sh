@@ -18,6 +18,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 D=${PREVENT_MAIL_DIR:-/tmp/prevent-mail-servers}
 ENV_FILE=${PREVENT_MAIL_ENV:-/tmp/prevent-mail-servers.env}
 PY=${PYTHON:-$(command -v python3 || command -v python || true)}
+case "$PY" in
+    */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;;   # the servers run from $ROOT
+esac
 
 say() { echo "mail-servers: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
