@@ -104,6 +104,10 @@ class AmbiguousWrite(TransientError):
     """
 
 
+class WorkbookSessionExpired(TransientError):
+    """The workbook session is gone (``invalidSessionReCreatable``): open a new one."""
+
+
 class WorkbookApiRefused(PermanentError):
     """403 on the Excel workbook API while the file itself is reachable (Sites.Selected
     tenants may refuse app-only workbook sessions): use ``mode = "file"``."""
@@ -209,6 +213,10 @@ def translate(failure: GraphFailure, call: Call) -> PreventServiceError:
                 retry_after=failure.retry_after,
             ),
             failure,
+        )
+    if failure.has_code("invalidSessionReCreatable", "invalidSessionNotFound"):
+        return _tag(
+            WorkbookSessionExpired(f"{what}: the workbook session expired ({detail})"), failure
         )
     if status == 401:
         hint = (

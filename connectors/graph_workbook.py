@@ -20,12 +20,12 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from openpyxl.utils import column_index_from_string, get_column_letter
@@ -38,6 +38,7 @@ from connectors.graph_http import (
     GraphNotFound,
     PreconditionFailed,
     WorkbookApiRefused,
+    WorkbookSessionExpired,
     connect,
 )
 from connectors.xlsx import (
@@ -59,6 +60,8 @@ from service.errors import (
 from service.ledger import Ledger
 
 log = logging.getLogger("prevent_service.graph")
+
+T = TypeVar("T")
 
 # Headers that mark the idempotency key when the caller does not name one (first match wins).
 KEY_HEADERS = ("source key", "key", "id")
@@ -274,10 +277,13 @@ class GraphWorkbook:
             if self.mode == "file":
                 self._edit_file(lambda wb: wb.append_rows(table, rows))
                 return
-            with self._session() as session:
+
+            def add(session: str) -> None:
                 headers = self._headers(table, session)
                 matrix = [self._row_values(table, headers, row) for row in rows]
-                self._add_rows(table, headers, rows, matrix, session, key_column)
+                self._add_rows(table, headers, matrix, session, key_column)
+
+            self._in_session(add)
 
     def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
         if not updates:
@@ -286,8 +292,7 @@ class GraphWorkbook:
         with self._lock, self._remember_lock():
             if self.mode == "file":
                 return int(self._edit_file(lambda wb: wb.update_cells(table, updates)))
-            with self._session() as session:
-                return self._update(table, updates, session)
+            return int(self._in_session(lambda session: self._update(table, updates, session)))
 
     def writable(self) -> str | None:
         """Whether a write could go ahead now: ``None``, or why not (someone has it open).
@@ -344,6 +349,19 @@ class GraphWorkbook:
                 )
             except PreventServiceError as exc:  # it expires by itself after a few minutes
                 log.info("graph: closing a workbook session failed (%s); it will expire", exc)
+
+    def _in_session(self, work: Callable[[str], T]) -> T:
+        """Run ``work`` in a fresh session; once more in a new one if the session expired
+        under it (a long throttling wait can outlast Excel's idle limit)."""
+        for attempt in range(2):
+            try:
+                with self._session() as session:
+                    return work(session)
+            except WorkbookSessionExpired:
+                if attempt:
+                    raise
+                log.info("graph: workbook session for %s expired; opening a new one", self.name)
+        raise AssertionError("unreachable")
 
     def _table_path(self, table: str) -> str:
         return f"{self.item()}/workbook/tables/{quote(table, safe='')}"
@@ -410,7 +428,6 @@ class GraphWorkbook:
         self,
         table: str,
         headers: list[str],
-        rows: Sequence[Mapping[str, Any]],
         matrix: list[list[Any]],
         session: str,
         key_column: str | None,

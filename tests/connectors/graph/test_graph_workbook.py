@@ -340,3 +340,19 @@ def test_file_mode_update_cells_fills_only_empty_cells(file_setup: GraphSetup) -
 
     assert written == 1
     assert read_register(file_setup)[0]["Status"] == "Open"
+
+
+def test_an_expired_session_is_reopened_and_the_rows_added_once(setup: GraphSetup) -> None:
+    expired = {
+        "error": {
+            "code": "itemNotFound",
+            "message": "The target session is invalid or has expired. Create a new session.",
+            "innerError": {"code": "invalidSessionReCreatable"},
+        }
+    }
+    setup.emu.add_fault("POST", r"/rows/add$", 404, body=expired)
+
+    setup.workbook().append_rows(TABLE, rows(2))
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+    assert count(setup, "POST", r"/createSession$") == 2
