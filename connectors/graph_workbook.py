@@ -275,7 +275,9 @@ class GraphWorkbook:
         self.http.ensure_token()
         with self._lock, self._remember_lock():
             if self.mode == "file":
-                self._edit_file(lambda wb: wb.append_rows(table, rows))
+                # The file is replaced whole, so a retry after an unclear upload must not add
+                # a row twice: with a key column, rows already in the file are skipped.
+                self._edit_file(lambda wb: wb.append_rows(table, rows, key_column=key_column))
                 return
 
             def add(session: str) -> None:

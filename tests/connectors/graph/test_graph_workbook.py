@@ -356,3 +356,12 @@ def test_an_expired_session_is_reopened_and_the_rows_added_once(setup: GraphSetu
 
     assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
     assert count(setup, "POST", r"/createSession$") == 2
+
+
+def test_file_mode_skips_rows_already_in_the_file(file_setup: GraphSetup) -> None:
+    book = file_setup.workbook()
+    book.append_rows(TABLE, rows(2), key_column="Source key")
+
+    book.append_rows(TABLE, rows(3), key_column="Source key")  # a retry, plus one new row
+
+    assert keys(file_setup) == ["mail:a", "mail:2", "mail:3", "mail:4"]
