@@ -417,7 +417,12 @@ class GraphHttp:
                         "TLS-inspecting proxy set m365.ca_bundle to its CA certificate file"
                     ) from exc
                 cause = exc  # the request never reached Graph
-            except (requests.Timeout, requests.ConnectionError, Urllib3Error) as exc:
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                Urllib3Error,
+            ) as exc:
                 ambiguous = True
                 cause = exc
             except requests.RequestException as exc:
@@ -450,6 +455,11 @@ class GraphHttp:
             )
             self.sleep(delay)
             waited += delay
+
+    def settle(self, attempt: int = 1) -> None:
+        """Wait one backoff step before reading back after an unclear write, so a write still
+        being carried out by Graph has time to show (then a retry would duplicate it)."""
+        self.sleep(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         """Exponential with jitter: 1, 2, 4 … seconds (capped), each scaled by 0.5–1.0."""

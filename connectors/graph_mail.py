@@ -295,13 +295,17 @@ class GraphMailbox(_MailboxBase):
                     retry_ambiguous=True,  # moving twice lands it in the same place
                 )
                 return
-            except GraphNotFound:
+            except GraphNotFound as exc:
                 if attempt == 0 and not self._folder_exists(str(folder_id)):
                     self._folder_ids.pop(folder, None)  # someone deleted the folder: recreate
                     continue
                 if self._message_in(item_id, str(folder_id)):
                     return
-                raise
+                raise InputError(
+                    f"message {_short(item_id)} is no longer in {self.address} (a person "
+                    f"deleted it, or moved it to another mailbox), so it cannot be moved to "
+                    f"{folder!r}; look for it in Deleted Items"
+                ) from exc
         raise TransientError(f"could not move message {_short(item_id)} to {folder!r}")
 
     def _folder_exists(self, folder_id: str) -> bool:
@@ -416,6 +420,7 @@ class GraphSender(_MailboxBase):
                     retry_ambiguous=False,
                 )
             except AmbiguousWrite:
+                self.http.settle(attempt + 1)
                 status = self._status(message, draft_id)
                 if status != "draft":
                     self._sent(key, message, how=f"unclear answer, then found {status}")
@@ -460,6 +465,7 @@ class GraphSender(_MailboxBase):
                 )
                 return str(response.json()["id"])
             except AmbiguousWrite:
+                self.http.settle()
                 found = self._find(message, "drafts")
                 if found:
                     return found

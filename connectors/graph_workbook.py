@@ -436,7 +436,7 @@ class GraphWorkbook:
     ) -> None:
         key = self._key_index(headers, key_column)
         call = self._call(f"add {len(matrix)} row(s) to table {table!r}", kind="workbook")
-        for _round in range(MAX_READBACK_ROUNDS):
+        for round_ in range(MAX_READBACK_ROUNDS):
             try:
                 # POST …/tables/Concerns/rows/add {"values": [[…], …]} → {"index": 41, "values": …}
                 self.http.request(
@@ -455,6 +455,7 @@ class GraphWorkbook:
                         "column to check, so it is not retried automatically; check the table "
                         "for the rows before the next run"
                     ) from exc
+                self.http.settle(round_ + 1)
                 present = {
                     key_text(r.get(headers[key])) for _, r in self._grid(table, session).rows()
                 }

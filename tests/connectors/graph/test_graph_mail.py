@@ -342,3 +342,12 @@ def test_an_unknown_mailbox_is_named(tmp_path: Path, request: pytest.FixtureRequ
 
     with pytest.raises(PermanentError, match=r"mailbox safeguarding@example\.org not found"):
         list(setup.mailbox().fetch_new())
+
+
+def test_moving_a_message_a_person_deleted_is_an_input_error(setup: GraphSetup) -> None:
+    (item_id,) = deliver(setup, 1)
+    box = setup.mailbox()
+    box.http.request("DELETE", f"users/{MAILBOX}/messages/{item_id}", Call(what="a person"))
+
+    with pytest.raises(InputError, match="cannot be moved to 'Processed'"):
+        box.mark_processed(item_id)
