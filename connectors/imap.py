@@ -122,13 +122,17 @@ def m365_token_provider(m365: M365, *, scope: str = OUTLOOK_SCOPE) -> TokenProvi
     import msal
     import requests
 
-    from connectors.graph_auth import client_credential, is_microsoft_authority, token_error
+    from connectors.graph_auth import (
+        PinnedSession,
+        client_credential,
+        is_microsoft_authority,
+        token_error,
+    )
 
     credential, hint = client_credential(m365)
     host = m365.authority_host.strip().rstrip("/")
-    session = requests.Session()
-    if m365.ca_bundle:
-        session.verify = str(m365.ca_bundle)
+    # Pinned: a configured CA bundle must win over REQUESTS_CA_BUNDLE in the environment.
+    session = PinnedSession(str(m365.ca_bundle) if m365.ca_bundle else True, m365.timeout_seconds)
     app: Any = None
 
     def provider() -> str:
@@ -155,7 +159,8 @@ def m365_token_provider(m365: M365, *, scope: str = OUTLOOK_SCOPE) -> TokenProvi
                 "m365.tenant_id, m365.authority_host and the certificate"
             ) from exc
         if "access_token" not in result:
-            raise token_error(result, credential=hint)
+            error = token_error(result, credential=hint)
+            raise type(error)(str(error).replace("a Graph token", "a mail (IMAP/SMTP) token"))
         return str(result["access_token"])
 
     return provider

@@ -123,9 +123,13 @@ class MailServers:
     def user(self, address: str) -> MailUser:
         """The mailbox ``address`` (new or not), with a fresh XOAUTH2 token."""
         user = MailUser(address=address, password=self.password, token=secrets.token_urlsafe(24))
-        with self.tokens.open("a") as f:
-            f.write(f"{user.token} {user.address}\n")
+        self.accept_token(user.address, user.token)
         return user
+
+    def accept_token(self, address: str, token: str) -> None:
+        """From now on the servers take ``token`` (XOAUTH2) as ``address``'s credential."""
+        with self.tokens.open("a") as f:
+            f.write(f"{token} {address}\n")
 
     # -- looking at and poking the IMAP side --------------------------------------------
 

@@ -611,3 +611,50 @@ def test_needs_exactly_one_kind_of_credential(ledger: Ledger) -> None:
     provider: Callable[[], str] = lambda: "t"  # noqa: E731
     with pytest.raises(ConfigError, match="exactly one"):
         ImapMailbox(ledger, host="h", username="u", password="p", token_provider=provider)
+
+
+def test_oauth2_from_config_gets_the_token_from_msal_and_logs_in(
+    tmp_path: Path,
+    ledger: Ledger,
+    mail_servers: MailServers,
+    mail_user: MailUser,
+    graph: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """[m365] → msal (client credentials, Outlook scope) → XOAUTH2 → Dovecot.
+
+    The Graph emulator plays the Microsoft sign-in host; Dovecot accepts the token it issued
+    because the test registers it with the servers' token check (as Exchange would accept it).
+    """
+    from tests.connectors.harness_graph import CLIENT_ID, SECRET, SECRET_ENV, m365_section
+
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    section = {
+        "backend": "imap",
+        "host": mail_servers.host,
+        "port": mail_servers.imaps_port,
+        "username": mail_user.address,
+        "oauth2": True,
+        "ca_bundle": str(mail_servers.ca),
+        "timeout_seconds": 10,
+    }
+    data = merge(
+        BASE_CONFIG,
+        {
+            "intake": {"mailbox": section},
+            "m365": m365_section(graph),
+            "state": {"path": str(tmp_path)},
+        },
+    )
+    config = parse_config(data, source=tmp_path / "config.toml")
+    box = ImapMailbox.from_config(config.intake.mailbox, config, ledger)
+    _OPEN.append(box)
+    assert box._token_provider is not None
+    token = box._token_provider()
+    mail_servers.accept_token(mail_user.address, token)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    h.deliver(raw_message(1))
+
+    assert len(list(box.fetch_new())) == 1
+    h.close()

@@ -19,7 +19,6 @@ from connectors.imap import ImapMailbox
 from connectors.smtp import SmtpSender
 from service.config import parse_config
 from service.errors import ConfigError, PermanentError, TransientError
-from service.ledger import Ledger
 from tests.conftest import BASE_CONFIG, merge
 from tests.connectors.harness import parse
 from tests.connectors.harness_smtp import SmtpSenderHarness, make_sender
@@ -31,6 +30,8 @@ from tests.servers import (
 )
 
 pytestmark = pytest.mark.servers
+
+NO_LEDGER: Any = None  # the SMTP sender keeps no state in the ledger
 
 
 def message(n: int = 1, **changes: Any) -> OutboundMessage:
@@ -99,7 +100,7 @@ def test_envelope_sender_is_the_intake_address_from_config(
         password_env="PREVENT_TEST_SMTP_PASSWORD",
         ca_bundle=str(mail_servers.ca),
     )
-    sender = SmtpSender.from_config(config.sending.sender, config, Ledger(":memory:"))
+    sender = SmtpSender.from_config(config.sending.sender, config, NO_LEDGER)
     checks = list(sender.checks())
 
     sender.send(message(sender="Safeguarding <safeguarding@example.org>"))
@@ -288,4 +289,68 @@ def test_config_errors_name_the_key(
     config = smtp_config(tmp_path, **section)
 
     with pytest.raises(ConfigError, match=message_re):
-        SmtpSender.from_config(config.sending.sender, config, Ledger(":memory:"))
+        SmtpSender.from_config(config.sending.sender, config, NO_LEDGER)
+
+
+def test_oauth2_from_config_gets_the_token_from_msal_and_sends(
+    tmp_path: Path,
+    mail_servers: MailServers,
+    mail_user: MailUser,
+    graph: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """[m365] → msal (the Graph emulator as sign-in host) → XOAUTH2 → aiosmtpd."""
+    from tests.connectors.harness_graph import CLIENT_ID, SECRET, SECRET_ENV, m365_section
+
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = parse_config(
+        merge(
+            BASE_CONFIG,
+            {
+                "sending": {
+                    "sender": {
+                        "backend": "smtp",
+                        "host": mail_servers.host,
+                        "port": mail_servers.smtps_port,
+                        "security": "tls",
+                        "username": mail_user.address,
+                        "oauth2": True,
+                        "ca_bundle": str(mail_servers.ca),
+                    }
+                },
+                "m365": m365_section(graph),
+                "state": {"path": str(tmp_path)},
+            },
+        ),
+        source=tmp_path / "config.toml",
+    )
+    sender = SmtpSender.from_config(config.sending.sender, config, NO_LEDGER)
+    assert sender._token_provider is not None
+    mail_servers.accept_token(mail_user.address, sender._token_provider())
+
+    sender.send(message(n=7))
+
+    sent = [m for _, m in mail_servers.sent_by("safeguarding@example.org")]
+    assert "<alert.7@example.org>" in [m["Message-ID"] for m in sent]
+
+
+def test_oauth2_token_refused_by_the_sign_in_host_is_permanent(
+    tmp_path: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.imap import m365_token_provider
+    from tests.connectors.harness_graph import CLIENT_ID, SECRET, SECRET_ENV, m365_section
+
+    graph.add_app(CLIENT_ID, secret=SECRET)
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    config = parse_config(
+        merge(BASE_CONFIG, {"m365": m365_section(graph), "state": {"path": str(tmp_path)}}),
+        source=tmp_path / "config.toml",
+    )
+    assert config.m365 is not None
+    provider = m365_token_provider(config.m365)
+
+    with pytest.raises(
+        PermanentError, match=r"mail \(IMAP/SMTP\) token.*PREVENT_TEST_GRAPH_SECRET"
+    ):
+        provider()
