@@ -176,6 +176,7 @@ class GraphWorkbook:
         self._item: str | None = None  # "sites/{site-id}/drive/items/{item-id}"
         self._site: Any = None
         self._locked = False
+        self._file_tables: dict[str, tuple[str, Table]] = {}  # file mode: name → (eTag, table)
 
     @classmethod
     def from_config(
@@ -240,7 +241,7 @@ class GraphWorkbook:
         self.http.ensure_token()
         with self._lock:
             if self.mode == "file":
-                return self._with_file(lambda wb: wb.read_table(table))
+                return self._read_file_table(table)
             grid = self._grid(table, session=None)
             rows = grid.rows()
             return Table(
@@ -519,28 +520,40 @@ class GraphWorkbook:
 
     # -- file mode -----------------------------------------------------------------------
 
-    def _download(self, folder: Path) -> tuple[Path, str]:
-        """The file's bytes into ``folder`` and the ETag they belong to."""
-        item = self.item()
+    def _etag(self) -> str:
         # GET …/items/{id}?$select=id,eTag → {"id": "01ABC…", "eTag": "\"{86EB…},3\""}
         meta = self.http.get_json(
-            item, self._call("read the file's version"), params={"$select": "id,eTag"}
+            self.item(), self._call("read the file's version"), params={"$select": "id,eTag"}
         )
-        etag = str(meta.get("eTag") or "")
+        return str(meta.get("eTag") or "")
+
+    def _download(self, folder: Path, etag: str | None = None) -> tuple[Path, str]:
+        """The file's bytes into ``folder`` and the ETag they belong to (read first, so a
+        change in between shows as a 412 on upload, never as a lost edit)."""
+        item = self.item()
+        etag = self._etag() if etag is None else etag
         # GET …/items/{id}/content → 302 to a pre-authenticated URL → the bytes
         response = self.http.request("GET", f"{item}/content", self._call("download the file"))
         target = folder / (self.name if self.name.lower().endswith(".xlsx") else "book.xlsx")
         target.write_bytes(response.content)
         return target, etag
 
-    def _with_file(self, use: Any) -> Any:
+    def _read_file_table(self, table: str) -> Table:
+        """A table from the file, downloaded only when its ETag changed since the last read
+        (an idle poll of a file-mode workbook is then one small request)."""
+        etag = self._etag()
+        cached = self._file_tables.get(table.casefold())
+        if cached is not None and cached[0] == etag and etag:
+            return cached[1]
         with tempfile.TemporaryDirectory(prefix="prevent-graph-") as tmp:
-            path, _etag = self._download(Path(tmp))
+            path, etag = self._download(Path(tmp), etag)
             book = XlsxWorkbook(path, tz=self.tz, lock_wait_seconds=0, backups=0)
             try:
-                return use(book)
+                result = book.read_table(table)
             finally:
                 book.close()
+        self._file_tables[table.casefold()] = (etag, result)
+        return result
 
     def _edit_file(self, change: Any) -> Any:
         """Download, change with the local xlsx rules, upload with If-Match; 412 → again."""

@@ -366,3 +366,15 @@ def test_file_mode_skips_rows_already_in_the_file(file_setup: GraphSetup) -> Non
     book.append_rows(TABLE, rows(3), key_column="Source key")  # a retry, plus one new row
 
     assert keys(file_setup) == ["mail:a", "mail:2", "mail:3", "mail:4"]
+
+
+def test_file_mode_reads_download_only_when_the_file_changed(file_setup: GraphSetup) -> None:
+    book = file_setup.workbook()
+    book.read_table(TABLE)
+    book.read_table(TABLE)  # unchanged: only its version is asked for
+
+    assert count(file_setup, "GET", r"/content$") == 1
+    file_setup.workbook().append_rows(TABLE, rows(1))  # another writer changes it
+
+    assert [r["Source key"] for r in book.read_table(TABLE).rows] == ["mail:a", "mail:2"]
+    assert count(file_setup, "GET", r"/content$") == 3
