@@ -19,6 +19,7 @@ from connectors.imap import ImapMailbox
 from connectors.smtp import SmtpSender
 from service.config import parse_config
 from service.errors import ConfigError, PermanentError, TransientError
+from service.ledger import Ledger
 from tests.conftest import BASE_CONFIG, merge
 from tests.connectors.harness import parse
 from tests.connectors.harness_smtp import SmtpSenderHarness, make_sender
