@@ -85,7 +85,7 @@ class PinnedSession(requests.Session):
         self.verify = verify
         self.default_timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if isinstance(self.verify, str):
             kwargs.setdefault("verify", self.verify)
         if self.default_timeout is not None and kwargs.get("timeout") is None:
@@ -95,6 +95,9 @@ class PinnedSession(requests.Session):
 
 class AppOnlyConnection(Connection):
     """A Connection that renews app-only tokens and builds msal for our authority."""
+
+    _msal_client: msal.ConfidentialClientApplication | None
+    session: requests.Session | None
 
     def __init__(
         self,
