@@ -178,7 +178,9 @@ ssl_cert = <$D/server.pem
 ssl_key = <$D/server.key
 $DH
 disable_plaintext_auth = no
-# Tests try wrong passwords on purpose: no need to wait after a failure.
+# Tests try wrong passwords on purpose: no waiting after a failure. (Dovecot's per-address
+# auth penalty still delays the next login from 127.0.0.1 by up to a few seconds; it has no
+# setting.)
 auth_failure_delay = 0
 auth_mechanisms = plain login xoauth2 oauthbearer
 mail_location = maildir:~/Maildir
