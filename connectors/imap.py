@@ -391,9 +391,10 @@ class ImapMailbox:
         """Select ``folder`` (read-write); its UIDVALIDITY."""
         typ, data = client.select(_folder_arg(folder))
         if typ != "OK":
-            raise InputError(
+            raise PermanentError(
                 f"cannot open folder {folder!r} of {self.username} on {self._where()} "
-                f"({_first(data)}): check the folder name in intake.mailbox"
+                f"({_first(data)}): check the folder name in intake.mailbox (the intake folder "
+                "must exist; Processed and Quarantine are created when needed)"
             )
         _, values = client.response("UIDVALIDITY")
         try:

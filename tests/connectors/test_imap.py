@@ -390,7 +390,7 @@ def test_missing_intake_folder_names_the_folder(
 ) -> None:
     box = make_mailbox(mail_servers, mail_user, ledger, folder="Concerns")
 
-    with pytest.raises(InputError, match=r"'Concerns'.*intake\.mailbox"):
+    with pytest.raises(PermanentError, match=r"'Concerns'.*intake\.mailbox"):
         list(box.fetch_new())
 
 
