@@ -14,8 +14,11 @@ from service.app import App
 from service.errors import PreventServiceError
 from service.forms import column_map
 
+_checked_roles: dict[int, set[str]] = {}
+
 
 def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
+    _checked_roles.pop(id(app), None)
     results = [CheckResult("config", True, str(app.config.source or "loaded"))]
     results.append(CheckResult("ledger", True, str(app.ledger.path)))
 
@@ -24,9 +27,14 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
         results += _backend_checks("mailbox", mailbox)
     sender = _attempt(results, "sender", app.sender)
     if sender is not None:
-        results += _backend_checks("sender", sender)
-        if send_test:
-            results.append(_send_test(app))
+        if hasattr(sender, "checks"):
+            # A sender that can test itself sends the test message its own way.
+            to = app.config.people.admin_email if send_test else None
+            results += _backend_checks("sender", sender, send_test_to=to)
+        else:
+            results += _backend_checks("sender", sender)
+            if send_test:
+                results.append(_send_test(app))
 
     results += _workbook_checks(app, "register", app.config.register.table, _register_columns)
     forms = app.config.intake.forms
@@ -55,12 +63,12 @@ def _attempt(results: list[CheckResult], name: str, make: Callable[[], object]) 
         return None
 
 
-def _backend_checks(name: str, backend: object) -> list[CheckResult]:
+def _backend_checks(name: str, backend: object, **options: object) -> list[CheckResult]:
     checks = getattr(backend, "checks", None)
     if checks is None:
         return [CheckResult(name, True, f"{type(backend).__name__} configured")]
     try:
-        return list(checks())
+        return list(checks(**options))
     except PreventServiceError as exc:
         return [CheckResult(name, False, str(exc))]
 
@@ -87,7 +95,14 @@ def _workbook_checks(
         workbook = app.workbook(role)
     except PreventServiceError as exc:
         return [CheckResult(name, False, str(exc))]
-    results = _backend_checks(f"{role} workbook", workbook) if hasattr(workbook, "checks") else []
+    # The backend's own lines (site, file, mode) once per workbook, not once per table.
+    first_table = role not in _checked_roles.setdefault(id(app), set())
+    _checked_roles[id(app)].add(role)
+    results = (
+        _backend_checks(f"{role} workbook", workbook)
+        if first_table and hasattr(workbook, "checks")
+        else []
+    )
     try:
         data = workbook.read_table(table)
         problem = check_headers(data.headers) if check_headers else None

@@ -118,9 +118,11 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 def _app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from service.app import App
-    from service.config import load_config
+    from service.config import check_files, load_config
 
-    return App(load_config(_config_path(args)))
+    config = load_config(_config_path(args))
+    check_files(config)
+    return App(config)
 
 
 # -- commands ----------------------------------------------------------------------------

@@ -381,12 +381,15 @@ def parse_config(data: dict[str, Any], *, source: Path | None = None) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
-        where = source.name if source else "config"
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        errors = exc.errors()
+        first = errors[0]
+        where = str(source) if source else "the config"
+        others = [f"\n  also {_format_loc(e['loc'])}: {_message(dict(e))}" for e in errors[1:6]]
+        if len(errors) > 6:
+            others.append(f"\n  and {len(errors) - 6} more")
         raise ConfigError(
-            f"{_message(first)} in {where}{suffix}", key=_format_loc(first["loc"])
+            f"{_message(dict(first))} (in {where}){''.join(others)}",
+            key=_format_loc(first["loc"]),
         ) from None
     base = source.parent if source else Path.cwd()
     return _resolve_paths(config, base).model_copy(update={"source": source})
@@ -418,6 +421,28 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, source=path.resolve())
+
+
+def check_files(config: Config) -> None:
+    """Files the config points at must exist (checked once, before any work starts)."""
+    sections: list[tuple[str, Any]] = [("register.workbook", config.register.workbook)]
+    if config.intake.forms is not None:
+        sections.append(("intake.forms.workbook", config.intake.forms.workbook))
+    if config.compliance is not None:
+        sections.append(("compliance.workbook", config.compliance.workbook))
+    for key, section in sections:
+        path = getattr(section, "path", None)
+        if section.backend == "xlsx" and isinstance(path, Path) and not path.is_file():
+            raise ConfigError(
+                f"file not found: {path} (make one with 'prevent-service init', or fix the path)",
+                key=f"{key}.path",
+            )
+    for key, maybe in (
+        ("m365.certificate_path", config.m365 and config.m365.certificate_path),
+        ("m365.ca_bundle", config.m365 and config.m365.ca_bundle),
+    ):
+        if isinstance(maybe, Path) and not maybe.is_file():
+            raise ConfigError(f"file not found: {maybe}", key=key)
 
 
 def secret_from_env(name: str | None, *, key: str) -> str | None:

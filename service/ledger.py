@@ -9,12 +9,15 @@ Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30�
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from service.errors import PreventServiceError
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -122,6 +125,10 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
+class LedgerError(PreventServiceError):
+    """The ledger file cannot be opened or migrated."""
+
+
 class ItemState:
     """Where an intake item is. ``alerted_at``/``logged_at``/``acked_at`` record the steps,
     which are independent; the state says whether work remains."""
@@ -180,10 +187,36 @@ class Ledger:
             str(path), isolation_level=None, timeout=30, check_same_thread=False
         )
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise LedgerError(
+                f"the ledger {self.path} cannot be used ({exc}); if it is damaged, restore it "
+                "from a backup or move it aside (a new one is made; mail already in Processed "
+                "is not taken again)"
+            ) from None
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Hold a lock beside the ledger for the length of a cycle; yields False (without
+        waiting) when another process holds it, so two cycles never send the same alert."""
+        if str(self.path) == ":memory:":
+            yield True
+            return
+        with open(self.path.with_name(f"{name}.lock"), "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     # -- schema -------------------------------------------------------------------------
 

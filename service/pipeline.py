@@ -74,6 +74,7 @@ class CycleResult:
     rows: int = 0
     acks: int = 0
     problems: list[str] = field(default_factory=list)
+    skipped: bool = False  # another process held the intake lock
 
     @property
     def ok(self) -> bool:
@@ -94,6 +95,8 @@ class CycleResult:
                 "quarantined",
             )
         ]
+        if self.skipped:
+            return "skipped: another intake cycle is running"
         return " ".join(parts) + (f" problems={len(self.problems)}" if self.problems else "")
 
 
@@ -109,17 +112,23 @@ class Work:
 
 def poll(app: App) -> CycleResult:
     """Run one intake cycle and record it as a run."""
-    run_id = app.ledger.start_run("intake")
-    started = time.monotonic()
     result = CycleResult()
-    try:
-        Intake(app, result).run()
-    except PreventServiceError as exc:
-        result.problems.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        app.ledger.finish_run(run_id, result.ok, result.summary())
-        if not result.ok:
-            _tell_admin_if_failing(app, result)
+    with app.ledger.exclusive("intake") as mine:
+        if not mine:
+            # Another process (the worker, or a second poll) is in a cycle right now.
+            log.info("another intake cycle is running; this one skipped")
+            result.skipped = True
+            return result
+        run_id = app.ledger.start_run("intake")
+        started = time.monotonic()
+        try:
+            Intake(app, result).run()
+        except PreventServiceError as exc:
+            result.problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            app.ledger.finish_run(run_id, result.ok, result.summary())
+            if not result.ok:
+                _tell_admin_if_failing(app, result)
         log.info(
             "intake cycle %s in %.2fs: %s",
             "ok" if result.ok else "with problems",
@@ -556,6 +565,9 @@ class Intake:
         assert mailbox is not None
         try:
             mailbox.mark_processed(item_id)
+        except InputError:
+            # Gone from the mailbox (a person moved or deleted it): nothing left to move.
+            log.warning("%s was no longer in the mailbox to move", key.split(":", 1)[0])
         except ConnectorError as exc:
             self._park(key, exc)
             return False
@@ -614,6 +626,8 @@ class Intake:
             self.ledger.mark_step(key, "alerted")
         try:
             mailbox.quarantine(item_id, reason)
+        except InputError:
+            log.warning("a quarantined item was no longer in the mailbox to move")
         except ConnectorError as exc:
             self._park(key, exc)
             return
@@ -684,7 +698,8 @@ class Intake:
         mailbox = self.config.intake.mailbox
         if mailbox is None:
             return "mailbox"
-        return getattr(mailbox, "address", None) or f"{mailbox.backend} mailbox"
+        labels = {"folder": "the intake folder", "imap": "the IMAP mailbox"}
+        return getattr(mailbox, "address", None) or labels.get(mailbox.backend, "the mailbox")
 
     def _contacts_for(self, area_text: str) -> list[dict[str, object]]:
         """The referral contacts of the concern's area; all areas when it is not known."""

@@ -42,7 +42,8 @@ def status_report(app: App) -> tuple[bool, list[str]]:
         if good is None or now - datetime.fromisoformat(good["started_at"]) > limit:
             healthy = False
             lines.append(
-                "  ! no good intake cycle recently: is the worker running? (prevent-service run)"
+                "  ! no good intake cycle recently: is the worker running (prevent-service run)?"
+                " If it is, see the last cycle's problems above."
             )
     else:
         lines.append("last intake cycle: never (run prevent-service poll or run)")
@@ -75,8 +76,8 @@ def status_report(app: App) -> tuple[bool, list[str]]:
                 f"attempts {row.attempts}; retry {row.retry_at or 'next cycle'}"
                 + (f"; last error: {row.last_error}" if row.last_error else "")
             )
-            if row.attempts >= 5:
-                healthy = False
+            if row.attempts >= 5 or (row.last_error or "").startswith("PermanentError"):
+                healthy = False  # a person has to fix something
     quarantined = ledger.items_in_state(ItemState.QUARANTINED)
     if quarantined:
         lines.append(f"quarantined ({len(quarantined)}) — a person must read these:")

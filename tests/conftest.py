@@ -1,4 +1,4 @@
-"""Shared fixtures: a config for the local backends, an App on in-memory backends, a frozen clock."""
+"""Shared fixtures: a config for local backends, an App on in-memory ones, a frozen clock."""
 
 from __future__ import annotations
 

@@ -139,3 +139,58 @@ def test_init_without_demo_gives_empty_workbooks_that_poll_cleanly(tmp_path: Pat
     result = run_cli("--config", str(folder / "config.toml"), "poll")
     assert result.returncode == 0, result.stdout + result.stderr
     assert register_rows(folder / "workbooks" / "concern-register.xlsx") == []
+
+
+def test_a_missing_register_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    folder = tmp_path / "svc"
+    assert run_cli("init", str(folder)).returncode == 0
+    (folder / "workbooks" / "concern-register.xlsx").unlink()
+    result = run_cli("--config", str(folder / "config.toml"), "poll")
+    assert result.returncode == 3
+    assert result.stderr.startswith(
+        "prevent-service: config error: register.workbook.path: file not found"
+    )
+
+
+def test_a_damaged_ledger_is_named_with_what_to_do(tmp_path: Path) -> None:
+    folder = tmp_path / "svc"
+    assert run_cli("init", str(folder)).returncode == 0
+    (folder / "state" / "ledger.sqlite3").write_bytes(b"garbage" * 100)
+    result = run_cli("--config", str(folder / "config.toml"), "poll")
+    assert result.returncode == 1
+    assert "ledger.sqlite3" in result.stderr and "move it aside" in result.stderr
+
+
+def test_every_config_problem_is_listed(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config" / "example-local.toml").read_text()
+    text = text.replace('alert_detail = "summary"', 'alert_detail = "x"')
+    config.write_text(text.replace("poll_seconds = 15", "poll_seconds = 1"))
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 3
+    assert "register.alert_detail" in result.stderr and "schedule.poll_seconds" in result.stderr
+
+
+def test_two_cycles_at_once_never_send_an_alert_twice(tmp_path: Path) -> None:
+    """A poll while the worker runs (or two polls) must not double-send: the lock says no."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "svc"
+    assert run_cli("init", str(folder)).returncode == 0
+    source = (ROOT / "config" / "demo" / "mail" / "02-concern-isolation.eml").read_bytes()
+    for n in range(30):
+        path = folder / "inbox" / f"m{n}.eml"
+        path.write_bytes(source.replace(b"<demo-0002@example.org>", f"<c{n}@example.org>".encode()))
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    command = [sys.executable, "-m", "service.cli", "--config", str(folder / "config.toml"), "poll"]
+    runs = [
+        subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    logs = "".join(p.communicate(timeout=120)[1] for p in runs)
+    assert logs.count("alert sent for") == 30
+    assert len(alerts_in(folder / "outbox")) == 30

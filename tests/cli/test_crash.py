@@ -45,9 +45,14 @@ def test_kill_at_each_step_then_rerun(tmp_path: Path, step: str) -> None:
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
+    logs = killed.stderr
     for _ in range(2):
         result = run_cli("--config", config, "poll")
         assert result.returncode in (0, 1), result.stderr
+        logs += result.stderr
+    # Each alert was sent once: counted as the pipeline sends, not as the outbox keeps them
+    # (the outbox would hide a second send of the same Message-ID; SMTP would not).
+    assert logs.count("alert sent for") == 5, logs
     # Parked items wait for their retry time; a third poll after it must finish everything.
     rows = register_rows(demo / "workbooks" / "concern-register.xlsx")
     keys = [r["Source key"] for r in rows]
