@@ -106,6 +106,7 @@ class OutboundMessage:
             msg["Importance"] = "High"
             msg["X-Priority"] = "1 (Highest)"
         for name, value in self.headers.items():
+            del msg[name]  # replace, never a second copy of a standard header
             msg[name] = value
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")

@@ -498,8 +498,8 @@ class GraphHttp:
             elif json is not None:
                 kwargs["data"] = json
             if naive:
-                return self.con.naive_request(url, method, **kwargs)  # type: ignore[no-any-return]
-            return self.con.oauth_request(url, method, **kwargs)  # type: ignore[no-any-return]
+                return self.con.naive_request(url, method, **kwargs)
+            return self.con.oauth_request(url, method, **kwargs)
 
         return self.call(op, call, method=method, retry_ambiguous=retry_ambiguous)
 

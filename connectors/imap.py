@@ -42,6 +42,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -332,10 +333,10 @@ class ImapMailbox:
         try:
             if self._token_provider is not None:
                 token = self._token_provider()
-                answers = iter([xoauth2_string(self.username, token)])
+                answers = iter([xoauth2_string(self.username, token).encode()])
                 # The first continuation gets the credentials; an error challenge (a JSON
                 # status from the server) gets an empty answer, then the server says NO.
-                client.authenticate("XOAUTH2", lambda _challenge: next(answers, ""))
+                client.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
             else:
                 assert self._password is not None
                 client.login(self.username, self._password)
@@ -398,7 +399,7 @@ class ImapMailbox:
             )
         _, values = client.response("UIDVALIDITY")
         try:
-            return int(values[-1])  # type: ignore[index]
+            return int(values[-1])
         except (TypeError, ValueError, IndexError) as exc:
             raise PermanentError(
                 f"the IMAP server {self._where()} gave no UIDVALIDITY for {folder!r}"
@@ -449,7 +450,9 @@ class ImapMailbox:
         typ, data = client.list('""', _folder_arg(folder))
         if not (typ == "OK" and any(data)):
             typ, data = client.create(_folder_arg(folder))
-            if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(d for d in data if d):
+            if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(
+                d for d in data if isinstance(d, bytes)
+            ):
                 raise PermanentError(
                     f"cannot create folder {folder!r} for {self.username} on {self._where()} "
                     f"({_first(data)}): create it by hand or check the account's rights"
@@ -545,7 +548,7 @@ class ImapMailbox:
         for uid in uids:
             try:
                 got = self._run(
-                    f"fetching message {uid}", lambda c, u=uid: self._fetch_in(c, validity, u)
+                    f"fetching message {uid}", partial(self._fetch_in, validity=validity, uid=uid)
                 )
             except _UidValidityChanged:
                 log.warning(
@@ -698,7 +701,7 @@ class ImapMailbox:
         )
         for folder in (self.processed_folder, self.quarantine_folder):
             try:
-                self._run(f"creating {folder}", lambda c, f=folder: self._ensure_folder(c, f))
+                self._run(f"creating {folder}", partial(self._ensure_folder, folder=folder))
                 yield CheckResult(f"folder {folder}", True, "present (created if it was missing)")
             except PreventServiceError as exc:
                 yield CheckResult(f"folder {folder}", False, str(exc))

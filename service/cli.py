@@ -19,10 +19,13 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from service import __version__
 from service.errors import ConfigError, PreventServiceError
+
+if TYPE_CHECKING:
+    from service.app import App
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_CONFIG, EXIT_ERROR = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = "config.toml"
@@ -116,7 +119,7 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config or os.environ.get("PREVENT_SERVICE_CONFIG") or DEFAULT_CONFIG)
 
 
-def _app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _app(args: argparse.Namespace) -> App:
     from service.app import App
     from service.config import check_files, load_config
 

@@ -223,16 +223,16 @@ class Intake:
                 key = f"mail:{item.item_id}"
                 if key in resumed:
                     continue
-                row = self.ledger.item(key)
-                if row is not None and row.state in ItemState.FINAL:
+                seen = self.ledger.item(key)
+                if seen is not None and seen.state in ItemState.FINAL:
                     # A replay (delta resync, UIDVALIDITY change, the same file dropped
                     # twice): already handled; make sure it leaves the intake folder.
-                    if row.state != ItemState.QUARANTINED:
+                    if seen.state != ItemState.QUARANTINED:
                         self._mark_processed(item.item_id, key)
                     continue
-                if row is not None and row.retry_at and row.retry_at > _iso(self.app.now()):
+                if seen is not None and seen.retry_at and seen.retry_at > _iso(self.app.now()):
                     continue  # parked; its time has not come
-                self._take_mail(item, existing=row)
+                self._take_mail(item, existing=seen)
         except TransientError as exc:
             self.result.problems.append(f"mailbox: {exc}")
 
@@ -698,8 +698,11 @@ class Intake:
         mailbox = self.config.intake.mailbox
         if mailbox is None:
             return "mailbox"
-        labels = {"folder": "the intake folder", "imap": "the IMAP mailbox"}
-        return getattr(mailbox, "address", None) or labels.get(mailbox.backend, "the mailbox")
+        if mailbox.backend == "imap":
+            return f"{mailbox.username} (IMAP {mailbox.folder})"
+        return getattr(mailbox, "address", None) or (
+            "the intake folder" if mailbox.backend == "folder" else "the mailbox"
+        )
 
     def _contacts_for(self, area_text: str) -> list[dict[str, object]]:
         """The referral contacts of the concern's area; all areas when it is not known."""
