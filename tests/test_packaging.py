@@ -1,0 +1,36 @@
+"""What `pip install .` ships: every template, example config and demo file is package data."""
+
+from __future__ import annotations
+
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_data_file_in_the_packages_is_declared_package_data() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]
+    data = project["tool"]["setuptools"]["package-data"]
+    assert {"service", "connectors", "schedules", "templates", "config"} <= set(packages)
+    missing = []
+    for package in ("templates", "config"):
+        for path in (ROOT / package).rglob("*"):
+            if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+                continue
+            relative = path.relative_to(ROOT / package).as_posix()
+            if not any(fnmatch(relative, pattern) for pattern in data.get(package, [])):
+                missing.append(f"{package}/{relative}")
+    assert not missing, f"not shipped by pip install: {missing}"
+
+
+def test_the_demo_and_templates_load_from_the_installed_packages() -> None:
+    from importlib import resources
+
+    assert resources.files("config").joinpath("example-local.toml").is_file()
+    names = {p.name for p in resources.files("config").joinpath("demo", "mail").iterdir()}
+    assert any(n.endswith(".eml") for n in names)
+    templates = {p.name for p in resources.files("templates").iterdir()}
+    for pair in ("alert_summary", "alert_full", "acknowledgement", "quarantine_notice"):
+        assert {f"{pair}.html.j2", f"{pair}.txt.j2"} <= templates
