@@ -220,6 +220,9 @@ class FormsConfig(Section):
     workbook: WorkbookConfig
     table: str = "Table1"
     columns: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FORM_COLUMNS))
+    # Responses with an ID up to this one were handled before the service (a form that
+    # already has answers); they are not taken in. 0 takes every response.
+    start_after_id: int = Field(0, ge=0)
 
     @field_validator("columns")
     @classmethod

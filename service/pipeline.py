@@ -301,6 +301,8 @@ class Intake:
             return
         now_iso = _iso(self.app.now())
         for response in responses:
+            if response.response_id <= forms.start_after_id:
+                continue  # answered before the service was set up (config)
             key = f"form:{response.response_id}"
             row = self.ledger.item(key)
             if row is not None and (row.state in ItemState.FINAL or (row.retry_at or "") > now_iso):

@@ -456,3 +456,38 @@ def test_no_danger_answer_is_not_called_danger(memory_app: App) -> None:
     pipeline.poll(memory_app)
     [alert] = alerts(memory_app)
     assert not alert.high_importance and "immediate danger" not in alert.text
+
+
+def test_only_new_form_responses_are_taken_on_later_cycles(memory_app: App) -> None:
+    add_forms(memory_app, [form_row(1, account="first")])
+    assert pipeline.poll(memory_app).new == 1
+    forms = memory_app.workbook("forms")
+    forms.append_rows(
+        "Table1",
+        [dict(zip(forms.read_table("Table1").headers, form_row(2, account="second"), strict=True))],
+    )
+    second = pipeline.poll(memory_app)
+    assert second.new == 1 and second.rows == 1
+    assert [r["Account"] for r in register_rows(memory_app)] == ["first", "second"]
+
+
+def test_responses_from_before_the_service_can_be_left_out(
+    make_config: Callable[..., Any], clock: Clock
+) -> None:
+    from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
+    from service.register import register_table_spec
+
+    config = make_config(intake={"forms": {"start_after_id": 2}})
+    register = MemoryWorkbook()
+    register.add_table("Concerns", [c.header for c in register_table_spec().columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register, "forms": MemoryWorkbook()},
+    )
+    add_forms(app, [form_row(n, account=f"answer {n}") for n in (1, 2, 3)])
+    assert pipeline.poll(app).new == 1
+    assert [r["Account"] for r in register_rows(app)] == ["answer 3"]
+    app.close()
