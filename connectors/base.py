@@ -131,8 +131,9 @@ class Table:
 
     ``rows`` are dicts keyed by header; values are ``str``, ``int``, ``float``, ``bool``,
     ``datetime``/``date`` or ``None`` (Graph gives dates as Excel serial floats; the domain
-    copes with both). ``row_numbers`` are 1-based sheet row numbers, for messages to people
-    ("row 12"), never for writing.
+    copes with both). A formula cell reads as the value Excel last saved for it, or as an
+    ``UnsavedFormula`` when none was saved. ``row_numbers`` are 1-based sheet row numbers,
+    for messages to people ("row 12"), never for writing.
     """
 
     name: str
@@ -142,15 +143,38 @@ class Table:
     sheet: str = ""
 
 
+class UnsavedFormula(str):
+    """A formula cell whose result was never saved: the file was written by a program that
+    does not calculate (``init``, other scripts) and nobody has saved it in Excel since.
+
+    Its text is the formula (``"=TODAY()+3"``), so code that only wants text still works; the
+    domain recognises it and reports it instead of reading the formula as data.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Formula:
+    """An Excel formula that ``init`` lays out as a real formula (``TableSpec`` rows only;
+    ``append_rows``/``update_cells`` write text, never formulas). ``text`` starts with ``=``."""
+
+    text: str
+
+
 @dataclass(frozen=True)
 class CellUpdate:
     """Write ``value`` into ``column`` of data row ``row_index`` (0-based, as last read), only
-    if that cell is empty and the row still has the ``expect`` values (nobody sorted since)."""
+    if that cell is empty and the row still has the ``expect`` values (nobody sorted since).
+
+    ``overwrite`` replaces what the cell holds: only for columns the service owns (such as
+    "Last reminded"), never a person's cell. The ``expect`` guard applies all the same."""
 
     column: str
     value: Any
     row_index: int
     expect: Mapping[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
 
 
 @runtime_checkable
@@ -178,8 +202,9 @@ class Workbook(Protocol):
         ...
 
     def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
-        """Fill empty cells (never overwrite); a row whose ``expect`` values no longer match
-        (someone sorted or edited since the read) is skipped. Returns how many were written."""
+        """Fill empty cells (a filled cell is left alone unless the update says ``overwrite``,
+        for service-owned columns); a row whose ``expect`` values no longer match (someone
+        sorted or edited since the read) is skipped. Returns how many were written."""
         ...
 
     def writable(self) -> str | None:

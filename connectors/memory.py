@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import CellUpdate, InboundItem, OutboundMessage, Table
+from connectors.base import (
+    CellUpdate,
+    Formula,
+    InboundItem,
+    OutboundMessage,
+    Table,
+    UnsavedFormula,
+)
 from connectors.xlsx import (
     find_header,
     is_blank,
@@ -159,7 +166,12 @@ class _MemTable:
 
 class MemoryWorkbook:
     """Tables in memory, with the xlsx backend's rules: header matching, fitted text,
-    datetimes in local time to the second, only empty cells filled, ``locked`` → ``LockedError``.
+    datetimes in local time to the second, only empty cells filled (unless ``overwrite``),
+    ``locked`` → ``LockedError``.
+
+    Nothing calculates here: a ``Formula`` in ``add_table`` rows (or an ``UnsavedFormula``)
+    reads as an ``UnsavedFormula``, as in an .xlsx file that ``init`` wrote and nobody has
+    saved in Excel since. A test that wants a calculated value adds the value.
 
     Rows are on sheet rows 2, 3, … (a header on row 1), as in a laid-out register.
     """
@@ -192,12 +204,14 @@ class MemoryWorkbook:
         self.tables[name] = _MemTable(
             name=name,
             headers=list(headers),
-            rows=[
-                [to_cell_value(v, self.tz) for v in (*row, *([None] * width))][:width]
-                for row in rows
-            ],
+            rows=[[self._cell(v) for v in (*row, *([None] * width))][:width] for row in rows],
             sheet=sheet or name,
         )
+
+    def _cell(self, value: Any) -> Any:
+        if isinstance(value, Formula | UnsavedFormula):
+            return UnsavedFormula(value.text if isinstance(value, Formula) else value)
+        return to_cell_value(value, self.tz)
 
     # -- Workbook protocol -------------------------------------------------------------
 
@@ -266,9 +280,12 @@ class MemoryWorkbook:
             row = numbered[upd.row_index][1]
             if not self._expect_matches(t, row, upd.expect):
                 continue
-            if not is_blank(row[target]):
+            if not upd.overwrite and not is_blank(row[target]):
                 continue
-            row[target] = to_cell_value(upd.value, self.tz, column=upd.column)
+            value = to_cell_value(upd.value, self.tz, column=upd.column)
+            if upd.overwrite and key_text(row[target]) == key_text(value):
+                continue  # already there: nothing to write
+            row[target] = value
             written += 1
         if written:
             self._after_write()

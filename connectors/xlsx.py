@@ -22,6 +22,10 @@ Safety with people in the loop (every write goes through ``XlsxWorkbook._write``
 * **Formula text** — text starting with ``= + - @``, tab or CR (or their full-width forms) is
   stored as a string cell with Excel's "quote prefix" so Excel shows it as text, even after a
   person edits the cell.
+* **People's formulas** — a read gives a formula cell's value as Excel last saved it (openpyxl
+  ``data_only=True``), or an ``UnsavedFormula`` when the file was saved by a program that does
+  not calculate. Writes load with ``data_only=False``, so every formula is saved back as a
+  formula, never replaced by its value.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import sys
 import time as _time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
@@ -53,7 +57,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table as XlTable
 from openpyxl.worksheet.table import TableStyleInfo
 
-from connectors.base import CellUpdate, Table, TableSpec
+from connectors.base import CellUpdate, Formula, Table, TableSpec, UnsavedFormula
 from connectors.files import fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
 
@@ -426,7 +430,16 @@ class XlsxWorkbook:
         wb = self._load(for_write=False)
         try:
             ws, tbl = self._locate(wb, table)
-            result = self._read(ws, tbl)
+            lay = self._layout(ws, tbl)
+            formulas = _formula_cells(ws, lay, range(lay.min_col, lay.max_col + 1))
+            rows = self._data_rows(ws, lay, self._saved_values(ws.title, formulas))
+            result = Table(
+                name=tbl.displayName or tbl.name,
+                headers=tuple(lay.headers),
+                rows=tuple(r for _, r in rows),
+                row_numbers=tuple(n for n, _ in rows),
+                sheet=ws.title,
+            )
         finally:
             wb.close()
         self._tables[table.casefold()] = result
@@ -571,10 +584,18 @@ class XlsxWorkbook:
             totals=totals,
         )
 
-    def _data_rows(self, ws: Worksheet, lay: _Layout) -> list[tuple[int, dict[str, Any]]]:
-        """Non-blank data rows as (sheet row, values by header).
+    def _data_rows(
+        self,
+        ws: Worksheet,
+        lay: _Layout,
+        saved: Mapping[tuple[int, int], Any] | None = None,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Non-blank data rows as (sheet row, values by header); formula cells in ``saved``
+        read as their saved values.
 
-        Looks cells up without creating them (``ws.iter_rows`` would add every empty cell)."""
+        A row holding a formula is never blank, whatever the formula gives, so reads and
+        writes (which see formulas) number rows alike. Looks cells up without creating them
+        (``ws.iter_rows`` would add every empty cell)."""
         out: list[tuple[int, dict[str, Any]]] = []
         cells = ws._cells
         columns = range(lay.min_col, lay.max_col + 1)
@@ -582,32 +603,51 @@ class XlsxWorkbook:
             values = [_read_cell(cells.get((r, c))) for c in columns]
             if all(is_blank(v) for v in values):
                 continue
+            if saved:
+                for i, c in enumerate(columns):
+                    if (r, c) in saved:
+                        values[i] = saved[(r, c)]
             out.append((r, dict(zip(lay.headers, values, strict=False))))
         return out
-        for offset, cells in enumerate(
-            ws.iter_rows(
-                min_row=lay.first_row,
-                max_row=lay.last_row,
-                min_col=lay.min_col,
-                max_col=lay.max_col,
-            )
-        ):
-            values = [_read_cell(c) for c in cells]
-            if all(is_blank(v) for v in values):
-                continue
-            out.append((lay.first_row + offset, dict(zip(lay.headers, values, strict=False))))
-        return out
 
-    def _read(self, ws: Worksheet, tbl: XlTable) -> Table:
-        lay = self._layout(ws, tbl)
-        rows = self._data_rows(ws, lay)
-        return Table(
-            name=tbl.displayName or tbl.name,
-            headers=tuple(lay.headers),
-            rows=tuple(r for _, r in rows),
-            row_numbers=tuple(n for n, _ in rows),
-            sheet=ws.title,
-        )
+    def _saved_values(
+        self, sheet: str, formulas: Mapping[tuple[int, int], str]
+    ) -> dict[tuple[int, int], Any]:
+        """The values Excel saved for ``formulas`` (cell → formula text), read with
+        ``data_only=True``; a formula without one becomes an ``UnsavedFormula``.
+
+        Only run when the range holds formulas: a second, streaming pass over one sheet.
+        (openpyxl cannot tell "no saved value" from a saved empty text; both read as
+        ``UnsavedFormula``.)"""
+        if not formulas:
+            return {}
+        rows = [r for r, _ in formulas]
+        cols = [c for _, c in formulas]
+        min_row, min_col = min(rows), min(cols)
+        out: dict[tuple[int, int], Any] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extensions: reported by the full load already
+            try:
+                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            except Exception as exc:
+                raise InputError(
+                    f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
+                    "open it in Excel and save it as .xlsx"
+                ) from exc
+            try:
+                grid = wb[sheet].iter_rows(
+                    min_row=min_row, max_row=max(rows), min_col=min_col, max_col=max(cols)
+                )
+                for r, row in enumerate(grid, start=min_row):
+                    for c, cell in enumerate(row, start=min_col):
+                        if (r, c) in formulas:
+                            value = _read_cell(cell)
+                            out[(r, c)] = (
+                                UnsavedFormula(formulas[(r, c)]) if is_blank(value) else value
+                            )
+            finally:
+                wb.close()
+        return out
 
     # -- writing -------------------------------------------------------------------------
 
@@ -782,7 +822,10 @@ class XlsxWorkbook:
 
     def _update(self, ws: Worksheet, tbl: XlTable, updates: Sequence[CellUpdate]) -> int:
         lay = self._layout(ws, tbl)
-        rows = self._data_rows(ws, lay)
+        # The caller's ``expect`` values are what a read gave: saved values of formulas.
+        guard = {find_header(lay.headers, column) for upd in updates for column in upd.expect}
+        formulas = _formula_cells(ws, lay, [lay.min_col + i for i in guard if i is not None])
+        rows = self._data_rows(ws, lay, self._saved_values(ws.title, formulas))
         written = 0
         for upd in updates:
             target = find_header(lay.headers, upd.column)
@@ -794,9 +837,12 @@ class XlsxWorkbook:
             if not _expect_matches(self.path.name, tbl.displayName, lay.headers, current, upd):
                 continue
             cell = ws.cell(sheet_row, lay.min_col + target)
-            if not is_blank(cell.value):
+            if not upd.overwrite and not is_blank(cell.value):
                 continue
-            _put(cell, to_cell_value(upd.value, self.tz, column=upd.column), None)
+            value = to_cell_value(upd.value, self.tz, column=upd.column)
+            if upd.overwrite and key_text(cell.value) == key_text(value):
+                continue  # already there: no save, no backup
+            _put(cell, value, None)
             current[lay.headers[target]] = cell.value
             written += 1
         return written
@@ -812,6 +858,21 @@ def _expect_matches(
         if key_text(current.get(headers[index])) != key_text(expected):
             return False
     return True
+
+
+def _formula_cells(
+    ws: Worksheet, lay: _Layout, columns: Iterable[int]
+) -> dict[tuple[int, int], str]:
+    """The formula cells of the table's data rows in ``columns``: (row, col) → formula text."""
+    cells = ws._cells
+    out: dict[tuple[int, int], str] = {}
+    for c in columns:
+        for r in range(lay.first_row, lay.last_row + 1):
+            cell = cells.get((r, c))
+            if cell is not None and cell.data_type == "f":
+                value = cell.value
+                out[(r, c)] = str(getattr(value, "text", None) or value)  # ArrayFormula
+    return out
 
 
 def _peek(ws: Worksheet, row: int, col: int) -> Any:
@@ -837,6 +898,10 @@ def _put(cell: Cell, value: Any, style_src: Cell | None) -> None:
     """Write one value: style copied from the row above; text always stored as text."""
     if style_src is not None and style_src.has_style:
         cell._style = copy(style_src._style)
+    if isinstance(value, Formula):  # only laid out by ``init``: a real formula
+        cell.value = value.text
+        cell.data_type = "f"
+        return
     cell.value = value
     if isinstance(value, str):
         # openpyxl turns "=…" into a formula and "#N/A" into an error; we store text.
@@ -964,7 +1029,9 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
                 cell.number_format = DATE_FORMAT
             elif col.kind == "datetime":
                 cell.number_format = DATETIME_FORMAT
-            _put(cell, to_cell_value(value, tz, column=col.header), None)
+            if not isinstance(value, Formula):
+                value = to_cell_value(value, tz, column=col.header)
+            _put(cell, value, None)
     last_row = max(2, len(spec.rows) + 1)  # an Excel table needs at least one data row
     ref = f"A1:{get_column_letter(ncols)}{last_row}"
     table = XlTable(displayName=spec.table, ref=ref)

@@ -18,7 +18,7 @@ import openpyxl
 import pytest
 
 import connectors.xlsx as xlsx_mod
-from connectors.base import CellUpdate, ColumnSpec, TableSpec
+from connectors.base import CellUpdate, ColumnSpec, Formula, TableSpec, UnsavedFormula
 from connectors.xlsx import (
     EXCEL_CELL_LIMIT,
     TRUNCATION_MARKER,
@@ -544,3 +544,82 @@ def test_reads_are_cached_until_the_file_changes(path: Path, wb: XlsxWorkbook) -
     XlsxWorkbook(path).append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
 
     assert len(wb.read_table("Concerns").rows) == 2
+
+
+# ---------------------------------------------------------------------------- people's formulas
+
+
+def put_formulas(path: Path, cells: dict[str, str]) -> None:
+    """Type formulas into sheet Register, as a person would (openpyxl saves no results)."""
+    book = openpyxl.load_workbook(path)
+    for ref, formula in cells.items():
+        book["Register"][ref] = formula
+    book.save(path)
+
+
+def save_results(path: Path, results: dict[str, str]) -> None:
+    """Add the results Excel saves beside each formula: ``<f>…</f><v>46001</v>``."""
+    xml = sheet_xml(path)
+    for ref, value in results.items():
+        xml, count = re.subn(
+            rf'(<c r="{ref}"[^>]*>)(<f>[^<]*</f>)<v\s*/>', rf"\g<1>\g<2><v>{value}</v>", xml
+        )
+        assert count == 1, ref
+    replace_part(path, "xl/worksheets/sheet1.xml", xml.encode())
+
+
+def replace_part(path: Path, name: str, data: bytes) -> None:
+    tmp = path.with_suffix(".new")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item, data if item.filename == name else src.read(item.filename))
+    os.replace(tmp, path)
+
+
+def test_a_formula_reads_as_the_value_excel_saved(path: Path, wb: XlsxWorkbook) -> None:
+    put_formulas(path, {"C2": "=DATE(2026,11,28)", "D2": '=IF(E2="Open","open","closed")'})
+    save_results(path, {"C2": "46354"})  # C is a date column: 28/11/2026
+
+    row = wb.read_table("Concerns").rows[0]
+
+    assert row["Date of birth"] == date(2026, 11, 28)
+    assert isinstance(row["Summary"], UnsavedFormula)  # no result saved for D2
+    assert row["Summary"] == '=IF(E2="Open","open","closed")'
+    assert row["Reference"] == "PRV-2026-0001"
+
+
+def test_a_write_keeps_peoples_formulas_as_formulas(path: Path, wb: XlsxWorkbook) -> None:
+    put_formulas(path, {"C2": "=DATE(2026,11,28)"})
+    save_results(path, {"C2": "46354"})
+    written = wb.update_cells(
+        "Concerns",
+        [
+            # The guard compares with what a read gave: the formula's saved value.
+            CellUpdate(
+                "Source key", "mail:z", 0, {"Date of birth": date(2026, 11, 28)}, overwrite=True
+            ),
+        ],
+    )
+
+    assert written == 1
+    cell = openpyxl.load_workbook(path)["Register"]["C2"]
+    assert cell.data_type == "f" and cell.value == "=DATE(2026,11,28)"
+    assert wb.read_table("Concerns").rows[0]["Source key"] == "mail:z"
+
+
+def test_create_workbook_writes_formulas_as_formulas(tmp_path: Path) -> None:
+    spec = TableSpec(
+        "Sheet",
+        "Things",
+        (ColumnSpec("When", kind="date"), ColumnSpec("Later", kind="date")),
+        ((date(2026, 1, 31), Formula('=IF(A2="","",EDATE(A2,1))')), ("=A2", None)),
+    )
+    p = tmp_path / "f.xlsx"
+    create_workbook(p, [spec])
+
+    sheet = openpyxl.load_workbook(p)["Sheet"]
+    assert sheet["B2"].data_type == "f" and sheet["B2"].value == '=IF(A2="","",EDATE(A2,1))'
+    assert sheet["A3"].data_type == "s" and sheet["A3"].quotePrefix  # text stays text
+    rows = XlsxWorkbook(p).read_table("Things").rows
+    assert isinstance(rows[0]["Later"], UnsavedFormula)
+    assert rows[1]["When"] == "=A2" and not isinstance(rows[1]["When"], UnsavedFormula)
