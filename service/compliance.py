@@ -17,6 +17,14 @@ nothing. A copied row carries its ID along; both rows are then reported, never g
 
 Everything that cannot be understood becomes a :class:`Problem` with sheet, row and text: it is
 reported to the plan owner and the row gets no reminders until it is fixed.
+
+"Next review" and "Next due" are for people: ``init`` fills them with Excel formulas that work
+the date out from the row. The service works the date out itself from the same cells and the
+config, so a formula nobody has calculated yet (the file was never saved in Excel) changes
+nothing; a date typed there is used only when the row has nothing to work it out from.
+
+"Last reminded" is the service's: after a digest goes out, the cycle writes the day into the
+rows it reminded about (``update_cells`` with ``overwrite``, guarded like the ID).
 """
 
 from __future__ import annotations
@@ -30,7 +38,15 @@ from datetime import date, datetime, timedelta
 from importlib import resources
 from typing import Any, Literal
 
-from connectors.base import CellUpdate, ColumnSpec, Table, TableSpec, Workbook
+from connectors.base import (
+    CellUpdate,
+    ColumnSpec,
+    Formula,
+    Table,
+    TableSpec,
+    UnsavedFormula,
+    Workbook,
+)
 from service.config import EMAIL_RE, Compliance, Config
 from service.duedates import (
     DueCalendar,
@@ -69,7 +85,7 @@ POLICY_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("Owner", "text", width=24, owner="person"),
     ColumnSpec("Last reviewed", "date", width=14, owner="person"),
     ColumnSpec("Review every (months)", "number", width=12, owner="person"),
-    ColumnSpec("Next review", "date", width=14, owner="person"),
+    ColumnSpec("Next review", "date", width=14, owner="service"),  # a formula (init)
     ColumnSpec(ID, "hidden", width=14),
 )
 TRAINING_COLUMNS: tuple[ColumnSpec, ...] = (
@@ -80,9 +96,13 @@ TRAINING_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("Start date", "date", width=14, owner="person"),
     ColumnSpec("Last Prevent training", "date", width=14, owner="person"),
     ColumnSpec("Last WRAP or specialist training", "date", width=14, owner="person"),
-    ColumnSpec("Next due", "date", width=14, owner="person"),
+    ColumnSpec("Next due", "date", width=14, owner="service"),  # a formula (init)
     ColumnSpec(ID, "hidden", width=14),
 )
+
+LAST_REMINDED = "Last reminded"
+# Columns the reader does not need: the service's own, and those Excel computes for people.
+_OPTIONAL = {"last reminded", "next review", "next due"}
 
 _ID_PREFIX = {ACTION_TABLE: "AP", POLICY_TABLE: "POL", TRAINING_TABLE: "TR"}
 # Columns whose content gives a row its derived ID, and that guard the ID write.
@@ -137,6 +157,16 @@ class Item:
         return calendar.first_due(self.spec, self.first_seen)
 
 
+@dataclass(frozen=True)
+class RowRef:
+    """Where an ActionPlan item was read: for writing its "Last reminded" cell (row index as
+    read, the values that must still be there, and the cell's current value)."""
+
+    row_index: int
+    expect: Mapping[str, Any]
+    last_reminded: Any = None
+
+
 @dataclass
 class ComplianceData:
     items: list[Item] = field(default_factory=list)
@@ -144,14 +174,19 @@ class ComplianceData:
     plan_owner: tuple[str, ...] = ()
     rows_read: int = 0
     ids_written: int = 0
+    action_rows: dict[str, RowRef] = field(default_factory=dict)  # item_id → row
+    has_last_reminded: bool = False
 
 
 # ---------------------------------------------------------------------------- layout
 
 
-def compliance_table_specs(demo: bool, today: date) -> list[TableSpec]:
+def compliance_table_specs(
+    demo: bool, today: date, cfg: Compliance | None = None
+) -> list[TableSpec]:
     """The three tables ``init`` lays out; with ``demo``, filled with the seed plan moved to
-    the current academic year, the Prevent policy and a few invented staff."""
+    the current academic year, the Prevent policy and a few invented staff. Rows get Excel
+    formulas for "Next review" and "Next due" (with ``cfg``'s periods, else the defaults)."""
     if not demo:
         return [
             TableSpec(ACTION_SHEET, ACTION_TABLE, ACTION_COLUMNS),
@@ -160,11 +195,70 @@ def compliance_table_specs(demo: bool, today: date) -> list[TableSpec]:
         ]
     return [
         TableSpec(ACTION_SHEET, ACTION_TABLE, ACTION_COLUMNS, tuple(demo_action_rows(today))),
-        TableSpec(POLICY_SHEET, POLICY_TABLE, POLICY_COLUMNS, tuple(demo_policy_rows())),
         TableSpec(
-            TRAINING_SHEET, TRAINING_TABLE, TRAINING_COLUMNS, tuple(demo_training_rows(today))
+            POLICY_SHEET,
+            POLICY_TABLE,
+            POLICY_COLUMNS,
+            with_formulas(POLICY_TABLE, demo_policy_rows(), cfg),
+        ),
+        TableSpec(
+            TRAINING_SHEET,
+            TRAINING_TABLE,
+            TRAINING_COLUMNS,
+            with_formulas(TRAINING_TABLE, demo_training_rows(today), cfg),
         ),
     ]
+
+
+def _setting(cfg: Compliance | None, name: str) -> Any:
+    return getattr(cfg, name) if cfg is not None else Compliance.model_fields[name].default
+
+
+def _excel_text(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def next_review_formula(row: int) -> Formula:
+    """Policies: "Last reviewed" plus "Review every (months)" (12 when blank), as the
+    service reads it. Columns: C Last reviewed, D Review every (months)."""
+    return Formula(f'=IF(C{row}="","",EDATE(C{row},IF(D{row}="",12,D{row})))')
+
+
+def next_due_formula(row: int, cfg: Compliance | None = None) -> Formula:
+    """Training, as the service reads it: the last Prevent training plus the period (longer
+    for the DSP roles), or for a new starter (no training since starting) the start date
+    plus the induction days. Columns: C Role, E Start date, F Last Prevent training."""
+    roles = ",".join(f"C{row}={_excel_text(r)}" for r in _setting(cfg, "dsp_roles"))
+    months = (
+        f"IF(OR({roles}),{_setting(cfg, 'dsp_training_every_months')},"
+        f"{_setting(cfg, 'training_every_months')})"
+        if roles
+        else str(_setting(cfg, "training_every_months"))
+    )
+    return Formula(
+        f'=IF(AND(F{row}<>"",OR(E{row}="",F{row}>=E{row})),EDATE(F{row},{months}),'
+        f'IF(E{row}<>"",E{row}+{_setting(cfg, "induction_within_days")},""))'
+    )
+
+
+def with_formulas(
+    table: str, rows: Sequence[tuple[Any, ...]], cfg: Compliance | None = None
+) -> tuple[tuple[Any, ...], ...]:
+    """``rows`` (sheet rows 2, 3, …) with the computed column filled by its formula."""
+    columns = POLICY_COLUMNS if table == POLICY_TABLE else TRAINING_COLUMNS
+    header = "Next review" if table == POLICY_TABLE else "Next due"
+    index = [c.header for c in columns].index(header)
+    out = []
+    for number, row in enumerate(rows, start=2):
+        cells = list(row) + [None] * (index + 1 - len(row))
+        if cells[index] is None:
+            cells[index] = (
+                next_review_formula(number)
+                if table == POLICY_TABLE
+                else next_due_formula(number, cfg)
+            )
+        out.append(tuple(cells))
+    return tuple(out)
 
 
 def academic_year_start(today: date) -> int:
@@ -306,7 +400,7 @@ class ComplianceReader:
         missing = [
             spec.header
             for spec in _COLUMNS[name]
-            if spec.header != "Last reminded" and norm(spec.header) not in headers
+            if norm(spec.header) not in _OPTIONAL and norm(spec.header) not in headers
         ]
         if missing:
             raise InputError(
@@ -318,6 +412,8 @@ class ComplianceReader:
         ]
         rows = [r for r in rows if not r.blank]
         self.data.rows_read += len(rows)
+        if name == ACTION_TABLE:
+            self.data.has_last_reminded = norm(LAST_REMINDED) in headers
         ids = self._identities(name, table, rows)
         for row in rows:
             row.item_id = ids.get(row.index, "")
@@ -419,6 +515,10 @@ class ComplianceReader:
         owners = self._owners(row)
         if not ok or owners is None:
             return
+        expect = {c: row.get(c) for c in _KEY_COLUMNS[ACTION_TABLE] if row.get(c) is not None}
+        if _text(row.get(ID)):
+            expect[ID] = row.get(ID)
+        self.data.action_rows[row.item_id] = RowRef(row.index, expect, row.get(LAST_REMINDED))
         self.data.items.append(
             Item(
                 item_id=row.item_id,
@@ -445,8 +545,8 @@ class ComplianceReader:
             )
             return
         due: date | None = None
-        if not _blank(row.get("Next review")):
-            due = self._day(row, "Next review")
+        if _blank(row.get("Last reviewed")) and _typed(row.get("Next review")):
+            due = self._day(row, "Next review")  # nothing to work it out from: use the date
             if due is None:
                 return
         else:
@@ -487,17 +587,26 @@ class ComplianceReader:
             if not _blank(row.get("Last Prevent training"))
             else None
         )
-        override = self._day(row, "Next due") if not _blank(row.get("Next due")) else None
+        # "Next due" is Excel's working-out for people; a date typed there counts only
+        # when the row has neither a last training date nor a start date.
+        fallback = (
+            self._day(row, "Next due")
+            if last is None and start is None and _typed(row.get("Next due"))
+            else None
+        )
         dsp = norm(_text(row.get("Role"))) in self._dsp_roles
         months = self.cfg.dsp_training_every_months if dsp else self.cfg.training_every_months
         kind: ItemKind
         if last is not None and (start is None or last >= start):
-            kind, due = "training", override or add_months(last, months)
+            kind, due = "training", add_months(last, months)
             title = f"{'DSP' if dsp else 'Prevent'} training for {name}"
         elif start is not None:
             kind = "induction"
-            due = override or start + timedelta(days=self.cfg.induction_within_days)
+            due = start + timedelta(days=self.cfg.induction_within_days)
             title = f"Induction Prevent training for {name}"
+        elif fallback is not None:
+            kind, due = "training", fallback
+            title = f"{'DSP' if dsp else 'Prevent'} training for {name}"
         else:
             if _blank(row.get("Start date")) and _blank(row.get("Last Prevent training")):
                 self._problem(
@@ -566,7 +675,12 @@ class _Row:
 
     @property
     def blank(self) -> bool:
-        return all(_blank(v) for k, v in self.values.items() if k != norm(ID))
+        """Nothing typed: the ID and formulas nobody has calculated do not count."""
+        return all(
+            _blank(v) or isinstance(v, UnsavedFormula)
+            for k, v in self.values.items()
+            if k != norm(ID)
+        )
 
 
 def calendar_for(cfg: Compliance) -> DueCalendar:
@@ -586,6 +700,11 @@ def _derived_id(table: str, parts: Sequence[str]) -> str:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _typed(value: Any) -> bool:
+    """A value a person put there (not blank, not a formula without a saved value)."""
+    return not _blank(value) and not isinstance(value, UnsavedFormula)
 
 
 def _text(value: Any) -> str:

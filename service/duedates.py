@@ -4,7 +4,9 @@ Managers type real dates and also text. The rules, each tested in
 ``tests/service/test_duedates.py``:
 
 - A real date (``datetime``/``date`` from openpyxl, an Excel serial number from Graph) is that
-  day; a time of day is ignored.
+  day; a time of day is ignored. A formula is read by the value Excel saved for it; a formula
+  with no saved value (the file was saved by a program that does not calculate) is *not
+  understood*, saying so, rather than read as its text.
 - ``"15 October 2021"``, ``"15/10/2021"`` (UK order: day first), ``"2021-10-15"`` → that day.
 - ``"October 2021"``, ``"Oct 2021"``, ``"Sept 2021"``, ``"Oct-21"``, ``"10/2021"``,
   ``"end of October 2021"`` → the month's due day: its last working day unless
@@ -39,6 +41,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import holidays
+
+from connectors.base import UnsavedFormula
 
 MonthRule = Literal["last_working_day", "last_day", "first_day"]
 
@@ -92,6 +96,11 @@ class DueSpec:
     @property
     def recurring(self) -> bool:
         return self.recurrence is not Recurrence.ONE_OFF
+
+
+UNSAVED_FORMULA = (
+    "is a formula with no saved value; open and save the file in Excel, or type a date"
+)
 
 
 def not_understood(text: str, reason: str) -> DueSpec:
@@ -316,6 +325,8 @@ def parse_due(
     Never raises for any cell value: the worst outcome is "not understood" with a reason.
     """
     shown = _shown(value)
+    if isinstance(value, UnsavedFormula):
+        return not_understood(shown, UNSAVED_FORMULA)
     if value is None or (isinstance(value, str) and not value.strip()):
         if recurrence in NEEDS_NO_START:
             return DueSpec(text=shown, recurrence=recurrence)

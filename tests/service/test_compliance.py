@@ -354,3 +354,118 @@ def test_immediate_is_the_day_first_seen_and_stays() -> None:
     # A dry run (no writes) on a later day does not move it either.
     dry = read(wb, ledger=ledger, today=date(2027, 1, 5), write_ids=False).items[0]
     assert dry.first_due(cal) == date(2026, 11, 25)
+
+
+# ---------------------------------------------------------------------------- formulas
+
+
+def _type_into(path: Path, sheet: str, cells: dict[str, object]) -> None:
+    """Type into the workbook as a person would (openpyxl saves formulas without results)."""
+    book = openpyxl.load_workbook(path)
+    for ref, value in cells.items():
+        book[sheet][ref] = value
+    book.save(path)
+
+
+def _save_results(path: Path, part: str, results: dict[str, str]) -> None:
+    """Add the result Excel saves beside a formula (``<f>…</f><v>46354</v>``)."""
+    import os
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        xml = zf.read(part).decode()
+    for ref, value in results.items():
+        xml, count = re.subn(
+            rf'(<c r="{ref}"[^>]*>)(<f>[^<]*</f>)<v\s*/>', rf"\g<1>\g<2><v>{value}</v>", xml
+        )
+        assert count == 1, ref
+    tmp = path.with_suffix(".new")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = xml.encode() if item.filename == part else src.read(item.filename)
+            dst.writestr(item, data)
+    os.replace(tmp, path)
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    path = tmp_path / "compliance.xlsx"
+    create_workbook(path, compliance_table_specs(False, TODAY), tz=LONDON)
+    _type_into(
+        path,
+        "Action plan",
+        {"A2": "Objective", "B2": "Renew the policy", "C2": "Executive Director"},
+    )
+    return path
+
+
+def test_a_due_formula_with_no_saved_value_is_reported_as_such(plan_file: Path) -> None:
+    _type_into(plan_file, "Action plan", {"D2": "=TODAY()+3"})
+
+    data = read(XlsxWorkbook(plan_file, tz=LONDON))
+
+    assert not data.items
+    [problem] = data.problems
+    assert (problem.column, problem.text) == ("Due", "=TODAY()+3")
+    assert problem.reason == (
+        "is a formula with no saved value; open and save the file in Excel, or type a date"
+    )
+
+
+def test_a_due_formula_reads_the_value_excel_saved(plan_file: Path) -> None:
+    # Excel shows EDATE's result as a plain number unless the cell is formatted as a date.
+    _type_into(plan_file, "Action plan", {"E2": None, "D2": "=EDATE(DATE(2026,10,28),1)"})
+    _save_results(plan_file, "xl/worksheets/sheet1.xml", {"D2": "46354"})
+
+    data = read(XlsxWorkbook(plan_file, tz=LONDON))
+
+    assert not data.problems
+    [item] = data.items
+    assert item.spec.due == date(2026, 11, 28)
+
+
+def test_init_fills_next_review_and_next_due_with_real_formulas(tmp_path: Path) -> None:
+    path = tmp_path / "compliance.xlsx"
+    create_workbook(path, compliance_table_specs(True, TODAY), tz=LONDON)
+
+    xl = openpyxl.load_workbook(path)
+    review = xl["Policies"]["E2"]
+    assert review.data_type == "f" and not review.quotePrefix
+    assert review.value == '=IF(C2="","",EDATE(C2,IF(D2="",12,D2)))'
+    training = xl["Training"]
+    dues = [training[f"H{r}"] for r in range(2, training.max_row + 1)]
+    assert len(dues) == 6 and all(c.data_type == "f" for c in dues)
+    assert dues[0].value == (
+        '=IF(AND(F2<>"",OR(E2="",F2>=E2)),EDATE(F2,IF(OR(C2="DSP",C2="Deputy DSP",'
+        'C2="Designated Safeguarding Person"),24,12)),IF(E2<>"",E2+28,""))'
+    )
+    assert dues[0].number_format == "dd/mm/yyyy"  # EDATE gives a number: shown as a date
+    xl.close()
+    # Never calculated (openpyxl does not): the service works the dates out itself.
+    data = read(XlsxWorkbook(path, tz=LONDON))
+    assert not data.problems
+    assert len(data.items) == 20
+
+
+def test_next_review_and_next_due_are_only_a_fallback() -> None:
+    wb = empty_workbook()
+    policies = wb.tables[POLICY_TABLE]
+    # A saved Next review that disagrees with the row: the row wins.
+    policies.rows.append(["Policy A", "Executive Director", date(2026, 1, 10), 12,
+                          date(2030, 1, 1), None])  # fmt: skip
+    # Nothing to work it out from: a typed Next review is used.
+    policies.rows.append(["Policy B", "Executive Director", None, None, date(2027, 3, 1), None])
+    training = wb.tables[TRAINING_TABLE]
+    training.rows.append(["Pat Example", "pat@example.org", "Trainer", "", None,
+                          date(2026, 2, 1), None, date(2031, 1, 1), None])  # fmt: skip
+
+    data = read(wb)
+
+    assert not data.problems
+    dues = {i.title: i.spec.due for i in data.items}
+    assert dues == {
+        "Review: Policy A": date(2027, 1, 10),
+        "Review: Policy B": date(2027, 3, 1),
+        "Prevent training for Pat Example": date(2027, 2, 1),
+    }
