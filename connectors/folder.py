@@ -89,6 +89,7 @@ class FolderMailbox:
         self._yielded: set[tuple[str, str]] = set()
         # Files set aside by this backend, reported to the pipeline so the DSP is told.
         self._aside: list[InboundItem] = []
+        self._others_reported = 0
         self._ensure_folders()
 
     @classmethod
@@ -196,6 +197,7 @@ class FolderMailbox:
         """Settled ``.eml`` files in the inbox, oldest first; odd entries dealt with."""
         now = self._clock()
         out: list[tuple[str, os.stat_result]] = []
+        settling = others = 0
         try:
             entries = list(os.scandir(self.path))
         except OSError as exc:
@@ -228,13 +230,25 @@ class FolderMailbox:
                     )
                     continue
                 if not lower.endswith(".eml"):
+                    others += 1
                     continue
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone meanwhile
             if now - st.st_mtime < self.settle_seconds:
+                settling += 1
                 continue  # probably still being written; next poll
             out.append((name, st))
+        if settling:
+            log.info(
+                "%d file(s) arrived in the last %.0fs; taken on the next poll",
+                settling,
+                self.settle_seconds,
+            )
+        if others and others != self._others_reported:
+            # Said once per change, without names (a file name can carry a person's name).
+            log.warning("%d file(s) in the inbox folder are not .eml and are ignored", others)
+        self._others_reported = others
         out.sort(key=lambda pair: (pair[1].st_mtime_ns, pair[0]))
         return out
 

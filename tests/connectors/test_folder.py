@@ -231,3 +231,18 @@ def test_from_config_uses_the_intake_size_limit(tmp_path: Path) -> None:
 
     assert box.max_message_bytes == 1234
     assert box.path == tmp_path / "inbox"
+
+
+def test_files_still_settling_and_other_files_are_mentioned_without_names(
+    box: FolderMailbox, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import time
+
+    (inbox / "Robin Example concern.eml").write_bytes(b"From: a@example.org\r\n\r\nx")
+    (inbox / "Robin Example notes.docx").write_bytes(b"PK")
+    box._clock = time.time  # the file was written just now
+    with caplog.at_level(logging.INFO, logger="connectors.folder"):
+        assert list(box.fetch_new()) == []
+    assert "taken on the next poll" in caplog.text and "not .eml" in caplog.text
+    assert "Robin" not in caplog.text
