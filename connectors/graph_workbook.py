@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -489,8 +489,11 @@ class GraphWorkbook:
             sheet_row, current = rows[upd.row_index]
             if not self._expect_ok(table, grid.headers, current, upd):
                 continue  # sorted or edited since the caller read it: leave it alone
-            if not is_blank(current.get(grid.headers[target])):
+            present = current.get(grid.headers[target])
+            if not upd.overwrite and not is_blank(present):
                 continue  # never overwrite what a person typed
+            if upd.overwrite and _same_value(present, upd.value, self.tz, upd.column):
+                continue  # already there: no request
             address = f"{get_column_letter(grid.first_col + target)}{sheet_row}"
             sheet = grid.sheet.replace("'", "''")
             # PATCH …/worksheets('Register')/range(address='R12') {"values": [["PRV-…"]]}
@@ -707,6 +710,16 @@ class GraphWorkbook:
             True,
             "workbook (Excel API in short sessions; co-authoring safe)",
         )
+
+
+def _same_value(present: Any, value: Any, tz: tzinfo, column: str) -> bool:
+    """Whether a cell read from ``values`` already holds ``value`` (dates arrive as serials)."""
+    wanted = to_cell_value(value, tz, column=column)
+    numeric = isinstance(present, int | float) and not isinstance(present, bool)
+    if numeric and isinstance(wanted, date):  # an Excel serial: days since 1899-12-30
+        moment = datetime(1899, 12, 30) + timedelta(days=float(present))
+        present = moment.date() if moment.time() == time(0) else moment
+    return key_text(present) == key_text(wanted)
 
 
 def _strip_quote(value: Any) -> Any:

@@ -163,6 +163,40 @@ def test_update_cells_skips_rows_that_moved(wb: WorkbookHarness) -> None:
     assert [r["Status"] for r in rows][1] in (None, "")
 
 
+def test_update_cells_overwrite_replaces_a_service_cell_but_keeps_the_row_guard(
+    wb: WorkbookHarness,
+) -> None:
+    written = wb.workbook.update_cells(
+        "Concerns",
+        [
+            # A service-owned cell already holding a date: replaced.
+            CellUpdate("Recorded at", date(2026, 11, 25), 0, {"Reference": "PRV-2026-0001"}),
+        ],
+    )
+    assert written == 1
+    written = wb.workbook.update_cells(
+        "Concerns",
+        [
+            CellUpdate(
+                "Recorded at", date(2026, 12, 2), 0, {"Reference": "PRV-2026-0001"}, overwrite=True
+            ),
+            # The guard still applies: row 1 is not PRV-2026-0001 (sorted since the read).
+            CellUpdate("Status", "Closed", 1, {"Reference": "PRV-2026-0001"}, overwrite=True),
+        ],
+    )
+
+    rows = wb.workbook.read_table("Concerns").rows
+    assert written == 1
+    assert as_date(rows[0]["Recorded at"]) == date(2026, 12, 2)
+    assert [r["Status"] for r in rows][1] in (None, "")
+    assert rows[0]["Status"] == "Open"  # other cells untouched
+    # The same value again is not a write.
+    again = CellUpdate(
+        "Recorded at", date(2026, 12, 2), 0, {"Reference": "PRV-2026-0001"}, overwrite=True
+    )
+    assert wb.workbook.update_cells("Concerns", [again]) == 0
+
+
 def test_locked_workbook_refuses_writes_and_writes_nothing(wb: WorkbookHarness) -> None:
     wb.lock()
 
