@@ -6,7 +6,9 @@ the compliance workbook and works out, for every item, its *steps*:
 - before the due date: one step per ``offsets_days`` (default 30, 7, 1 and 0 days before);
 - after it (one-off items): ``overdue:k`` every ``overdue_every_days``; from
   ``escalate_after_days_overdue`` days overdue the step also goes to the escalation contact
-  (the person's manager for training, else the ``escalate_to_role``).
+  (the person's manager for training, else the ``escalate_to_role``). An overdue step waits
+  while the recipient's last reminder for the item is less than ``overdue_every_days`` old,
+  so a catch-up never makes two nudges on consecutive days.
 
 A step falls on its day, or on the next working day when that is a weekend or an England and
 Wales bank holiday. Each step is sent once per recipient, keyed in the ledger by (item, due
@@ -22,6 +24,10 @@ failure is recognisable by the sender.
 
 Training managers also get, once a week (the first cycle on or after ``schedule.digest_day``),
 a summary of who in their team is overdue.
+
+After the digests went out, the ActionPlan's "Last reminded" cells of the rows reminded get the
+day of their latest reminder (from the ledger, so a file that was locked is caught up by the
+next cycle). Only that cell is written, guarded like the ID; a failed write never stops sending.
 """
 
 from __future__ import annotations
@@ -32,14 +38,27 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TextIO
 
-from connectors.base import OutboundMessage
+from connectors.base import CellUpdate, OutboundMessage
 from service.app import App
-from service.compliance import ComplianceData, Item, Problem, calendar_for, read_compliance
+from service.compliance import (
+    ACTION_TABLE,
+    LAST_REMINDED,
+    ComplianceData,
+    Item,
+    Problem,
+    calendar_for,
+    read_compliance,
+)
 from service.config import Compliance
-from service.duedates import DueCalendar, is_working_day, next_working_day
+from service.duedates import (
+    DueCalendar,
+    excel_serial_to_date,
+    is_working_day,
+    next_working_day,
+)
 from service.errors import ConnectorError, InputError
 
 log = logging.getLogger("prevent_service.reminders")
@@ -108,6 +127,7 @@ class CycleReport:
     items: int = 0
     problems: int = 0
     ids_written: int = 0
+    last_reminded_written: int = 0
 
     @property
     def sent(self) -> int:
@@ -181,6 +201,14 @@ class Planner:
         self.db = app.ledger.db
         last = app.ledger.get(_KV_LAST_CYCLE)
         self.last_cycle = date.fromisoformat(last) if last else None
+        self.last_sent = {
+            (item_id, recipient): date.fromisoformat(day)
+            for item_id, recipient, day in self.db.execute(
+                "SELECT r.item_id, r.recipient, MAX(s.day) FROM reminders r "
+                "JOIN sent_messages s ON s.message_id = r.message_id "
+                "WHERE r.state = 'sent' GROUP BY r.item_id, r.recipient"
+            )
+        }
 
     def entries(self) -> list[Entry]:
         out: list[Entry] = []
@@ -239,6 +267,8 @@ class Planner:
             for recipient in recipients:
                 if self._recorded(item.item_id, due.isoformat(), latest.name, recipient):
                     continue
+                if latest.overdue_days > 0 and self._nudged_lately(item.item_id, recipient):
+                    continue  # stays pending: goes once the last one is old enough
                 section, why = self._label(item, due, latest, recipient in item.owners)
                 found.append(
                     Entry(
@@ -258,6 +288,12 @@ class Planner:
             if found:
                 return found  # one due date per item per day
         return []
+
+    def _nudged_lately(self, item_id: str, recipient: str) -> bool:
+        """Whether ``recipient`` had a reminder for the item under ``overdue_every_days`` ago
+        (a catch-up sends the latest step; the next one must not follow the next day)."""
+        last = self.last_sent.get((item_id, recipient))
+        return last is not None and (self.today - last).days < self.cfg.overdue_every_days
 
     def _label(self, item: Item, due: date, step: Step, is_owner: bool) -> tuple[str, str]:
         days = (due - self.today).days
@@ -417,11 +453,61 @@ def _cycle(app: App, today: date, report: CycleReport) -> None:
             continue
         _record(app, today, digest)
         digest.sent = True
+    report.last_reminded_written = _write_last_reminded(app, data)
     if report.failed == 0:
         previous = app.ledger.get(_KV_LAST_CYCLE)
         if not previous or previous < today.isoformat():
             app.ledger.set(_KV_LAST_CYCLE, today.isoformat())
         app.ledger.set(_KV_COMPLETED, today.isoformat())
+
+
+def _write_last_reminded(app: App, data: ComplianceData) -> int:
+    """Write into "Last reminded" the day each ActionPlan row was last reminded about (from
+    the ledger), where the cell shows an older day or none. Returns how many were written.
+
+    Runs after sending: a locked or unreachable file is skipped (the next cycle catches up,
+    since the ledger still has the day), never a reason to hold back a digest."""
+    if not data.has_last_reminded or not data.action_rows:
+        return 0
+    latest = {
+        item_id: date.fromisoformat(day)
+        for item_id, day in app.ledger.db.execute(
+            "SELECT r.item_id, MAX(s.day) FROM reminders r "
+            "JOIN sent_messages s ON s.message_id = r.message_id "
+            "WHERE r.state = 'sent' AND r.item_id LIKE ? GROUP BY r.item_id",
+            (f"{ACTION_TABLE}:%",),
+        )
+    }
+    updates = []
+    for item_id, ref in data.action_rows.items():
+        day = latest.get(item_id)
+        shown = _cell_day(ref.last_reminded)
+        if day is None or (shown is not None and shown >= day):
+            continue
+        updates.append(CellUpdate(LAST_REMINDED, day, ref.row_index, ref.expect, overwrite=True))
+    if not updates:
+        return 0
+    try:
+        return app.workbook("compliance").update_cells(ACTION_TABLE, updates)
+    except (ConnectorError, InputError) as exc:  # locked, offline, column renamed: next time
+        log.info(
+            "compliance %s: %d Last reminded cell(s) not written yet (%s)",
+            ACTION_TABLE,
+            len(updates),
+            type(exc).__name__,
+        )
+        return 0
+
+
+def _cell_day(value: Any) -> date | None:
+    """A "Last reminded" cell as a day: a date (xlsx) or an Excel serial (Graph)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return excel_serial_to_date(float(value))
+    return None
 
 
 def _compose(app: App, today: date, digest: Digest) -> OutboundMessage:

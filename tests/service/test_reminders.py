@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import UTC, date, datetime, time
 
 import pytest
@@ -90,13 +91,9 @@ def test_demo_first_day_sends_one_digest_per_recipient_with_all_their_items() ->
 @pytest.mark.parametrize(
     ("day", "expected"),
     [
-        (
-            date(2026, 11, 26),
-            {
-                "casey.brown@example.org": [("Prevent training for", "overdue")],
-                TM: [("Prevent training for", "escalated")],
-            },
-        ),
+        # Casey was nudged yesterday (the demo day's catch-up sent overdue:2); overdue:3
+        # falls today but waits until that nudge is overdue_every_days (7) old.
+        (date(2026, 11, 26), {}),
         (
             date(2026, 11, 30),  # Monday: month-end due dates and a new week's team summary
             {
@@ -106,14 +103,29 @@ def test_demo_first_day_sends_one_digest_per_recipient_with_all_their_items() ->
             },
         ),
         (
-            date(2026, 12, 2),  # a week after the demo day: overdue:1 of the items due then
+            # A week after the demo day: overdue:1 of the items due then, and the next nudge
+            # for everything already overdue on the demo day (a week after that catch-up).
+            date(2026, 12, 2),
             {
+                "casey.brown@example.org": [("Prevent training for", "overdue")],
+                ED: [
+                    ("Review: Prevent (counter-terrorism)", "overdue"),
+                    ("Review Acceptable Use", "overdue"),
+                    ("Raise awareness amongst", "escalated"),
+                    ("Evaluate training and", "escalated"),
+                ],
                 "jordan.lee@example.org": [("Prevent training for", "today")],
                 OD: [
+                    ("Raise awareness amongst", "overdue"),
+                    ("Evaluate training and", "overdue"),
                     ("Deploy an emergency", "overdue"),
                     ("Amend Safeguarding policies", "overdue"),
                 ],
-                TM: [("Review classroom feedback", "today")],
+                TM: [
+                    ("Evaluate training and", "overdue"),
+                    ("Review classroom feedback", "today"),
+                    ("Prevent training for", "escalated"),
+                ],
             },
         ),
     ],
@@ -129,6 +141,24 @@ def test_demo_on_later_days_after_daily_runs(
         clock.set_local(current)
         report = run_cycle(app, current)
     assert sent_entries(app, report) == expected
+
+
+def test_overdue_nudges_stay_a_week_apart_after_the_catch_up() -> None:
+    app, clock, _sender, _ = make_app(today=DEMO_DAY)
+    days: dict[str, list[date]] = {}
+    current = DEMO_DAY
+    while current <= date(2026, 12, 31):
+        clock.set_local(current)
+        for digest in run_cycle(app, current).digests:
+            for entry in digest.entries:
+                if entry.section in ("overdue", "escalated") and entry.due and entry.due < DEMO_DAY:
+                    days.setdefault(f"{digest.recipient} {entry.item_id}", []).append(current)
+        current = date.fromordinal(current.toordinal() + 1)
+    casey = next(v for k, v in days.items() if k.startswith("casey.brown@example.org"))
+    assert casey[:3] == [DEMO_DAY, date(2026, 12, 2), date(2026, 12, 9)]
+    for sent in days.values():
+        gaps = [(b - a).days for a, b in itertools.pairwise(sent)]
+        assert all(gap >= 7 for gap in gaps), (sent, gaps)
 
 
 def test_running_twice_sends_nothing_new() -> None:
@@ -436,3 +466,68 @@ def test_html_and_text_parts_are_both_rendered() -> None:
     )
     email = message.to_email()
     assert email["Auto-Submitted"] == "auto-generated"
+
+
+# ---------------------------------------------------------------------------- Last reminded
+
+
+def _plan_rows(wb: MemoryWorkbook) -> list[dict[str, object]]:
+    return [dict(r) for r in wb.read_table(ACTION_TABLE).rows]
+
+
+def test_last_reminded_gets_the_day_for_the_rows_reminded_and_nothing_else() -> None:
+    app, _clock, _sender, wb = make_app(today=DEMO_DAY)
+    run_cycle(app, DEMO_DAY, dry_run=True)
+    assert all(r["Last reminded"] is None for r in _plan_rows(wb))  # a dry run writes nothing
+
+    report = run_cycle(app, DEMO_DAY)
+    rows = _plan_rows(wb)
+
+    reminded = {
+        e.title for d in report.digests for e in d.entries if e.item_id.startswith("ActionPlan:")
+    }
+    marked = {r["Action"] for r in rows if r["Last reminded"] == DEMO_DAY}
+    assert marked == reminded and len(marked) == 9
+    assert all(r["Last reminded"] is None for r in rows if r["Action"] not in reminded)
+    assert report.last_reminded_written == len(marked)
+    # Only that column (and the IDs) changed.
+    _app2, _c, _s, fresh = make_app(today=DEMO_DAY)
+    untouched = [{k: v for k, v in r.items() if k not in ("Last reminded", "ID")} for r in rows]
+    assert untouched == [
+        {k: v for k, v in r.items() if k not in ("Last reminded", "ID")} for r in _plan_rows(fresh)
+    ]
+
+
+def test_last_reminded_waits_for_a_locked_file_without_holding_back_the_digests() -> None:
+    app, clock, sender, wb = make_app(today=DEMO_DAY)
+    wb.locked = True
+
+    report = run_cycle(app, DEMO_DAY)
+
+    assert report.sent == 8 and len(sender.sent) == 8
+    assert report.last_reminded_written == 0
+    assert all(r["Last reminded"] is None for r in _plan_rows(wb))
+
+    wb.locked = False
+    next_day = date(2026, 11, 26)
+    clock.set_local(next_day)
+    report = run_cycle(app, next_day)
+    assert report.sent == 0  # nothing new to send; the cells are caught up all the same
+    assert report.last_reminded_written == 9
+    assert sum(r["Last reminded"] == DEMO_DAY for r in _plan_rows(wb)) == 9
+    # Caught up: the next cycle writes nothing.
+    assert run_cycle(app, next_day).last_reminded_written == 0
+
+
+def test_last_reminded_moves_on_when_a_row_is_reminded_again() -> None:
+    app, clock, _sender, wb = make_app(today=DEMO_DAY)
+    run_cycle(app, DEMO_DAY)
+    later = date(2026, 12, 2)
+    clock.set_local(later)
+    report = run_cycle(app, later)
+    again = {
+        e.title for d in report.digests for e in d.entries if e.item_id.startswith("ActionPlan:")
+    }
+    rows = {r["Action"]: r["Last reminded"] for r in _plan_rows(wb)}
+    assert again and all(rows[title] == later for title in again)
+    assert DEMO_DAY in rows.values()  # rows not reminded since keep their day
