@@ -74,6 +74,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _KV_LAST_CYCLE = "reminders.last_cycle_day"
 _KV_COMPLETED = "reminders.completed_day"
+NO_COMPLIANCE = "no [compliance] section in the config; reminders are off"
 _OVERDUE_LOOKBACK = 20  # at most this many skipped overdue steps are marked superseded
 _cycle_lock = threading.Lock()
 
@@ -671,7 +672,10 @@ _KIND_NAMES = {
 
 
 def remind_command(app: App, as_of: date | None, dry_run: bool, out: TextIO) -> int:
-    """``prevent-service remind``: run the cycle (as of a day); ``--dry-run`` prints a table."""
+    """``prevent-service remind``: run the cycle (as of a day); ``--dry-run`` prints a table.
+    Without a [compliance] section it is an ``InputError`` (exit 1), as for ``plan``."""
+    if app.config.compliance is None:
+        raise InputError(NO_COMPLIANCE)
     report = run_cycle(app, as_of, dry_run=dry_run)
     if report.skipped:
         print(report.summary(), file=out)
@@ -692,7 +696,7 @@ def plan_command(app: App, days: int, out: TextIO) -> int:
     cell not understood. Reads only: writes no IDs, sends nothing."""
     cfg = app.config.compliance
     if cfg is None:
-        raise InputError("no [compliance] section in the config: there is no plan to show")
+        raise InputError(NO_COMPLIANCE)
     today = app.local_now().date()
     data = read_compliance(
         app.config, app.workbook("compliance"), app.ledger, today, write_ids=False

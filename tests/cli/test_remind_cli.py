@@ -65,6 +65,17 @@ def test_dry_run_then_real_run_send_exactly_the_planned_digests_once(demo: Path)
     assert "sent 0 digest(s)" in again.stdout
     assert reminder_digests(demo) == sent
 
+    # The real run wrote the day into "Last reminded" and left people's formulas formulas.
+    from openpyxl import load_workbook
+
+    book = load_workbook(demo / "workbooks" / "compliance.xlsx")
+    plan = book["Action plan"]
+    assert plan["H1"].value == "Last reminded"
+    marked = [plan.cell(r, 8).value for r in range(2, plan.max_row + 1)]
+    assert any(v is not None and v.date() == WORKDAY for v in marked)
+    assert book["Policies"]["E2"].data_type == "f"
+    assert book["Training"]["H2"].data_type == "f"
+
 
 def test_remind_on_a_weekend_sends_nothing(demo: Path) -> None:
     saturday = TODAY + timedelta(days=(5 - TODAY.weekday()) % 7)
@@ -92,3 +103,19 @@ def test_plan_reports_a_cell_it_cannot_read(tmp_path: Path) -> None:
     assert "Not understood (2)" in result.stdout
     assert "Action plan  2    Due     sometime soon?" in result.stdout
     assert "unknown role 'Head of Quality'" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["remind", "plan"])
+def test_without_a_compliance_section_remind_and_plan_both_say_so_and_exit_1(
+    demo: Path, tmp_path: Path, command: str
+) -> None:
+    text = (demo / "config.toml").read_text("utf-8")
+    start = text.index("\n[compliance]")
+    end = text.index("\n[", start + 1)
+    config = demo / f"no-compliance-{command}.toml"  # relative paths resolve from the folder
+    config.write_text(text[:start] + text[end:], "utf-8")
+
+    result = run_cli("--config", str(config), command)
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "no [compliance] section in the config; reminders are off" in result.stderr
