@@ -13,6 +13,14 @@ id                   when                                             does
                                                                       week's digest, if missed
 ===================  ===============================================  =========================
 
+At start the three start-up runs go in this order: the intake poll, then the escalation check,
+then the catch-up, so that the catch-up's weekly digest counts the concerns the first poll has
+just recorded. (APScheduler runs jobs due together by time, then by id, which would put
+``catch-up`` first: their first run times are staggered by a few milliseconds instead.)
+
+APScheduler's own INFO lines ("Adding job tentatively", "Added job …", "Scheduler started") are
+quietened unless ``--debug``; the service logs what each job did.
+
 Cron times are in ``organisation.timezone`` (Europe/London), so 08:00 stays 08:00 across the
 BST/GMT change. Every job has ``coalesce=True``, ``max_instances=1`` and a misfire grace; the
 job store is in memory: the ledger, not the job store, is the durable truth, and every job is
@@ -29,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import (
@@ -59,12 +67,16 @@ JOB_REMINDERS = "reminders-daily"
 JOB_ESCALATION = "escalation"
 JOB_WEEKLY = "weekly-digest"
 JOB_CATCH_UP = "catch-up"
+# First runs at start, in this order (see the module docstring).
+STARTUP_ORDER = (JOB_POLL, JOB_ESCALATION, JOB_CATCH_UP)
+_STARTUP_STEP = timedelta(milliseconds=10)
 
 
 def build_scheduler(app_factory: AppFactory, config: Config) -> BlockingScheduler:
     """A scheduler with the service's jobs; ``start()`` blocks until ``shutdown()``.
 
     ``app_factory`` is called at every run; it may return the same ``App`` each time."""
+    quiet_apscheduler()  # before add_jobs: it logs as each job is added
     tz = config.organisation.tz
     scheduler = BlockingScheduler(
         jobstores={"default": MemoryJobStore()},
@@ -88,12 +100,23 @@ def build_scheduler(app_factory: AppFactory, config: Config) -> BlockingSchedule
     return scheduler
 
 
+def quiet_apscheduler() -> None:
+    """APScheduler's scheduler logs each job added at INFO ("Adding job tentatively …" five
+    times at every start): keep its warnings, drop that chatter unless debugging."""
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not scheduler_log.isEnabledFor(logging.DEBUG):
+        scheduler_log.setLevel(logging.WARNING)
+
+
 def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) -> list[str]:
     """Add (or replace) the jobs the config asks for; returns their ids."""
     tz = config.organisation.tz
     schedule = config.schedule
     now = datetime.now(tz)
     added: list[str] = []
+
+    def first_run(job_id: str) -> datetime:
+        return now + STARTUP_ORDER.index(job_id) * _STARTUP_STEP
 
     def add(job_id: str, func: Callable[[App], Any], trigger: Any, **kw: Any) -> None:
         scheduler.add_job(
@@ -116,13 +139,13 @@ def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) 
             JOB_POLL,
             _poll,
             IntervalTrigger(seconds=schedule.poll_seconds, timezone=tz),
-            next_run_time=now,
+            next_run_time=first_run(JOB_POLL),
         )
     add(
         JOB_ESCALATION,
         _escalation,
         IntervalTrigger(minutes=schedule.escalation_check_minutes, timezone=tz),
-        next_run_time=now,
+        next_run_time=first_run(JOB_ESCALATION),
     )
     add(
         JOB_WEEKLY,
@@ -141,7 +164,7 @@ def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) 
         JOB_CATCH_UP,
         _catch_up,
         IntervalTrigger(minutes=schedule.escalation_check_minutes, timezone=tz),
-        next_run_time=now,
+        next_run_time=first_run(JOB_CATCH_UP),
     )
     return added
 

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.app import App
-from service.errors import ConnectorError
+from service.errors import ConnectorError, InputError
 from service.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
 from service.reminders import record_sent
 from service.values import as_datetime, as_text
@@ -265,7 +265,14 @@ def weekly_digest(app: App) -> bool:
     week = week_key(today)
     if app.ledger.get(_KV_WEEKLY) == week:
         return False
-    concerns, unreadable = read_concerns(app)
+    try:
+        concerns, unreadable = read_concerns(app)
+    except (ConnectorError, InputError) as exc:
+        # Never a "0 open concerns" digest from a register nobody could read: not sent, not
+        # marked sent, so the next catch-up (every escalation check) tries again.
+        log.warning("weekly digest %s not sent: the register could not be read (%s)", week,
+                    type(exc).__name__)  # fmt: skip
+        return False
     open_ = sorted((c for c in concerns if c.is_open), key=lambda c: c.recorded_at)
     full = app.config.register.alert_detail == "full"
     levels = {

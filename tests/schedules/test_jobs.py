@@ -160,3 +160,45 @@ def test_a_failing_job_does_not_stop_the_worker(caplog: pytest.LogCaptureFixture
     assert not worker.is_alive()
     failures = [r.getMessage() for r in caplog.records if "failed with" in r.getMessage()]
     assert failures and all(m.endswith("failed with RuntimeError") for m in failures)
+
+
+def test_start_up_runs_the_first_intake_poll_before_the_catch_up() -> None:
+    config = config_with(
+        intake={"address": "safeguarding@example.org", "mailbox": {"backend": "memory"}}
+    )
+    scheduler = build_scheduler(never, config)
+    order: list[str] = []
+    three = threading.Event()
+
+    def recorder(job_id: str):  # type: ignore[no-untyped-def]
+        def body(_app: object) -> None:
+            order.append(job_id)
+            if len(order) == 3:
+                three.set()
+
+        return body
+
+    for job_id in (JOB_POLL, JOB_ESCALATION, JOB_CATCH_UP):
+        scheduler.modify_job(job_id, args=(job_id, lambda: None, recorder(job_id)))
+    worker = threading.Thread(target=scheduler.start, daemon=True)
+    worker.start()
+    assert three.wait(10), f"the start-up jobs did not all run: {order}"
+    scheduler.shutdown(wait=False)
+    worker.join(10)
+    # The catch-up's weekly digest must see what the first poll recorded.
+    assert order == [JOB_POLL, JOB_ESCALATION, JOB_CATCH_UP]
+
+
+def test_apscheduler_chatter_is_quiet_unless_debugging(caplog: pytest.LogCaptureFixture) -> None:
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.NOTSET)
+    caplog.set_level(logging.INFO)
+    build_scheduler(never, make_config())
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
+    assert logging.getLogger("apscheduler.scheduler").getEffectiveLevel() == logging.WARNING
+
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.NOTSET)
+    caplog.set_level(logging.DEBUG)  # --debug: everything shows
+    caplog.clear()
+    build_scheduler(never, make_config())
+    assert any("Adding job tentatively" in r.getMessage() for r in caplog.records)
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)

@@ -212,3 +212,16 @@ def test_a_bounced_escalation_is_reported_to_the_admin() -> None:
             "SELECT day FROM sent_messages WHERE kind = 'escalation'"
         ).fetchone()[0]
     )
+
+
+def test_no_weekly_digest_from_a_register_that_could_not_be_read() -> None:
+    unreadable = MemoryWorkbook(tz=LONDON, name="register.xlsx")  # no Concerns table (yet)
+    app, clock, sender = app_at(unreadable, datetime(2026, 11, 23, 8, 0))
+
+    assert scheduled_weekly(app) is False
+    assert sender.sent == []  # not a "0 open concerns" digest
+
+    unreadable.add_table("Concerns", HEADERS, [], sheet="Register")  # readable again
+    at(clock, datetime(2026, 11, 23, 8, 15))
+    assert scheduled_weekly(app) is True  # the next catch-up sends it
+    assert len(sender.sent) == 1
