@@ -19,13 +19,16 @@ nothing worth persisting; msal's cache makes ``ensure_token`` a cheap call befor
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msal
 import requests
+from cryptography import x509
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from O365 import Account
 from O365.connection import Connection, MSGraphProtocol
@@ -347,3 +350,32 @@ def _network_error(exc: requests.exceptions.RequestException, action: str) -> Co
 def _first_line(value: object) -> str:
     text = str(value).strip().splitlines()
     return (text[0] if text else "")[:200]
+
+
+def certificate_expiry(m365: M365) -> datetime | None:
+    """When the app's certificate stops working (``None`` with a secret, or unreadable).
+
+    Azure shows a secret's expiry only in the portal; a certificate's is in the file, so the
+    service can warn weeks ahead instead of failing on the day."""
+    if m365.certificate_path is None:
+        return None
+    path = Path(m365.certificate_path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        if path.suffix.lower() in {".pfx", ".p12"}:
+            from cryptography.hazmat.primitives.serialization import pkcs12
+
+            password = os.environ.get(m365.certificate_password_env or "", "") or None
+            _, cert, _ = pkcs12.load_key_and_certificates(
+                data, password.encode() if password else None
+            )
+            if cert is None:
+                return None
+        else:
+            cert = x509.load_pem_x509_certificate(data)
+    except (ValueError, TypeError):
+        return None
+    return cert.not_valid_after_utc

@@ -344,6 +344,7 @@ class GraphHttp:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.account = account
+        self.m365 = m365
         self.max_wait = float(m365.max_retry_wait_seconds)
         self.sleep = sleep
         self.jitter = jitter

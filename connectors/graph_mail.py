@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from connectors.base import CheckResult, InboundItem, OutboundMessage
+from connectors.graph_auth import certificate_expiry
 from connectors.graph_http import (
     AmbiguousWrite,
     Call,
@@ -334,6 +335,10 @@ class GraphMailbox(_MailboxBase):
 
     # -- check ---------------------------------------------------------------------------
 
+    def credential_expires_at(self) -> datetime | None:
+        """When the app's certificate expires, for the worker's early warning."""
+        return certificate_expiry(self.http.m365)
+
     def checks(self) -> Iterator[CheckResult]:
         """``prevent-service check`` lines for the intake mailbox."""
         yield from _token_check(self.http)
@@ -532,9 +537,24 @@ class GraphSender(_MailboxBase):
         self.http.close()
 
 
+CERTIFICATE_WARN_DAYS = 30
+
+
 def _token_check(http: GraphHttp) -> Sequence[CheckResult]:
     try:
         http.ensure_token()
     except PreventServiceError as exc:
         return [CheckResult("Graph token", False, str(exc))]
-    return [CheckResult("Graph token", True, "app-only token issued")]
+    results = [CheckResult("Graph token", True, "app-only token issued")]
+    expires = certificate_expiry(http.m365)
+    if expires is not None:
+        days = (expires - datetime.now(UTC)).days
+        results.append(
+            CheckResult(
+                "certificate",
+                days >= CERTIFICATE_WARN_DAYS,
+                f"expires {expires:%d %b %Y} ({days} days)"
+                + ("" if days >= CERTIFICATE_WARN_DAYS else ": make a new one and upload it now"),
+            )
+        )
+    return results

@@ -129,6 +129,7 @@ def poll(app: App) -> CycleResult:
             app.ledger.finish_run(run_id, result.ok, result.summary())
             if not result.ok:
                 _tell_admin_if_failing(app, result)
+        _warn_if_credential_expires(app)
         log.info(
             "intake cycle %s in %.2fs: %s",
             "ok" if result.ok else "with problems",
@@ -139,6 +140,44 @@ def poll(app: App) -> CycleResult:
 
 
 FAILING_CYCLES_BEFORE_NOTICE = 3
+CREDENTIAL_WARN_DAYS = 30
+
+
+def _warn_if_credential_expires(app: App) -> None:
+    """A certificate nearing expiry is told to the admin weeks ahead, once a day."""
+    today = app.local_now().date().isoformat()
+    if app.ledger.get("credential.checked") == today:
+        return
+    app.ledger.set("credential.checked", today)
+    expires_at = getattr(app.mailbox(), "credential_expires_at", None)
+    expires = expires_at() if expires_at else None
+    if expires is None:
+        return
+    days = (expires - app.now()).days
+    if days >= CREDENTIAL_WARN_DAYS:
+        return
+    notice = app.compose(
+        kind="credential",
+        key=today,
+        to=[app.config.people.admin_email],
+        subject=f"[Prevent service] The app's certificate expires in {max(days, 0)} days",
+        template="admin_problem",
+        context={
+            "what": "The Microsoft 365 app certificate",
+            "problem": (
+                f"It expires on {expires:%d %B %Y}. Make a new certificate, upload its public "
+                "part to the app registration and point m365.certificate_path at it "
+                "(docs/microsoft-365.md). After it expires the service can read and send nothing."
+            ),
+            "attempts": 0,
+            "at": app.local_now(),
+        },
+        high_importance=True,
+    )
+    try:
+        app.send(notice)
+    except ConnectorError:
+        log.error("could not warn the admin that the certificate expires soon")
 
 
 def _tell_admin_if_failing(app: App, result: CycleResult) -> None:

@@ -23,7 +23,9 @@ class AppCertificate:
         return {"private_key": self.private_key_pem, "public_certificate": self.certificate_pem}
 
 
-def make_certificate(common_name: str = "prevent-service-test") -> AppCertificate:
+def make_certificate(
+    common_name: str = "prevent-service-test", *, days: int = 365
+) -> AppCertificate:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
@@ -34,7 +36,7 @@ def make_certificate(common_name: str = "prevent-service-test") -> AppCertificat
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + timedelta(days=days))
         .sign(key, hashes.SHA256())
     )
     return AppCertificate(

@@ -491,3 +491,20 @@ def test_responses_from_before_the_service_can_be_left_out(
     assert pipeline.poll(app).new == 1
     assert [r["Account"] for r in register_rows(app)] == ["answer 3"]
     app.close()
+
+
+@pytest.mark.parametrize(("days", "warned"), [(12, True), (90, False)])
+def test_the_admin_is_warned_weeks_before_the_certificate_expires(
+    memory_app: App, clock: Clock, days: int, warned: bool
+) -> None:
+    from datetime import timedelta
+
+    expires = clock.now + timedelta(days=days, hours=1)
+    memory_app.mailbox().credential_expires_at = lambda: expires  # type: ignore[union-attr]
+    for _ in range(3):  # many polls in a day: one warning
+        pipeline.poll(memory_app)
+        clock.advance(minutes=20)
+    notices = [m for m in sent(memory_app) if "certificate expires" in m.subject]
+    assert len(notices) == (1 if warned else 0)
+    if warned:
+        assert f"in {days} days" in notices[0].subject and notices[0].high_importance

@@ -223,3 +223,26 @@ def test_o365_debug_logging_never_shows_the_token(
     assert token
     assert token not in caplog.text
     assert "Client Error" not in caplog.text
+
+
+@pytest.mark.parametrize(("days", "ok"), [(10, False), (200, True)])
+def test_check_warns_weeks_before_the_certificate_expires(
+    setup: GraphSetup, tmp_path: Path, days: int, ok: bool
+) -> None:
+    cert = make_certificate(days=days)
+    setup.emu.add_app(CLIENT_ID, certificate_pem=cert.certificate_pem)
+    with_cert = _with_m365(
+        setup, tmp_path, client_secret_env=None, certificate_path=str(_pem_file(tmp_path, cert))
+    )
+    mailbox = with_cert.mailbox()
+    [line] = [r for r in mailbox.checks() if r.name == "certificate"]
+    assert line.ok is ok and f"({days - 1} days)" in line.detail
+    expires = mailbox.credential_expires_at()
+    assert (
+        expires is not None
+        and 0
+        < (
+            expires - load_pem_x509_certificate(cert.certificate_pem.encode()).not_valid_before_utc
+        ).days
+        <= days + 1
+    )
