@@ -23,7 +23,11 @@ How the queue works (never by the ``\\Seen`` flag: people read the shared mailbo
   by the same fingerprint.
 * ``mark_processed``/``quarantine`` create the folder if missing and use ``UID MOVE`` where the
   server has ``MOVE``, else ``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` (plain ``EXPUNGE``
-  without UIDPLUS). A message no longer in the intake folder counts as done (idempotent).
+  without UIDPLUS); the COPY is skipped when the target already holds this very message (same
+  fingerprint, bytes and INTERNALDATE: an earlier attempt cut off after COPY), never on the
+  strength of a ``\\Deleted`` flag, which a person may have set. A person's ``\\Deleted`` is
+  cleared before the move so it does not travel into ``Processed``. A message no longer in the
+  intake folder counts as done (idempotent).
 * Every operation reconnects once after a dropped connection (socket closed, server restart,
   ``BYE``) and then raises ``TransientError``. Every socket has a timeout.
 """
@@ -463,16 +467,20 @@ class ImapMailbox:
 
     def _find(self, client: imaplib.IMAP4, folder: str, print_: str) -> list[int]:
         """UIDs in the selected ``folder`` whose fingerprint is ``print_``."""
+        return [uid for uid, _ in self._find_fetched(client, print_)]
+
+    def _find_fetched(
+        self, client: imaplib.IMAP4, print_: str
+    ) -> Iterator[tuple[int, tuple[bytes, datetime | None]]]:
+        """(UID, (bytes, INTERNALDATE)) of each message in the selected folder with ``print_``."""
         if print_.startswith("sha256:") or not print_.isascii():
             candidates = self._search(client, "ALL")
         else:
             candidates = self._search(client, "HEADER", "Message-ID", _quote(print_))
-        found = []
         for uid in candidates:
             got = self._fetch(client, uid)
             if got is not None and fingerprint(got[0]) == print_:
-                found.append(uid)
-        return found
+                yield uid, got
 
     # -- the ledger's memory of what it has seen ----------------------------------------
 
@@ -649,6 +657,11 @@ class ImapMailbox:
                 log.info("imap: %s already out of %s", item_id, self.folder)
                 return
             _, uid = where
+            # A person's \\Deleted on the intake copy would travel along (MOVE and COPY keep
+            # flags), and a mail client's expunge would then erase the record in Processed.
+            typ, data = client.uid("STORE", str(uid), "-FLAGS.SILENT", "(\\Deleted)")
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"STORE: {_first(data)}")
             if keyword:
                 # Best effort: a server may not allow keywords; the move is what matters.
                 try:
@@ -668,22 +681,41 @@ class ImapMailbox:
             if typ != "OK":
                 raise imaplib.IMAP4.error(f"MOVE: {_first(data)}")
             return
-        # No MOVE: COPY, flag \Deleted, expunge only this UID where UIDPLUS allows. A message
-        # already \Deleted here was copied by an earlier attempt that was cut off: don't copy
-        # it twice.
-        if "\\deleted" not in self._flags(client, uid):
+        # No MOVE: COPY, flag \Deleted, expunge only this UID where UIDPLUS allows. A retry
+        # after a cut between COPY and EXPUNGE must not copy twice, so look in the target for
+        # this very message first (never trust \Deleted as "copied": a person may have set it).
+        if not self._copied_already(client, uid, target):
             typ, data = client.uid("COPY", str(uid), _folder_arg(target))
             if typ != "OK":
                 raise imaplib.IMAP4.error(f"COPY: {_first(data)}")
-            typ, data = client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
-            if typ != "OK":
-                raise imaplib.IMAP4.error(f"STORE: {_first(data)}")
+        typ, data = client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"STORE: {_first(data)}")
         if "UIDPLUS" in self._caps:
             typ, data = client.uid("EXPUNGE", str(uid))
         else:
             typ, data = client.expunge()
         if typ != "OK":
             raise imaplib.IMAP4.error(f"EXPUNGE: {_first(data)}")
+
+    def _copied_already(self, client: imaplib.IMAP4, uid: int, target: str) -> bool:
+        """Whether ``target`` already holds a copy of intake message ``uid`` (same fingerprint,
+        same bytes, same INTERNALDATE, which COPY keeps). Leaves the intake folder selected."""
+        got = self._fetch(client, uid)
+        if got is None:
+            raise imaplib.IMAP4.error(f"message UID {uid} vanished while being moved")
+        raw, received = got
+        validity = self._select(client, self.folder)
+        self._select(client, target)
+        found = any(
+            copy == (raw, received) for _, copy in self._find_fetched(client, fingerprint(raw))
+        )
+        if self._select(client, self.folder) != validity:
+            raise TransientError(
+                f"the UIDVALIDITY of {self.folder!r} changed while a message was being moved; "
+                "will retry"
+            )
+        return found
 
     # -- check and close ----------------------------------------------------------------
 

@@ -341,22 +341,59 @@ def test_processed_and_quarantine_folders_are_created_and_used(
     h.close()
 
 
-def test_copy_fallback_resumes_after_a_cut_between_copy_and_expunge(
+@pytest.mark.parametrize("cut_after", ["copy", "store"])
+def test_copy_fallback_resumes_after_a_cut_without_copying_twice(
+    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger, cut_after: str
+) -> None:
+    box = make_mailbox(mail_servers, mail_user, ledger, cls=NoMoveImapMailbox)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    h.deliver(raw_message(1))
+    (item,) = list(box.fetch_new())
+    # The earlier attempt got as far as COPY (and maybe \Deleted), then the connection died.
+    h.session.create("Processed")
+    h.session.select("INBOX")
+    h.session.uid("COPY", "1", "Processed")
+    if cut_after == "store":
+        h.session.uid("STORE", "1", "+FLAGS.SILENT", "(\\Deleted)")
+
+    box.mark_processed(item.item_id)
+
+    assert (h.inbox_count(), h.processed_count()) == (0, 1)
+    assert flags_in(h, "Processed") == [set()]
+    h.close()
+
+
+def test_copy_fallback_moves_a_message_a_person_flagged_deleted(
     mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
 ) -> None:
     box = make_mailbox(mail_servers, mail_user, ledger, cls=NoMoveImapMailbox)
     h = ImapMailboxHarness(mail_servers, mail_user, box)
     h.deliver(raw_message(1))
     (item,) = list(box.fetch_new())
-    # The earlier attempt got as far as COPY and \Deleted, then the connection died.
-    h.session.create("Processed")
     h.session.select("INBOX")
-    h.session.uid("COPY", "1", "Processed")
-    h.session.uid("STORE", "1", "+FLAGS.SILENT", "(\\Deleted)")
+    h.session.uid("STORE", "1", "+FLAGS.SILENT", "(\\Deleted)")  # a person, before the move
 
     box.mark_processed(item.item_id)
 
     assert (h.inbox_count(), h.processed_count()) == (0, 1)
+    assert flags_in(h, "Processed") == [set()]  # and no client expunge will erase it there
+    h.close()
+
+
+def test_copy_fallback_copies_a_same_bytes_message_delivered_separately(
+    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
+) -> None:
+    """A duplicate delivery processed earlier (same bytes, other arrival time) is not "ours"."""
+    box = make_mailbox(mail_servers, mail_user, ledger, cls=NoMoveImapMailbox)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    h.session.create("Processed")
+    h.session.append("Processed", "", imaplib.Time2Internaldate(1_700_000_000), raw_message(1))
+    h.session.append("INBOX", "", imaplib.Time2Internaldate(1_700_003_600), raw_message(1))
+    (item,) = list(box.fetch_new())
+
+    box.mark_processed(item.item_id)
+
+    assert (h.inbox_count(), h.processed_count()) == (0, 2)
     h.close()
 
 
