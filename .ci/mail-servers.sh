@@ -10,12 +10,15 @@
 # nothing is installed as a system service. Ports, paths and the CA go into an env file.
 #
 # Usage: .ci/mail-servers.sh [start|stop|status]    (start is idempotent: live servers are reused)
+# start and stop hold an flock on "$PREVENT_MAIL_DIR.lock": a second start waits, then reuses.
 # Env:   PREVENT_MAIL_DIR (default /tmp/prevent-mail-servers), PREVENT_MAIL_ENV (default
 #        /tmp/prevent-mail-servers.env), PYTHON (an interpreter with aiosmtpd and trustme).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 D=${PREVENT_MAIL_DIR:-/tmp/prevent-mail-servers}
+D=${D%/}
+LOCK="$D.lock"
 ENV_FILE=${PREVENT_MAIL_ENV:-/tmp/prevent-mail-servers.env}
 PY=${PYTHON:-$(command -v python3 || command -v python || true)}
 case "$PY" in
@@ -27,7 +30,67 @@ die() { say "ERROR: $*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the PID in file $1 is alive AND is our server for folder $3 ($2: dovecot or smtp). A
+# stale pid file may name a reused PID of an unrelated process: never signal that one.
+our_pid() {
+    local file=$1 kind=$2 dir=$3 pid cmd
+    [ -f "$file" ] || return 1
+    pid=$(cat "$file" 2>/dev/null) || return 1
+    case "$pid" in ''|*[!0-9]*) return 1 ;; esac
+    kill -0 "$pid" 2>/dev/null || return 1
+    cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+    # Samples: "/usr/sbin/dovecot -c /tmp/prevent-mail-servers/dovecot.conf "
+    #          "/tmp/v/bin/python -m tests.servers smtp --dir /tmp/prevent-mail-servers --mail-uid …"
+    case "$kind" in
+        dovecot) case "$cmd" in *"dovecot -c $dir/dovecot.conf ") return 0 ;; esac ;;
+        smtp) case "$cmd" in *" -m tests.servers smtp --dir $dir "*) return 0 ;; esac ;;
+    esac
+    return 1
+}
+
+# Serialise start/stop on one folder (two test runs starting at once used to wipe each other's
+# folder and leave orphan servers). Children never inherit fd 9, or the servers would hold it.
+take_lock() {
+    command -v flock >/dev/null 2>&1 || die "flock is needed (Debian: apt-get install util-linux)"
+    mkdir -p "$(dirname "$LOCK")"
+    exec 9>"$LOCK"
+    if ! flock -n 9; then
+        say "waiting for another start/stop on $D ($LOCK)"
+        flock -w 900 9 || die "another start/stop held $LOCK for 15 minutes"
+    fi
+}
+
+# Debian keeps dovecot in /usr/sbin, which is not on a non-root user's PATH.
+find_dovecot() {
+    DOVECOT=$(command -v dovecot 2>/dev/null || true)
+    if [ -z "$DOVECOT" ] && [ -x /usr/sbin/dovecot ]; then DOVECOT=/usr/sbin/dovecot; fi
+    [ -n "$DOVECOT" ]
+}
+
+# Install dovecot-imapd without letting the package start a system Dovecot on 143/993: a
+# policy-rc.d that denies starts while apt runs (only if there is none already), then, on a
+# systemd machine, disable and stop the unit the package just enabled. Only ever called right
+# after we found Dovecot missing, so an admin's own Dovecot is never touched.
+install_dovecot() {
+    local policy=/usr/sbin/policy-rc.d ours=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# written by prevent-service .ci/mail-servers.sh while installing dovecot-imapd\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        ours=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    local ok=1
+    apt-get update -qq >&2 9>&- || ok=0
+    if [ "$ok" = 1 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd >&2 9>&- || ok=0
+    fi
+    if [ -n "$ours" ]; then rm -f "$policy"; trap - EXIT; fi
+    [ "$ok" = 1 ] || die "apt-get update/install dovecot-imapd failed"
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable dovecot.service dovecot.socket >/dev/null 2>&1 9>&- || true
+        systemctl stop dovecot.service dovecot.socket >/dev/null 2>&1 9>&- || true
+    fi
+}
 
 # Log in as the probe user with a password and with XOAUTH2 (Dovecot starts its auth process
 # lazily, so an open port alone does not prove that logins work).
@@ -52,7 +115,8 @@ servers_up() {
     [ -f "$ENV_FILE" ] || return 1
     # shellcheck disable=SC1090
     . "$ENV_FILE"
-    pid_alive "$PREVENT_MAIL_DIR/run/master.pid" && pid_alive "$PREVENT_MAIL_DIR/smtp.pid" || return 1
+    our_pid "$PREVENT_MAIL_DIR/run/master.pid" dovecot "$PREVENT_MAIL_DIR" \
+        && our_pid "$PREVENT_MAIL_DIR/smtp.pid" smtp "$PREVENT_MAIL_DIR" || return 1
     local p
     for p in "$PREVENT_IMAP_PORT" "$PREVENT_IMAPS_PORT" "$PREVENT_SMTP_PORT" \
              "$PREVENT_SMTP_STARTTLS_PORT" "$PREVENT_SMTPS_PORT" "$PREVENT_TOKENINFO_PORT"; do
@@ -63,25 +127,29 @@ servers_up() {
 
 stop_servers() {
     local dir=$1
-    if pid_alive "$dir/run/master.pid"; then
+    if our_pid "$dir/run/master.pid" dovecot "$dir"; then
         kill "$(cat "$dir/run/master.pid")" || true
+    elif [ -f "$dir/run/master.pid" ] && kill -0 "$(cat "$dir/run/master.pid")" 2>/dev/null; then
+        say "not stopping PID $(cat "$dir/run/master.pid") from the stale $dir/run/master.pid: not our dovecot"
     fi
-    if pid_alive "$dir/smtp.pid"; then
+    if our_pid "$dir/smtp.pid" smtp "$dir"; then
         kill "$(cat "$dir/smtp.pid")" || true
+    elif [ -f "$dir/smtp.pid" ] && kill -0 "$(cat "$dir/smtp.pid")" 2>/dev/null; then
+        say "not stopping PID $(cat "$dir/smtp.pid") from the stale $dir/smtp.pid: not our SMTP server"
     fi
     local i
     for i in $(seq 50); do
-        pid_alive "$dir/run/master.pid" || pid_alive "$dir/smtp.pid" || return 0
+        our_pid "$dir/run/master.pid" dovecot "$dir" || our_pid "$dir/smtp.pid" smtp "$dir" || return 0
         sleep 0.1
     done
 }
 
 case "${1:-start}" in
     stop)
-        stop_servers "$D"; rm -f "$ENV_FILE"; say "stopped"; exit 0 ;;
+        take_lock; stop_servers "$D"; rm -f "$ENV_FILE"; say "stopped"; exit 0 ;;
     status)
         if servers_up; then say "up ($ENV_FILE)"; exit 0; else say "not running"; exit 1; fi ;;
-    start) ;;
+    start) take_lock ;;
     *) die "unknown command '$1' (start|stop|status)" ;;
 esac
 
@@ -91,12 +159,11 @@ if servers_up; then
 fi
 
 # --- install what is missing ---------------------------------------------------------------
-if ! command -v dovecot >/dev/null 2>&1; then
+if ! find_dovecot; then
     [ "$(id -u)" = 0 ] || die "dovecot-imapd is not installed and this is not root: run 'sudo apt-get install dovecot-imapd'"
     say "installing dovecot-imapd"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd >&2 \
-        || die "apt-get install dovecot-imapd failed"
+    install_dovecot
+    find_dovecot || die "dovecot-imapd was installed but no dovecot binary is on PATH or in /usr/sbin"
 fi
 [ -n "$PY" ] || die "no python found; set PYTHON to an interpreter with aiosmtpd and trustme"
 "$PY" -c 'import aiosmtpd, trustme' 2>/dev/null \
@@ -215,7 +282,7 @@ service imap-login {
 EOF
 
 # --- start ---------------------------------------------------------------------------------
-dovecot -c "$D/dovecot.conf" </dev/null >"$D/dovecot-start.log" 2>&1 \
+"$DOVECOT" -c "$D/dovecot.conf" </dev/null >"$D/dovecot-start.log" 2>&1 9>&- \
     || die "dovecot did not start: $(cat "$D/dovecot-start.log") $(tail -5 "$D/dovecot.log" 2>/dev/null)"
 
 (
@@ -224,7 +291,7 @@ dovecot -c "$D/dovecot.conf" </dev/null >"$D/dovecot-start.log" 2>&1 \
         --dir "$D" --mail-uid "$MAIL_UID" --mail-gid "$MAIL_GID" \
         --plain-port "$SMTP_PORT" --starttls-port "$SMTP_STARTTLS_PORT" \
         --tls-port "$SMTPS_PORT" --tokeninfo-port "$TOKENINFO_PORT" \
-        >"$D/smtp.log" 2>&1 < /dev/null &
+        >"$D/smtp.log" 2>&1 < /dev/null 9>&- &
     echo $! > "$D/smtp.pid"
 )
 
@@ -254,7 +321,7 @@ for i in $(seq 100); do
         say "up: IMAP $IMAP_PORT (STARTTLS), IMAPS $IMAPS_PORT, SMTP $SMTP_PORT, SMTP+STARTTLS $SMTP_STARTTLS_PORT, SMTPS $SMTPS_PORT ($ENV_FILE)"
         exit 0
     fi
-    pid_alive "$D/smtp.pid" || die "the SMTP server exited: $(tail -20 "$D/smtp.log")"
+    our_pid "$D/smtp.pid" smtp "$D" || die "the SMTP server exited: $(tail -20 "$D/smtp.log")"
     sleep 0.1
 done
 rm -f "$ENV_FILE.tmp"
