@@ -48,12 +48,13 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from imap_tools.imap_utf7 import utf7_encode
 
 from connectors.base import CheckResult, InboundItem
-from service.config import ImapMailboxConfig, secret_from_env
+from connectors.mail_auth import TokenProvider, credentials_from_config, tls_context, xoauth2_string
+from service.config import ImapMailboxConfig
 from service.errors import (
     ConfigError,
     InputError,
@@ -64,15 +65,11 @@ from service.errors import (
 from service.ledger import Ledger, utcnow
 
 if TYPE_CHECKING:
-    from service.config import M365, Config
+    from service.config import Config
 
 log = logging.getLogger("prevent_service.imap")
 
 T = TypeVar("T")
-TokenProvider = Callable[[], str]
-
-# Microsoft 365: the resource that IMAP, POP and SMTP AUTH tokens are for (app-only flow).
-OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
 QUARANTINE_KEYWORD = "$PreventQuarantined"
 
 
@@ -101,74 +98,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def tls_context(ca_bundle: Path | str | None) -> ssl.SSLContext:
-    """Verifying TLS context (certificate and host name), with an extra CA bundle if given."""
-    if ca_bundle is not None and not Path(ca_bundle).is_file():
-        raise ConfigError(f"CA bundle not found: {ca_bundle}", key="ca_bundle")
-    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def xoauth2_string(username: str, token: str) -> str:
-    """The SASL XOAUTH2 initial response (before base64, which imaplib/smtplib add):
-    ``user=<name>^Aauth=Bearer <token>^A^A`` (Google and Microsoft document this form)."""
-    return f"user={username}\x01auth=Bearer {token}\x01\x01"
-
-
-def m365_token_provider(m365: M365, *, scope: str = OUTLOOK_SCOPE) -> TokenProvider:
-    """App-only tokens for Exchange Online IMAP/SMTP from msal (client credentials flow).
-
-    msal caches the token in memory and renews it before expiry, so calling this before each
-    login is cheap. The credential (certificate or secret) is read as for Graph.
-    """
-    import msal
-    import requests
-
-    from connectors.graph_auth import (
-        PinnedSession,
-        client_credential,
-        is_microsoft_authority,
-        token_error,
-    )
-
-    credential, hint = client_credential(m365)
-    host = m365.authority_host.strip().rstrip("/")
-    # Pinned: a configured CA bundle must win over REQUESTS_CA_BUNDLE in the environment.
-    session = PinnedSession(str(m365.ca_bundle) if m365.ca_bundle else True, m365.timeout_seconds)
-    app: Any = None
-
-    def provider() -> str:
-        nonlocal app
-        try:
-            if app is None:
-                app = msal.ConfidentialClientApplication(
-                    client_id=m365.client_id,
-                    client_credential=credential,
-                    authority=f"https://{host}/{m365.tenant_id}",
-                    http_client=session,
-                    instance_discovery=None if is_microsoft_authority(host) else False,
-                    timeout=m365.timeout_seconds,
-                )
-            result = app.acquire_token_for_client(scopes=[scope])
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(
-                f"could not reach the sign-in host {host} for a mail token "
-                f"({type(exc).__name__}); will retry"
-            ) from exc
-        except ValueError as exc:
-            raise PermanentError(
-                f"msal refused the sign-in settings ({str(exc).splitlines()[0][:200]}): check "
-                "m365.tenant_id, m365.authority_host and the certificate"
-            ) from exc
-        if "access_token" not in result:
-            error = token_error(result, credential=hint)
-            raise type(error)(str(error).replace("a Graph token", "a mail (IMAP/SMTP) token"))
-        return str(result["access_token"])
-
-    return provider
 
 
 def fingerprint(raw: bytes) -> str:
@@ -248,42 +177,21 @@ class ImapMailbox:
 
     @classmethod
     def from_config(cls, section: ImapMailboxConfig, config: Config, ledger: Ledger) -> ImapMailbox:
-        password: str | None = None
-        token_provider: TokenProvider | None = None
-        if section.oauth2:
-            if config.m365 is None:
-                raise ConfigError(
-                    "oauth2 = true takes its token from the [m365] app registration, and there "
-                    "is no [m365] section (for Google Workspace use an app password instead)",
-                    key="intake.mailbox.oauth2",
-                )
-            token_provider = m365_token_provider(config.m365)
-        else:
-            if not section.password_env:
-                raise ConfigError(
-                    "set password_env (the environment variable holding the password) or "
-                    "oauth2 = true",
-                    key="intake.mailbox.password_env",
-                )
-            password = secret_from_env(section.password_env, key="intake.mailbox.password_env")
+        credentials = credentials_from_config(section, config, key="intake.mailbox")
         return cls(
             ledger,
             host=section.host,
             port=section.port,
             security=section.security,
             username=section.username,
-            password=password,
-            token_provider=token_provider,
+            password=credentials.password,
+            token_provider=credentials.token_provider,
             folder=section.folder,
             processed_folder=section.processed_folder,
             quarantine_folder=section.quarantine_folder,
             ca_bundle=section.ca_bundle,
             timeout_seconds=section.timeout_seconds,
-            credential_hint=(
-                f"the password in ${section.password_env}"
-                if section.password_env
-                else "the OAuth token"
-            ),
+            credential_hint=credentials.hint,
         )
 
     # -- connection ---------------------------------------------------------------------

@@ -4,7 +4,7 @@
   STARTTLS is *required*: a server that does not offer it is an error, never a quiet fallback to
   clear text. ``"none"`` (port 25): for an internal relay only.
 * AUTH with a password from the environment, or XOAUTH2 with a token from a callable (msal for
-  Microsoft 365, see ``connectors.imap.m365_token_provider``); no AUTH when no username is set.
+  Microsoft 365, see ``connectors.mail_auth.m365_token_provider``); no AUTH when no username is set.
 * The envelope sender is the config's ``intake.address``; the message is
   ``OutboundMessage.to_email()`` (stable Message-ID, Date, ``Auto-Submitted: auto-generated``,
   text + HTML).
@@ -19,13 +19,18 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import CheckResult, OutboundMessage
-from connectors.imap import m365_token_provider, tls_context, xoauth2_string
-from service.config import SmtpSenderConfig, secret_from_env
+from connectors.mail_auth import (
+    TokenProvider,
+    credentials_from_config,
+    tls_context,
+    xoauth2_string,
+)
+from service.config import SmtpSenderConfig
 from service.errors import ConfigError, PermanentError, PreventServiceError, TransientError
 
 if TYPE_CHECKING:
@@ -34,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prevent_service.smtp")
 
-TokenProvider = Callable[[], str]
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 
 
@@ -95,44 +99,20 @@ class SmtpSender:
 
     @classmethod
     def from_config(cls, section: SmtpSenderConfig, config: Config, ledger: Ledger) -> SmtpSender:
-        password: str | None = None
-        token_provider: TokenProvider | None = None
-        if section.oauth2:
-            if config.m365 is None:
-                raise ConfigError(
-                    "oauth2 = true takes its token from the [m365] app registration, and there "
-                    "is no [m365] section (for Google Workspace use an app password instead)",
-                    key="sending.sender.oauth2",
-                )
-            if not section.username:
-                raise ConfigError(
-                    "oauth2 needs username (the mailbox to send as)",
-                    key="sending.sender.username",
-                )
-            token_provider = m365_token_provider(config.m365)
-        elif section.password_env:
-            password = secret_from_env(section.password_env, key="sending.sender.password_env")
-        elif section.username:
-            raise ConfigError(
-                "set password_env (the environment variable holding the password) or "
-                "oauth2 = true, or remove username to send without AUTH",
-                key="sending.sender.password_env",
-            )
+        credentials = credentials_from_config(
+            section, config, key="sending.sender", username_optional=True
+        )
         return cls(
             host=section.host,
             port=section.port,
             security=section.security,
             envelope_from=config.intake.address,
             username=section.username,
-            password=password,
-            token_provider=token_provider,
+            password=credentials.password,
+            token_provider=credentials.token_provider,
             ca_bundle=section.ca_bundle,
             timeout_seconds=section.timeout_seconds,
-            credential_hint=(
-                f"the password in ${section.password_env}"
-                if section.password_env
-                else "the OAuth token"
-            ),
+            credential_hint=credentials.hint,
         )
 
     def _where(self) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from connectors.base import InboundItem
-from connectors.imap import ImapMailbox, _folder_arg, fingerprint, xoauth2_string
+from connectors.imap import ImapMailbox, _folder_arg, fingerprint
+from connectors.mail_auth import xoauth2_string
 from service.config import parse_config
 from service.errors import ConfigError, InputError, PermanentError, TransientError
 from service.ledger import Ledger

@@ -339,7 +339,7 @@ def test_oauth2_from_config_gets_the_token_from_msal_and_sends(
 def test_oauth2_token_refused_by_the_sign_in_host_is_permanent(
     tmp_path: Path, graph: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connectors.imap import m365_token_provider
+    from connectors.mail_auth import m365_token_provider
     from tests.connectors.harness_graph import CLIENT_ID, SECRET, SECRET_ENV, m365_section
 
     graph.add_app(CLIENT_ID, secret=SECRET)
