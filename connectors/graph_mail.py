@@ -258,7 +258,8 @@ class GraphMailbox(_MailboxBase):
         except GraphNotFound as exc:
             raise InputError(
                 f"message {_short(item_id)} is no longer in {self.address} (deleted, or moved "
-                "to another mailbox); look for it in the mailbox's Deleted Items"
+                "to another mailbox, or deleted from Deleted Items too); an admin can recover it "
+                "from the mailbox's Recoverable Items"
             ) from exc
         return InboundItem(
             item_id=item_id,
@@ -304,8 +305,9 @@ class GraphMailbox(_MailboxBase):
                     return
                 raise InputError(
                     f"message {_short(item_id)} is no longer in {self.address} (a person "
-                    f"deleted it, or moved it to another mailbox), so it cannot be moved to "
-                    f"{folder!r}; look for it in Deleted Items"
+                    f"deleted it for good, or moved it to another mailbox), so it cannot be "
+                    f"moved to {folder!r}; an admin can recover it from the mailbox's "
+                    "Recoverable Items"
                 ) from exc
         raise TransientError(f"could not move message {_short(item_id)} to {folder!r}")
 

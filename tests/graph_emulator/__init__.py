@@ -50,6 +50,8 @@ Behaviour worth knowing:
   Delta: default page 10 (`Prefer: odata.maxpagesize=N` or `$top`), nextLinks and deltaLinks
   are reusable, `changeType=created` hides updates and removals as Graph does; a lost token
   answers 410 {"error": {"code": "syncStateNotFound", "innerError": {"code": "SyncStateNotFound"}}}.
+  DELETE on a message moves it to Deleted Items (same immutable id); DELETE there, or
+  POST …/permanentDelete, puts it out of reach (404 ErrorItemNotFound).
 - Files: content GETs answer 302 to `{url}/_download/{token}` (no bearer needed). Uploads honour
   If-Match / If-None-Match (412 resourceModified) and locks (423); an upload session re-checks
   its If-Match when the last chunk arrives.

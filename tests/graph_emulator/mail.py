@@ -181,6 +181,7 @@ class MailService:
             r.add("GET", prefix, self.get_message)
             r.add("PATCH", prefix, self.update_message)
             r.add("DELETE", prefix, self.delete_message)
+            r.add("POST", prefix + "/permanentDelete", self.permanent_delete)
             r.add("GET", prefix + "/$value", self.get_mime)
             r.add("GET", prefix + "/attachments", self.list_attachments)
             r.add("POST", prefix + "/attachments", self.add_attachment)
@@ -659,13 +660,31 @@ class MailService:
             )
 
     def delete_message(self, req: Request, p: dict[str, str]) -> Response:
+        """DELETE …/messages/{id} -> 204. As in Outlook, the message moves to Deleted Items
+        (same immutable id, a new regular id); deleting it from Deleted Items moves it to the
+        dumpster (Recoverable Items), which the messages API no longer shows."""
         with self.lock:
             mb = self._context(req, MAIL_WRITE)
             msg = self._message(mb, p["mid"])
-            del mb.messages[msg.immutable_id]
-            mb.rest_index.pop(msg.rest_id, None)
-            mb.next_seq()
+            deleted_items = self._folder(mb, "deleteditems")
+            if msg.folder_id == deleted_items.id:
+                self._purge(mb, msg)
+            else:
+                self._relocate(mb, msg, deleted_items)
             return empty_response(204)
+
+    def permanent_delete(self, req: Request, p: dict[str, str]) -> Response:
+        """POST …/messages/{id}/permanentDelete -> 204 No Content; the message goes to the
+        Purges folder of the dumpster, out of reach of the messages API."""
+        with self.lock:
+            mb = self._context(req, MAIL_WRITE)
+            self._purge(mb, self._message(mb, p["mid"]))
+            return empty_response(204)
+
+    def _purge(self, mb: Mailbox, msg: StoredMessage) -> None:
+        del mb.messages[msg.immutable_id]
+        mb.rest_index.pop(msg.rest_id, None)
+        mb.next_seq()
 
     def move(self, req: Request, p: dict[str, str]) -> Response:
         """POST …/messages/{id}/move {"destinationId": "deleteditems" | "<folder id>"} ->

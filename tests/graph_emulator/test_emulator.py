@@ -68,6 +68,9 @@ class Client:
     def patch(self, path: str, **kw: Any) -> requests.Response:
         return self.session.patch(self.url(path), timeout=10, **kw)
 
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.session.delete(self.url(path), timeout=10, **kw)
+
 
 def token_for(graph: GraphEmulator) -> str:
     result = msal_app(graph, SECRET).acquire_token_for_client(scopes=GRAPH_SCOPE)
@@ -309,6 +312,34 @@ def test_move_keeps_the_immutable_id_but_not_the_regular_one(
     )
     assert_envelope(client.get(f"/users/{MAILBOX}/messages/{regular}"), 404, "ErrorItemNotFound")
     assert client.get(f"/users/{MAILBOX}/messages/{immutable}").status_code == 200
+
+
+def test_delete_moves_to_deleted_items_then_to_the_dumpster(
+    client: Client, graph: GraphEmulator
+) -> None:
+    first = graph.deliver(MAILBOX, make_mime("Concern 1"))
+    second = graph.deliver(MAILBOX, make_mime("Concern 2"))
+
+    assert client.delete(f"/users/{MAILBOX}/messages/{first}").status_code == 204
+    # Graph's DELETE is Outlook's Delete: the message waits in Deleted Items, same immutable id.
+    assert [m["id"] for m in graph.folder_messages(MAILBOX, "deleteditems")] == [first]
+    assert [m["id"] for m in graph.folder_messages(MAILBOX, "inbox")] == [second]
+    found = client.get(f"/users/{MAILBOX}/messages/{first}", headers=IMMUTABLE)
+    assert found.status_code == 200
+    assert (
+        found.json()["parentFolderId"]
+        == client.get(f"/users/{MAILBOX}/mailFolders/deleteditems").json()["id"]
+    )
+    # Deleting it again (emptying Deleted Items) puts it out of the API's reach.
+    assert client.delete(f"/users/{MAILBOX}/messages/{first}").status_code == 204
+    assert graph.folder_messages(MAILBOX, "deleteditems") == []
+    assert_envelope(client.get(f"/users/{MAILBOX}/messages/{first}"), 404, "ErrorItemNotFound")
+    # permanentDelete skips Deleted Items.
+    purged = client.post(f"/users/{MAILBOX}/messages/{second}/permanentDelete")
+    assert purged.status_code == 204
+    assert graph.folder_messages(MAILBOX, "inbox") == []
+    assert graph.folder_messages(MAILBOX, "deleteditems") == []
+    assert_envelope(client.get(f"/users/{MAILBOX}/messages/{second}"), 404, "ErrorItemNotFound")
 
 
 def test_sendmail_lands_in_sent_items_and_can_be_found(

@@ -175,12 +175,17 @@ def test_a_folder_a_person_made_is_used(setup: GraphSetup) -> None:
     assert len(setup.emu.folder_messages(MAILBOX, "Processed")) == 1
 
 
-def test_fetch_of_a_deleted_message_is_an_input_error(setup: GraphSetup) -> None:
+def purge(setup: GraphSetup, item_id: str) -> None:
+    """A person deletes a message for good (Shift+Delete, or empties Deleted Items)."""
+    setup.mailbox().http.request(
+        "POST", f"users/{MAILBOX}/messages/{item_id}/permanentDelete", Call(what="a person")
+    )
+
+
+def test_fetch_of_a_purged_message_is_an_input_error(setup: GraphSetup) -> None:
     (item_id,) = deliver(setup, 1)
     box = setup.mailbox()
-    box.http.request(
-        "DELETE", f"users/{MAILBOX}/messages/{item_id}", Call(what="delete (a person)")
-    )
+    purge(setup, item_id)
 
     with pytest.raises(InputError, match=r"no longer in safeguarding@example\.org"):
         box.fetch(item_id)
@@ -344,10 +349,25 @@ def test_an_unknown_mailbox_is_named(tmp_path: Path, request: pytest.FixtureRequ
         list(setup.mailbox().fetch_new())
 
 
-def test_moving_a_message_a_person_deleted_is_an_input_error(setup: GraphSetup) -> None:
+def test_moving_a_message_a_person_purged_is_an_input_error(setup: GraphSetup) -> None:
     (item_id,) = deliver(setup, 1)
     box = setup.mailbox()
-    box.http.request("DELETE", f"users/{MAILBOX}/messages/{item_id}", Call(what="a person"))
+    purge(setup, item_id)
 
     with pytest.raises(InputError, match="cannot be moved to 'Processed'"):
         box.mark_processed(item_id)
+
+
+def test_a_message_a_person_deleted_mid_poll_is_still_filed_in_processed(
+    setup: GraphSetup,
+) -> None:
+    (item_id,) = deliver(setup, 1)
+    box = setup.mailbox()
+    (item,) = list(box.fetch_new())
+    # Graph's DELETE moves it to Deleted Items; the immutable id still reaches it there.
+    box.http.request("DELETE", f"users/{MAILBOX}/messages/{item_id}", Call(what="a person"))
+
+    box.mark_processed(item.item_id)
+
+    assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "Processed")] == [item_id]
+    assert setup.emu.folder_messages(MAILBOX, "deleteditems") == []
