@@ -8,7 +8,8 @@ Sending creates a draft from the MIME message (so the text and HTML parts and th
 ``Auto-Submitted`` header go out exactly as built), records the draft's id in the ledger, then
 sends it; the copy lands in the mailbox's Sent Items. After an unclear failure the sender looks
 in Sent Items (by ``internetMessageId``) and at the draft before sending again, so a retry never
-sends twice.
+sends twice. A draft that vanished unsent (a person deleted it for good) and is not in Sent Items
+after a settling wait is made again and sent: a possible duplicate beats a lost alert.
 """
 
 from __future__ import annotations
@@ -408,9 +409,11 @@ class GraphSender(_MailboxBase):
         if draft_id is not None:
             # An earlier attempt made a draft; did its send go through?
             status = self._status(message, draft_id)
-            if status != "draft":
+            if status == "in Sent Items":
                 self._sent(key, message, how=f"found {status} from an earlier attempt")
                 return
+            if status == "missing":
+                draft_id = self._redraft(key, message)
         else:
             draft_id = self._create_draft(message)
             self.ledger.set(key, f"draft:{draft_id}")
@@ -428,10 +431,13 @@ class GraphSender(_MailboxBase):
                 )
             except AmbiguousWrite:
                 self.http.settle(attempt + 1)
-                status = self._status(message, draft_id)
-                if status != "draft":
+                status = self._status(message, draft_id, attempt + 1)
+                if status == "in Sent Items":
                     self._sent(key, message, how=f"unclear answer, then found {status}")
                     return
+                if status == "missing":
+                    draft_id = self._redraft(key, message)
+                    continue
                 log.warning(
                     "graph: send of %s unclear and the draft is unsent; sending again (%d)",
                     message.message_id,
@@ -444,6 +450,19 @@ class GraphSender(_MailboxBase):
             f"send {message.message_id} from {self.address}: Graph gave no clear answer three "
             "times; the draft is kept and the send is retried later"
         )
+
+    def _redraft(self, key: str, message: OutboundMessage) -> str:
+        """A new draft for a message whose draft vanished unsent (a person deleted it for good
+        after a crash): a possible duplicate alert is better than a lost one."""
+        log.warning(
+            "graph: the draft of %s is gone and it is not in Sent Items of %s (deleted by a "
+            "person?); making a new draft and sending it",
+            message.message_id,
+            self.address,
+        )
+        draft_id = self._create_draft(message)
+        self.ledger.set(key, f"draft:{draft_id}")
+        return draft_id
 
     def _sent(self, key: str, message: OutboundMessage, *, how: str) -> None:
         self.ledger.set(key, f"sent:{datetime.now(UTC).isoformat(timespec='seconds')}")
@@ -492,8 +511,8 @@ class GraphSender(_MailboxBase):
         values = data.get("value") or []
         return str(values[0]["id"]) if values else None
 
-    def _status(self, message: OutboundMessage, draft_id: str) -> str:
-        """'in Sent Items', 'draft' (not sent yet) or 'draft gone' (sent; copy not filed yet)."""
+    def _status(self, message: OutboundMessage, draft_id: str, attempt: int = 1) -> str:
+        """'in Sent Items', 'draft' (not sent yet) or 'missing' (neither: make a new draft)."""
         if self._find(message, "sentitems"):
             return "in Sent Items"
         try:
@@ -503,10 +522,13 @@ class GraphSender(_MailboxBase):
                 params={"$select": "id,isDraft"},
             )
         except GraphNotFound:
-            # A sent draft leaves Drafts; its Sent Items copy can take a moment to appear.
-            return "draft gone"
+            # A sent draft leaves Drafts and its Sent Items copy can take a moment to appear;
+            # or a person deleted the unsent draft for good. Wait, then look once more.
+            self.http.settle(attempt)
+            return "in Sent Items" if self._find(message, "sentitems") else "missing"
         is_draft = entry.get("isDraft")
         if is_draft is True or str(is_draft).lower() == "true":
+            # Possibly in Deleted Items (a person deleted it): it is still ours to send.
             return "draft"
         return "in Sent Items"
 

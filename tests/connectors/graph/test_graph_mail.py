@@ -306,6 +306,66 @@ def test_a_dropped_connection_on_send_then_a_restart_sends_once(setup: GraphSetu
     assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 1  # one draft
 
 
+def leave_an_unsent_draft(setup: GraphSetup) -> str:
+    """A send whose answers are all lost: the draft stays in Drafts, its id in the ledger."""
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 0, times=3)  # no answer, not sent
+    with pytest.raises(TransientError, match="draft is kept"):
+        setup.sender().send(message())
+    (draft,) = setup.emu.folder_messages(MAILBOX, "drafts")
+    return str(draft["id"])
+
+
+def test_a_draft_a_person_purged_is_made_again_and_sent(
+    setup: GraphSetup, caplog: pytest.LogCaptureFixture
+) -> None:
+    draft_id = leave_an_unsent_draft(setup)
+    purge(setup, draft_id)  # a person tidies Drafts for good after the crash
+    sleeps_before = len(setup.sleeps.waits)
+    caplog.clear()
+
+    with caplog.at_level("WARNING", logger="prevent_service.graph"):
+        setup.sender().send(message())  # the next cycle
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]  # not lost …
+    setup.sender().send(message())
+    assert len(setup.emu.outbox(MAILBOX)) == 1  # … and recorded as sent once it went
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 2  # a new draft
+    assert len(setup.sleeps.waits) > sleeps_before  # it let Sent Items settle before deciding
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "<alert.0001@example.org>" in warning.getMessage()
+    assert "PRV-2026-0001" not in warning.getMessage() and "Zoë" not in warning.getMessage()
+
+
+def test_a_draft_gone_during_an_unclear_send_and_absent_from_sent_items_is_made_again(
+    setup: GraphSetup,
+) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 0)  # no answer; not sent
+    # The read-back of the draft answers 404, as if a person had just deleted it for good.
+    setup.emu.add_fault("GET", r"/messages/[^/]+$", 404)
+
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 2
+    # Sent Items was searched before the 404 and again after settling.
+    assert setup.emu.count_requests("GET", r"/mailFolders/sentitems/messages$") == 2
+
+
+def test_a_draft_a_person_deleted_to_deleted_items_is_sent_once(setup: GraphSetup) -> None:
+    draft_id = leave_an_unsent_draft(setup)
+    setup.mailbox().http.request(
+        "DELETE", f"users/{MAILBOX}/messages/{draft_id}", Call(what="a person")
+    )
+
+    setup.sender().send(message())
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.folder_messages(MAILBOX, "deleteditems") == []
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == 1
+
+
 def test_an_unclear_draft_creation_reuses_the_draft(setup: GraphSetup) -> None:
     setup.emu.add_fault("POST", r"/users/[^/]+/messages$", 504, after_commit=True)
 
