@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,31 @@ def test_check_passes_and_says_which_workbook_mode_is_in_use(site: Path, graph: 
     assert re.search(r"ok\s+mode for concern-register\.xlsx\s+workbook \(Excel API", result.stdout)
     assert re.search(r"ok\s+folder Processed", result.stdout)
     assert "FAIL" not in result.stdout
+
+
+def admin_email(folder: Path) -> str:
+    with (folder / "config.toml").open("rb") as handle:
+        return str(tomllib.load(handle)["people"]["admin_email"])
+
+
+def test_check_sends_only_with_send_test_and_then_one_message_to_the_admin(
+    site: Path, graph: Any
+) -> None:
+    plain = cli(site, "check")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert graph.outbox(MAILBOX) == []
+    assert graph.sent_messages(MAILBOX) == []
+
+    result = cli(site, "check", "--send-test")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    admin = admin_email(site)
+    (copy,) = graph.sent_messages(MAILBOX)  # exactly one, kept in the mailbox's Sent Items
+    assert [r["emailAddress"]["address"] for r in copy["toRecipients"]] == [admin]
+    (out,) = graph.outbox(MAILBOX)
+    assert out.recipients == [admin]
+    assert graph.folder_messages(MAILBOX, "drafts") == []
+    assert re.search(rf"ok\s+send from {re.escape(MAILBOX)}\s+test message sent to", result.stdout)
 
 
 def test_check_names_a_missing_permission(site: Path, graph: Any) -> None:
