@@ -29,6 +29,7 @@ from tests.connectors.harness_graph import (
     SITE_HOST,
     SITE_PATH,
 )
+from tests.connectors.test_mailbox_contract import make_raw
 
 REGISTER = "/Registers/concern-register.xlsx"
 FORMS = "/Forms/forms-responses.xlsx"
@@ -231,3 +232,83 @@ def test_reminders_run_end_to_end_on_graph_and_go_once(site: Path, graph: Any) -
     assert again.returncode == 0, again.stdout + again.stderr
     assert "sent 0 digest(s)" in again.stdout
     assert [s for s in subjects(graph) if s.startswith("Prevent compliance reminders")] == digests
+
+
+# ---------------------------------------------------------------------------- faults via the CLI
+# Each connector has its own fault tests; these run whole polls under representative faults that
+# are retried within the same poll, and check that nothing is lost and nothing doubled.
+
+
+def assert_each_concern_once(graph: Any, output: str) -> None:
+    """The demo's five concerns: one register row and one alert each, every e-mail filed."""
+    rows = register_rows(graph)
+    assert len(rows) == 5, output
+    assert len({str(r["Source key"]) for r in rows}) == 5, output
+    alerts = [s for s in subjects(graph) if "New safeguarding concern" in s]
+    assert len(alerts) == len(set(alerts)) == 5, output
+    assert len([s for s in subjects(graph) if "has been received" in s]) == 4, output
+    assert graph.folder_messages(MAILBOX, "inbox") == [], output
+    assert len(graph.folder_messages(MAILBOX, "Processed")) == 4, output
+    assert graph.folder_messages(MAILBOX, "drafts") == [], output  # no orphan drafts
+    assert len(graph.sent_messages(MAILBOX)) == len(graph.outbox(MAILBOX)), output
+
+
+@pytest.mark.parametrize(
+    "path",
+    [r"/rows/add$", r"/messages/[^/]+/send$"],
+    ids=["register-rows-add", "send-draft"],
+)
+def test_a_write_that_committed_behind_a_504_is_not_repeated(
+    site: Path, graph: Any, path: str
+) -> None:
+    graph.add_fault("POST", path, 504, after_commit=True)
+
+    result = cli(site, "poll")
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert graph.faults.pending == [], "the fault was never hit"
+    assert_each_concern_once(graph, output)
+
+
+def test_a_fractional_retry_after_on_delta_and_on_send_is_waited_out(
+    site: Path, graph: Any
+) -> None:
+    # 2.128 s: the kind of value that makes O365's own urllib3 retry raise.
+    for method, path in (("GET", r"/messages/delta"), ("POST", r"/messages/[^/]+/send$")):
+        graph.add_fault(method, path, 429, headers={"Retry-After": "2.128"})
+
+    result = cli(site, "poll")
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert graph.faults.pending == [], "a fault was never hit"
+    assert_each_concern_once(graph, output)
+
+
+def test_token_expiry_and_a_lost_delta_link_between_polls(site: Path, graph: Any) -> None:
+    first = cli(site, "poll")
+    assert first.returncode == 0, first.stdout + first.stderr
+    graph.expire_tokens()
+    graph.lose_delta_tokens()
+    # The new process's token also runs out mid-poll: Graph's expiry answer on a MIME read.
+    graph.add_fault("GET", r"/\$value$", 401)
+    graph.deliver(
+        MAILBOX,
+        make_raw("Another", "A learner said something worrying.", message_id="<late1@example.org>"),
+    )
+    tokens_before = graph.count_requests("POST", r"/oauth2/v2\.0/token$")
+
+    second = cli(site, "poll")
+
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output
+    assert graph.count_requests("GET", r"/messages/delta") >= 2  # the 410, then a full resync
+    assert graph.faults.pending == [], "the expiry was never hit"
+    assert graph.count_requests("POST", r"/oauth2/v2\.0/token$") >= tokens_before + 2
+    rows = register_rows(graph)
+    assert len(rows) == 6 and len({str(r["Source key"]) for r in rows}) == 6, output
+    alerts = [s for s in subjects(graph) if "New safeguarding concern" in s]
+    assert len(alerts) == len(set(alerts)) == 6, output  # the resync re-offered five: no repeats
+    assert graph.folder_messages(MAILBOX, "inbox") == [], output
+    assert graph.folder_messages(MAILBOX, "drafts") == [], output
