@@ -47,6 +47,7 @@ from connectors.xlsx import (
     is_blank,
     key_text,
     missing_column,
+    rows_with_keys,
     to_cell_value,
 )
 from service.config import Config, GraphWorkbookConfig
@@ -255,18 +256,7 @@ class GraphWorkbook:
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         if not values:
             return {}
-        t = self.read_table(table)
-        index = find_header(t.headers, column)
-        if index is None:
-            raise missing_column(self._where(), table, column, t.headers)
-        header = t.headers[index]
-        wanted = {key_text(v): v for v in values}
-        found: dict[str, int] = {}
-        for row, number in zip(t.rows, t.row_numbers, strict=True):
-            text = key_text(row.get(header))
-            if text in wanted and wanted[text] not in found:
-                found[wanted[text]] = number
-        return found
+        return rows_with_keys(self.read_table(table), column, values, where=self._where())
 
     def append_rows(
         self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None

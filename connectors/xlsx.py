@@ -189,6 +189,22 @@ def find_header(headers: Sequence[str], name: str) -> int | None:
     return None
 
 
+def rows_with_keys(t: Table, column: str, values: Sequence[str], *, where: str) -> dict[str, int]:
+    """``find_rows`` on a table already read: which ``values`` are in ``column`` (the first
+    sheet row number of each), keys compared as Excel shows them."""
+    index = find_header(t.headers, column)
+    if index is None:
+        raise missing_column(where, t.name, column, t.headers)
+    header = t.headers[index]
+    wanted = {key_text(v): v for v in values}
+    found: dict[str, int] = {}
+    for row, number in zip(t.rows, t.row_numbers, strict=True):
+        text = key_text(row.get(header))
+        if text in wanted and wanted[text] not in found:
+            found[wanted[text]] = number
+    return found
+
+
 def missing_column(where: str, table: str, column: str, headers: Sequence[str]) -> InputError:
     return InputError(
         f"{where}: table {table!r} has no column {column!r}; its columns are: "
@@ -460,18 +476,7 @@ class XlsxWorkbook:
         self._write(mutate)
 
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
-        t = self.read_table(table)
-        index = find_header(t.headers, column)
-        if index is None:
-            raise missing_column(self.path.name, t.name, column, t.headers)
-        header = t.headers[index]
-        wanted = {key_text(v): v for v in values}
-        found: dict[str, int] = {}
-        for row, number in zip(t.rows, t.row_numbers, strict=True):
-            text = key_text(row.get(header))
-            if text in wanted and wanted[text] not in found:
-                found[wanted[text]] = number
-        return found
+        return rows_with_keys(self.read_table(table), column, values, where=self.path.name)
 
     def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
         if not updates:
