@@ -38,8 +38,8 @@ def test_the_worker_polls_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         # The first poll runs at start: the demo's five concerns are alerted.
         assert wait_for(lambda: len(alerts_in(demo / "outbox")) == 5)
         # A message dropped while it runs is picked up by a later poll.
-        raw = (demo / "inbox" / "processed").glob("*online-content.eml")
-        new = next(raw).read_bytes().replace(b"<demo-0001@example.org>", b"<late@example.org>")
+        source = ROOT / "config" / "demo" / "mail" / "01-concern-online-content.eml"
+        new = source.read_bytes().replace(b"<demo-0001@example.org>", b"<late@example.org>")
         late = demo / "inbox" / "late.eml"
         late.write_bytes(new)
         os.utime(late, (time.time() - 60, time.time() - 60))
