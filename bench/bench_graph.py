@@ -28,14 +28,11 @@ from service.app import App
 from service.config import load_config
 from service.pipeline import poll
 from service.setup import init_folder
-from tests.cli.test_e2e_graph import COMPLIANCE, FORMS, REGISTER, graphify
+from tests.cli.test_e2e_graph import graphify, publish
 from tests.connectors.harness_graph import (
-    CLIENT_ID,
     MAILBOX,
     SECRET,
     SECRET_ENV,
-    SITE_HOST,
-    SITE_PATH,
 )
 from tests.graph_emulator import GraphEmulator
 
@@ -74,15 +71,7 @@ class Steps:
 
 def setup(emu: GraphEmulator, folder: Path) -> App:
     init_folder(folder, demo=False, today=date.today())
-    emu.add_app(CLIENT_ID, secret=SECRET)
-    emu.add_mailbox(MAILBOX)
-    emu.add_site(SITE_HOST, SITE_PATH)
-    for name, path in (
-        ("concern-register.xlsx", REGISTER),
-        ("forms-responses.xlsx", FORMS),
-        ("compliance.xlsx", COMPLIANCE),
-    ):
-        emu.put_file(SITE_HOST, SITE_PATH, path, (folder / "workbooks" / name).read_bytes())
+    publish(emu, folder)
     graphify(folder / "config.toml", emu)
     os.environ[SECRET_ENV] = SECRET
     return App(load_config(folder / "config.toml"))

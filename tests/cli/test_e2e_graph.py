@@ -36,6 +36,20 @@ FORMS = "/Forms/forms-responses.xlsx"
 COMPLIANCE = "/Compliance/compliance.xlsx"
 
 
+def publish(emu: Any, folder: Path) -> None:
+    """Set the emulator up as the tenant of an ``init`` folder: the app, the shared mailbox,
+    the site, and the folder's three workbooks uploaded to it."""
+    emu.add_app(CLIENT_ID, secret=SECRET)
+    emu.add_mailbox(MAILBOX)
+    emu.add_site(SITE_HOST, SITE_PATH)
+    for name, path in (
+        ("concern-register.xlsx", REGISTER),
+        ("forms-responses.xlsx", FORMS),
+        ("compliance.xlsx", COMPLIANCE),
+    ):
+        emu.put_file(SITE_HOST, SITE_PATH, path, (folder / "workbooks" / name).read_bytes())
+
+
 def graphify(config: Path, emu: Any) -> None:
     """Point the demo config's backends at the emulator."""
     text = config.read_text(encoding="utf-8")
@@ -85,15 +99,7 @@ def site(graph: Any, tmp_path: Path) -> Path:
     folder = tmp_path / "demo"
     result = run_cli("init", "--demo", str(folder))
     assert result.returncode == 0, result.stderr
-    graph.add_app(CLIENT_ID, secret=SECRET)
-    graph.add_mailbox(MAILBOX)
-    graph.add_site(SITE_HOST, SITE_PATH)
-    for name, path in (
-        ("concern-register.xlsx", REGISTER),
-        ("forms-responses.xlsx", FORMS),
-        ("compliance.xlsx", COMPLIANCE),
-    ):
-        graph.put_file(SITE_HOST, SITE_PATH, path, (folder / "workbooks" / name).read_bytes())
+    publish(graph, folder)
     for eml in sorted((folder / "inbox").glob("*.eml")):
         graph.deliver(MAILBOX, eml.read_bytes())
         eml.unlink()
