@@ -14,11 +14,9 @@ from service.app import App
 from service.errors import PreventServiceError
 from service.forms import column_map
 
-_checked_roles: dict[int, set[str]] = {}
-
 
 def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
-    _checked_roles.pop(id(app), None)
+    backend_checked: set[str] = set()  # a workbook's own lines once, not once per table
     results = [CheckResult("config", True, str(app.config.source or "loaded"))]
     results.append(CheckResult("ledger", True, str(app.ledger.path)))
 
@@ -36,7 +34,9 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
             if send_test:
                 results.append(_send_test(app))
 
-    results += _workbook_checks(app, "register", app.config.register.table, _register_columns)
+    results += _workbook_checks(
+        app, "register", app.config.register.table, _register_columns, backend_checked
+    )
     forms = app.config.intake.forms
     if forms is not None:
 
@@ -46,12 +46,12 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
             column_map(Table(forms.table, headers, ()), forms.columns, where="forms workbook")
             return None
 
-        results += _workbook_checks(app, "forms", forms.table, forms_columns)
+        results += _workbook_checks(app, "forms", forms.table, forms_columns, backend_checked)
     if app.config.compliance is not None:
         from service.compliance import compliance_table_specs
 
         for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
-            results += _workbook_checks(app, "compliance", spec.table, None)
+            results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)
     return results
 
 
@@ -89,6 +89,7 @@ def _workbook_checks(
     role: str,
     table: str,
     check_headers: Callable[[tuple[str, ...]], str | None] | None,
+    backend_checked: set[str],
 ) -> Iterable[CheckResult]:
     name = f"{role} table {table}"
     try:
@@ -96,8 +97,8 @@ def _workbook_checks(
     except PreventServiceError as exc:
         return [CheckResult(name, False, str(exc))]
     # The backend's own lines (site, file, mode) once per workbook, not once per table.
-    first_table = role not in _checked_roles.setdefault(id(app), set())
-    _checked_roles[id(app)].add(role)
+    first_table = role not in backend_checked
+    backend_checked.add(role)
     results = (
         _backend_checks(f"{role} workbook", workbook)
         if first_table and hasattr(workbook, "checks")
