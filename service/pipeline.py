@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service import register
@@ -102,9 +102,10 @@ class CycleResult:
 
 @dataclass
 class Work:
-    """An item in flight this cycle: its ledger row and, once built, its concern."""
+    """An item in flight this cycle: its ledger key and, once built, its concern.
+    (Its ledger row is read afresh at each step, never kept: steps change it.)"""
 
-    row: ItemRow
+    source_key: str
     concern: Concern | None = None
     mail_item_id: str | None = None
     ack_to: str | None = None
@@ -318,7 +319,7 @@ class Intake:
         concern = self._concern_from_mail(parsed, item, key, reference)
         self.work.append(
             Work(
-                row=self.ledger.item(key) or existing,
+                source_key=key,
                 concern=concern,
                 mail_item_id=item.item_id,
                 ack_to=self._ack_address(parsed.from_address),
@@ -353,7 +354,7 @@ class Intake:
             reference = self._reference(key)
             self.work.append(
                 Work(
-                    row=self.ledger.item(key),  # type: ignore[arg-type]
+                    source_key=key,
                     concern=self._concern_from_form(response, key, reference),
                     ack_to=self._ack_address(response.email),
                 )
@@ -463,7 +464,7 @@ class Intake:
     def _send_alerts(self) -> None:
         register_status = self._register_status()
         for work in self.work:
-            row = self.ledger.item(work.row.source_key)
+            row = self.ledger.item(work.source_key)
             if row is None or row.alerted_at or work.concern is None:
                 continue
             concern = work.concern
@@ -517,7 +518,7 @@ class Intake:
     def _write_register(self) -> None:
         pending = []
         for work in self.work:
-            row = self.ledger.item(work.row.source_key)
+            row = self.ledger.item(work.source_key)
             if row is None or row.logged_at or work.concern is None or row.state != ItemState.OPEN:
                 continue
             pending.append((work, row))
@@ -534,24 +535,24 @@ class Intake:
             to_add = [w for w, _ in pending if w.concern and w.concern.source_key not in present]
             if to_add:
                 for work in to_add:
-                    self.ledger.mark_tried(work.row.source_key, "log")
+                    self.ledger.mark_tried(work.source_key, "log")
                 rows = [register.register_row(w.concern) for w in to_add if w.concern]
                 workbook.append_rows(table, rows, key_column=register.SOURCE_KEY)
                 for work in to_add:
-                    self.step_done("row_written", work.row.source_key)
-                    self.ledger.mark_step(work.row.source_key, "logged")
+                    self.step_done("row_written", work.source_key)
+                    self.ledger.mark_step(work.source_key, "logged")
                     self.result.rows += 1
-                    self.step_done("logged", work.row.source_key)
+                    self.step_done("logged", work.source_key)
                 log.info("register: %d row(s) appended", len(to_add))
         except (ConnectorError, InputError) as exc:
             # The alert has gone (or will); the row stays pending for a later cycle.
             for work, _ in pending:
-                self._park(work.row.source_key, exc, short=isinstance(exc, LockedError))
+                self._park(work.source_key, exc, short=isinstance(exc, LockedError))
             self.result.problems.append(f"register: {exc}")
 
     def _send_acks(self) -> None:
         for work in self.work:
-            row = self.ledger.item(work.row.source_key)
+            row = self.ledger.item(work.source_key)
             if row is None or row.acked_at or not row.alerted_at or work.concern is None:
                 continue
             if work.ack_to is None:
@@ -582,7 +583,7 @@ class Intake:
 
     def _finish(self, mailbox: Mailbox | None) -> None:
         for work in self.work:
-            key = work.row.source_key
+            key = work.source_key
             row = self.ledger.item(key)
             if row is None or row.state != ItemState.OPEN:
                 continue
@@ -766,10 +767,8 @@ def _where(section: object, table: str) -> str:
     return f"{path} (table {table})" if path else f"table {table}"
 
 
-def _local(value: datetime | None, tz: object) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(tz).strftime("%d/%m/%Y %H:%M")  # type: ignore[arg-type]
+def _local(value: datetime | None, tz: tzinfo) -> str:
+    return value.astimezone(tz).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 def _first_line(text: str, limit: int) -> str:
