@@ -218,7 +218,11 @@ class ImapMailbox:
                             f"the IMAP server {self._where()} does not offer STARTTLS: use "
                             'security = "tls" (port 993), or ask the mail admin to enable TLS'
                         )
-                    client.starttls(ssl_context=self._tls)
+                    try:
+                        client.starttls(ssl_context=self._tls)
+                    except BaseException:
+                        _shutdown(client)
+                        raise
         except ssl.SSLCertVerificationError as exc:
             raise PermanentError(
                 f"the IMAP server {self._where()} has a TLS certificate this machine does not "
@@ -239,6 +243,9 @@ class ImapMailbox:
         except (OSError, imaplib.IMAP4.abort) as exc:
             _shutdown(client)
             raise _Reconnect(f"login: {type(exc).__name__}") from exc
+        except BaseException:  # a refused CAPABILITY, Ctrl-C: never leave the socket open
+            _shutdown(client)
+            raise
         return client
 
     def _login(self, client: imaplib.IMAP4) -> None:

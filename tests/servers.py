@@ -136,7 +136,11 @@ class MailServers:
     def imap(self, user: MailUser) -> imaplib.IMAP4:
         """A plain test-side IMAP session for ``user`` (to deliver, count and inspect)."""
         client = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
-        client.login(user.address, user.password)
+        try:
+            client.login(user.address, user.password)
+        except BaseException:
+            client.shutdown()
+            raise
         return client
 
     def doveadm(self, *args: str) -> str:
@@ -152,8 +156,17 @@ class MailServers:
         return result.stdout
 
     def kick(self, user: MailUser) -> None:
-        """Drop every IMAP connection of ``user`` on the server side (as a server restart would)."""
+        """Drop every IMAP connection of ``user`` on the server side (as a server restart would).
+
+        ``doveadm kick`` only signals the sessions; wait until Dovecot reports them gone, so a
+        test's next command on an old session meets the BYE instead of racing it.
+        """
         self.doveadm("kick", user.address)
+        deadline = time.monotonic() + 10
+        while user.address.lower() in self.doveadm("who", "-1", user.address).lower():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"doveadm kick: {user.address} still connected after 10 s")
+            time.sleep(0.02)
 
     def mailbox_messages(self, address: str) -> list[EmailMessage]:
         """Messages the SMTP server delivered to ``address``'s INBOX and not yet read by IMAP."""
@@ -237,6 +250,8 @@ def imap_session(mail_servers: MailServers, mail_user: MailUser) -> Iterator[ima
     yield client
     with contextlib.suppress(imaplib.IMAP4.error, OSError):
         client.logout()
+    with contextlib.suppress(imaplib.IMAP4.error, OSError):
+        client.shutdown()  # logout() leaves the socket open when the server already said BYE
 
 
 # ---------------------------------------------------------------------------- SMTP server

@@ -104,8 +104,13 @@ class ImapMailboxHarness:
     def close(self) -> None:
         self.imap_mailbox.close()
         if self._session is not None:
-            with contextlib.suppress(imaplib.IMAP4.error, OSError):
-                self._session.logout()
+            try:
+                with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                    self._session.logout()
+            finally:  # logout() leaves the socket open when the server already said BYE
+                with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                    self._session.shutdown()
+            self._session = None
         self.imap_mailbox.ledger.close()
 
 
