@@ -64,6 +64,27 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print the coming deadlines and anything not understood")
     p.add_argument("--days", type=int, default=90, help="how far ahead (default 90)")
+
+    p = sub.add_parser("report", help="the board / inspectors report (counts only): xlsx, e-mail")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="first day (default: 1 August of the current academic year)",
+    )
+    p.add_argument(
+        "--to", dest="end", type=_iso_date, metavar="YYYY-MM-DD", help="last day (default: today)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="workbook to write (default: <report folder>/prevent-report-<from>-to-<to>.xlsx)",
+    )
+    p.add_argument(
+        "--send", action="store_true", help="also e-mail it to [report] recipients (once)"
+    )
     return parser
 
 
@@ -240,6 +261,35 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         app.close()
 
 
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from connectors.report_xlsx import write_report_workbook
+    from service.report import report_command
+
+    if args.start and args.end and args.end < args.start:
+        print(
+            f"prevent-service report: --to {args.end} is before --from {args.start}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    app = _app(args)
+    try:
+        today = app.local_now().date()
+        if args.start and not args.end and args.start > today:
+            print(f"prevent-service report: --from {args.start} is after today", file=sys.stderr)
+            return EXIT_USAGE
+        return report_command(
+            app,
+            write_report_workbook,
+            out,
+            start=args.start,
+            end=args.end,
+            path=args.out,
+            send_it=args.send,
+        )
+    finally:
+        app.close()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "init": cmd_init,
     "check": cmd_check,
@@ -248,6 +298,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "remind": cmd_remind,
     "plan": cmd_plan,
+    "report": cmd_report,
 }
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 import warnings
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -310,6 +310,27 @@ class State(Section):
     path: Path = Path("state")
 
 
+class Report(Section):
+    """The board / inspectors report (``prevent-service report``; yearly on ``send_on``)."""
+
+    # Role names from [roles] and/or addresses; unset: the Executive Director role and the DSP.
+    recipients: list[str] | None = None
+    send_on: str = "09-01"  # month-day: the yearly report for the academic year just ended
+    folder: Path | None = None  # where report workbooks go; default <state folder>/reports
+
+    @field_validator("send_on")
+    @classmethod
+    def _send_on(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d\d)-(\d\d)", value.strip())
+        try:  # a day every year has (not 29 February)
+            valid = bool(match) and date(2001, int(match[1]), int(match[2])) is not None  # type: ignore[index]
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"{value!r} is not a month-day MM-DD (for example 09-01)")
+        return value.strip()
+
+
 # BaseModel's metaclass has a ``register`` method; the config key is ours and reads naturally.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
@@ -325,6 +346,7 @@ class Config(Section):
     compliance: Compliance | None = None
     schedule: Schedule = Schedule()
     state: State = State()
+    report: Report = Report()
     m365: M365 | None = None
 
     # Where the file came from, for resolving relative paths and for messages.
@@ -344,6 +366,10 @@ class Config(Section):
     @property
     def ledger_path(self) -> Path:
         return self.state.path / "ledger.sqlite3"
+
+    @property
+    def report_folder(self) -> Path:
+        return self.report.folder or self.state.path / "reports"
 
     def role_addresses(self, role: str) -> list[str]:
         """Addresses for a role name, matched case-insensitively and ignoring spacing."""
@@ -394,8 +420,21 @@ def parse_config(data: dict[str, Any], *, source: Path | None = None) -> Config:
             f"{_message(dict(first))} (in {where}){''.join(others)}",
             key=_format_loc(first["loc"]),
         ) from None
+    _check_report_recipients(config, str(source) if source else "the config")
     base = source.parent if source else Path.cwd()
     return _resolve_paths(config, base).model_copy(update={"source": source})
+
+
+def _check_report_recipients(config: Config, where: str) -> None:
+    """Each ``[report] recipients`` entry is an address or a role that [roles] names."""
+    for n, entry in enumerate(config.report.recipients or ()):
+        if EMAIL_RE.match(entry.strip()):
+            continue
+        if not config.role_addresses(entry):
+            raise ConfigError(
+                f"{entry!r} is neither an e-mail address nor a role in [roles] (in {where})",
+                key=f"report.recipients[{n}]",
+            )
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> Any:
