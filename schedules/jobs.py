@@ -9,8 +9,11 @@ id                   when                                             does
 ``reminders-daily``  ``compliance.send_time``, organisation time zone  the reminder cycle
 ``escalation``       every ``schedule.escalation_check_minutes``       escalate concerns still New
 ``weekly-digest``    ``schedule.digest_day`` at ``digest_time``        the DSP's weekly digest
-``catch-up``         at start, then with the escalation check          today's reminders and this
-                                                                      week's digest, if missed
+``yearly-report``    daily at the compliance ``send_time`` (08:00)     the board report, on
+                                                                      ``report.send_on`` (once)
+``catch-up``         at start, then with the escalation check          today's reminders, this
+                                                                      week's digest and the
+                                                                      yearly report, if missed
 ===================  ===============================================  =========================
 
 At start the three start-up runs go in this order: the intake poll, then the escalation check,
@@ -38,6 +41,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from apscheduler.events import (
@@ -67,6 +71,7 @@ JOB_REMINDERS = "reminders-daily"
 JOB_ESCALATION = "escalation"
 JOB_WEEKLY = "weekly-digest"
 JOB_CATCH_UP = "catch-up"
+JOB_REPORT = "yearly-report"
 # First runs at start, in this order (see the module docstring).
 STARTUP_ORDER = (JOB_POLL, JOB_ESCALATION, JOB_CATCH_UP)
 _STARTUP_STEP = timedelta(milliseconds=10)
@@ -160,6 +165,9 @@ def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) 
     if config.compliance is not None:
         send = config.compliance.send_time
         add(JOB_REMINDERS, _reminders, CronTrigger(hour=send.hour, minute=send.minute, timezone=tz))
+    # Daily at the send time: the body only acts on report.send_on (next working day), once.
+    at = config.compliance.send_time if config.compliance is not None else dtime(8, 0)
+    add(JOB_REPORT, _yearly_report, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz))
     add(
         JOB_CATCH_UP,
         _catch_up,
@@ -204,15 +212,23 @@ def _weekly(app: App) -> Any:
     return scheduled_weekly(app)
 
 
+def _yearly_report(app: App) -> Any:
+    from connectors.report_xlsx import write_report_workbook
+    from service.report import scheduled_yearly
+
+    return scheduled_yearly(app, write_report_workbook)
+
+
 def _catch_up(app: App) -> None:
-    """After downtime (or a misfire past its grace): today's reminders and this week's digest
-    go out once their time has passed. Both are no-ops when already done."""
+    """After downtime (or a misfire past its grace): today's reminders, this week's digest and
+    the yearly report go out once their time has passed. All are no-ops when already done."""
     from service.escalation import scheduled_weekly
     from service.reminders import scheduled_cycle
 
     if app.config.compliance is not None:
         scheduled_cycle(app)
     scheduled_weekly(app)
+    _yearly_report(app)
 
 
 # ---------------------------------------------------------------------------- listeners

@@ -20,6 +20,7 @@ from schedules.jobs import (
     JOB_ESCALATION,
     JOB_POLL,
     JOB_REMINDERS,
+    JOB_REPORT,
     JOB_WEEKLY,
     add_jobs,
     build_scheduler,
@@ -49,7 +50,14 @@ def test_jobs_come_from_config_with_stable_ids_and_safe_defaults() -> None:
     )
     scheduler = build_scheduler(never, config)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {JOB_POLL, JOB_REMINDERS, JOB_ESCALATION, JOB_WEEKLY, JOB_CATCH_UP}
+    assert set(jobs) == {
+        JOB_POLL,
+        JOB_REMINDERS,
+        JOB_ESCALATION,
+        JOB_WEEKLY,
+        JOB_REPORT,
+        JOB_CATCH_UP,
+    }
     for job in jobs.values():
         assert job.coalesce is True
         assert job.max_instances == 1
@@ -66,7 +74,12 @@ def test_optional_jobs_follow_the_config() -> None:
     data = make_config().model_dump(exclude={"source"}, mode="json")
     del data["compliance"]
     scheduler = build_scheduler(never, parse_config(data))
-    assert {job.id for job in scheduler.get_jobs()} == {JOB_ESCALATION, JOB_WEEKLY, JOB_CATCH_UP}
+    assert {job.id for job in scheduler.get_jobs()} == {
+        JOB_ESCALATION,
+        JOB_WEEKLY,
+        JOB_REPORT,
+        JOB_CATCH_UP,
+    }
 
 
 def test_adding_the_jobs_again_replaces_them() -> None:
