@@ -102,7 +102,7 @@ def write_report_workbook(report: BoardReport, path: Path) -> Path:
     for group in c.by_group:
         _append(ws, [group.group, group.concerns, group.suggested, group.reported])
     _bar(ws, "Concerns by indicator group", "Concerns", len(c.by_group), cats=1, data=2, at="F2")
-    _append(ws, [])
+    _append(ws, [""])
     _append(ws, ["No indicator recorded", c.no_indicator])
     _append(ws, ["A concern counts once in each group it touches."])
 

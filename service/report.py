@@ -628,9 +628,10 @@ def scheduled_yearly(app: App, writer: Writer) -> bool:
     period, _ = due
     if app.ledger.get(_KV_YEARLY) == period.key:
         return False
-    if not already_sent(app, period):
+    sent = 0
+    if not already_sent(app, period):  # a manual ``report --send`` for the same year counts
         report = gather(app, period)
         writer(report, default_path(app, period))
-        send(app, report)
+        sent = send(app, report)
     app.ledger.set(_KV_YEARLY, period.key)
-    return True
+    return sent > 0

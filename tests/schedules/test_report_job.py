@@ -134,3 +134,15 @@ def test_a_worker_first_started_long_after_send_on_sends_nothing(tmp_path: Path)
     assert run(app) is False
     run(app, JOB_CATCH_UP)
     assert reports(sender) == []
+
+
+def test_a_manual_send_for_the_same_year_counts_as_the_yearly_report(tmp_path: Path) -> None:
+    from service.report import Period, gather, send
+
+    clock = Clock(at(date(2027, 8, 2), 9))
+    app, sender = app_on(config(tmp_path), clock, Ledger(":memory:"))
+    assert send(app, gather(app, Period(date(2026, 8, 1), date(2027, 7, 31)))) == 2
+    clock.when = at(date(2027, 9, 1), 8)
+    assert run(app) is False
+    assert len(reports(sender)) == 1
+    assert not (tmp_path / "state" / "reports").exists()  # nothing rebuilt either
