@@ -32,7 +32,7 @@ PASSWORD_ENV = "PREVENT_TEST_MAIL_PASSWORD"
 # Runs the real CLI; at the given step of the first item either SIGKILLs itself or has the
 # server drop every IMAP connection of the intake user (then carries on).
 HOOKED = """
-import os, signal, subprocess, sys
+import os, signal, subprocess, sys, time
 from service import pipeline
 from service.cli import main
 action, step, user, dovecot_conf = sys.argv[1:5]
@@ -44,6 +44,12 @@ def step_done(self, name, key):
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     subprocess.run(["doveadm", "-c", dovecot_conf, "kick", user], check=True)
+    for _ in range(500):  # kick only signals: wait until the sessions are really gone
+        who = subprocess.run(["doveadm", "-c", dovecot_conf, "who", "-1", user],
+                             capture_output=True, text=True, check=True).stdout
+        if user.lower() not in who.lower():
+            break
+        time.sleep(0.02)
 pipeline.Intake.step_done = step_done
 sys.exit(main(sys.argv[5:]))
 """
@@ -205,6 +211,7 @@ def test_server_drops_the_connection_mid_cycle(site: Site) -> None:
     result = site.hooked("kick", "alerted")  # every IMAP connection cut after the alert
 
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "reconnecting" in result.stderr  # the cut really happened mid-cycle
     assert_exactly_once(site)
 
 
