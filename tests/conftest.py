@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from service.app import App
 from service.config import Config, parse_config
 
 pytest_plugins = ["tests.servers", "tests.graph_emulator.fixtures"]
+
+# Property tests explore new inputs on every developer run; CI (HYPOTHESIS_PROFILE=ci, set by
+# .ci/run) replays a fixed set so that a landing never depends on the luck of the draw. A failure
+# prints the example and a blob to reproduce it with @reproduce_failure.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 BASE_CONFIG: dict[str, Any] = {
     "organisation": {"name": "Example Training Ltd", "reference_prefix": "PRV"},
