@@ -8,8 +8,7 @@ temporary name in the same folder and renamed, so a reader never sees half a wor
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.worksheet import Worksheet
 
+from connectors.files import write_atomic
 from connectors.xlsx import DATE_FORMAT, DATETIME_FORMAT, fit_cell, looks_like_formula
 from service.errors import PermanentError
 
@@ -242,16 +242,11 @@ def _bar(
 
 def _save(book: XlWorkbook, path: Path) -> Path:
     path = Path(path)
+    buffer = io.BytesIO()
+    book.save(buffer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".xlsx", dir=path.parent)
-        os.close(fd)
-        try:
-            book.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, buffer.getvalue())
     except OSError as exc:
         raise PermanentError(f"cannot write the report to {path}: {exc.strerror}") from exc
     return path

@@ -200,14 +200,15 @@ class BoardReport:
     def summary_lines(self) -> list[str]:
         c, t, rag = self.concerns, self.training_total, self.rag_counts
         ack = (
-            f"median {c.ack_median_hours:.1f} h, worst {c.ack_worst_hours:.1f} h"
+            f"median {c.ack_median_hours:.1f} h, worst {c.ack_worst_hours:.1f} h "
+            f"over {c.acknowledged} concern(s)"
             if c.ack_median_hours is not None and c.ack_worst_hours is not None
-            else "no times recorded"
+            else "none recorded yet (the escalation check records it when a concern leaves New)"
         )
         lines = [
             f"Prevent report {self.period.start} to {self.period.end} ({self.organisation})",
             f"  concerns: {c.total} ({c.critical} critical; {c.still_new} still New)",
-            f"  time to acknowledge: {c.acknowledged} timed, {ack}",
+            f"  time to acknowledge: {ack}",
         ]
         if self.compliance_note:
             lines.append(f"  compliance: {self.compliance_note}")
@@ -217,7 +218,7 @@ class BoardReport:
                 f"{t.due_soon} due within {SOON_DAYS} days, {t.overdue} overdue, "
                 f"{t.never} never trained, {t.not_understood} not understood",
                 f"  action plan: {rag[RED]} red, {rag[AMBER]} amber, {rag[GREEN]} green",
-                f"  policies: {len(self.policies)}; {self.policies_overdue} overdue, "
+                f"  policies: {len(self.policies)} listed; {self.policies_overdue} overdue, "
                 f"{self.policies_soon} due within {POLICY_SOON_DAYS} days",
             ]
         if c.unreadable_rows:
@@ -248,7 +249,7 @@ def gather(app: App, period: Period) -> BoardReport:
             # Messages name tables and columns, never cell content.
             report.compliance_note = f"the compliance workbook could not be read: {exc}"
     log.info(
-        "report %s: %d concern(s), %d staff, %d action(s), %d polic(ies)",
+        "report %s: %d concern(s), %d staff, %d action(s), %d policy row(s)",
         period.key,
         report.concerns.total,
         report.training_total.staff,
