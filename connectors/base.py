@@ -67,6 +67,16 @@ class Mailbox(Protocol):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (the board report's workbook). ``filename`` is ours, never
+    taken from inbound mail."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"  # "maintype/subtype"; text/* is UTF-8
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
     """An e-mail the service sends. ``message_id`` is stable for a given purpose, so a retry
     after an unclear failure is recognisable (senders that can check use it to send once)."""
@@ -82,9 +92,11 @@ class OutboundMessage:
     reply_to: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     date: datetime | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def to_email(self) -> EmailMessage:
-        """The MIME form: multipart/alternative with text then HTML; auto-generated headers."""
+        """The MIME form: multipart/alternative with text then HTML (inside multipart/mixed when
+        there are attachments); auto-generated headers."""
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["Message-ID"] = self.message_id
         msg["Date"] = (
@@ -110,6 +122,15 @@ class OutboundMessage:
             msg[name] = value
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")
+        for attachment in self.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            msg.add_attachment(
+                attachment.content,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=attachment.filename,
+                params={"charset": "utf-8"} if maintype == "text" else {},
+            )
         return msg
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors import MAILBOXES, SENDERS, WORKBOOKS, backend_class
-from connectors.base import Mailbox, MailSender, OutboundMessage, Workbook
+from connectors.base import Attachment, Mailbox, MailSender, OutboundMessage, Workbook
 from service.config import Config
 from service.ledger import Ledger
 from service.render import render_email
@@ -109,6 +109,7 @@ class App:
         context: Mapping[str, Any],
         cc: Iterable[str] = (),
         high_importance: bool = False,
+        attachments: Iterable[Attachment] = (),
     ) -> OutboundMessage:
         """Render ``template`` and build the message; ``kind``+``key`` make its Message-ID."""
         ctx = {"organisation": self.config.organisation.name, **context}
@@ -125,6 +126,7 @@ class App:
             html=html,
             high_importance=high_importance,
             date=self.now(),
+            attachments=tuple(attachments),
         )
 
     def send(self, message: OutboundMessage) -> None:

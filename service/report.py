@@ -34,6 +34,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from connectors.base import Attachment
 from service.app import App
 from service.compliance import (
     ACTION_TABLE,
@@ -532,9 +533,12 @@ def already_sent(app: App, period: Period) -> bool:
     return found is not None
 
 
-def send(app: App, report: BoardReport) -> int:
-    """Send the report e-mail once per period; returns how many recipients it went to (0 if
-    it had gone already)."""
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def send(app: App, report: BoardReport, workbook: Path | None = None) -> int:
+    """Send the report e-mail once per period, with ``workbook`` (the charts) attached; returns
+    how many recipients it went to (0 if it had gone already)."""
     period = report.period
     if already_sent(app, period):
         log.info("report %s already sent: not sent again", period.key)
@@ -544,6 +548,7 @@ def send(app: App, report: BoardReport) -> int:
     subject = f"Prevent report {period.label}: {report.concerns.total} concern(s)"
     if not report.compliance_note:
         subject += f", training {t.percent:g}% current"
+    attached = [Attachment(workbook.name, workbook.read_bytes(), XLSX_TYPE)] if workbook else []
     message = app.compose(
         kind=KIND,
         key=period.key,
@@ -551,6 +556,7 @@ def send(app: App, report: BoardReport) -> int:
         subject=subject,
         template="report",
         context=email_context(report),
+        attachments=attached,
     )
     app.send(message)
     record_sent(app, message.message_id, KIND, to, period.end, report.concerns.total)
@@ -588,7 +594,7 @@ def report_command(
         print(line, file=out)
     print(f"Workbook: {written}", file=out)
     if send_it:
-        sent = send(app, report)
+        sent = send(app, report, written)
         print(
             f"Sent to {sent} recipient(s)."
             if sent
@@ -632,7 +638,7 @@ def scheduled_yearly(app: App, writer: Writer) -> bool:
     sent = 0
     if not already_sent(app, period):  # a manual ``report --send`` for the same year counts
         report = gather(app, period)
-        writer(report, default_path(app, period))
-        sent = send(app, report)
+        written = writer(report, default_path(app, period))
+        sent = send(app, report, written)
     app.ledger.set(_KV_YEARLY, period.key)
     return sent > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def test_report_send_goes_once(demo: Path, tmp_path: Path) -> None:
     message = outbox_messages(demo / "outbox")
     board = [m for m in message if str(m["Subject"]).startswith("Prevent report")]
     assert [str(m["To"]) for m in board] == ["executive.director@example.org, dsp@example.org"]
+    (attached,) = board[0].iter_attachments()  # the workbook with the charts, as written
+    assert attached.get_filename() == "board.xlsx"
+    assert attached.get_content() == out.read_bytes()
+    charts = load_workbook(io.BytesIO(attached.get_content()))["Concerns by month"]._charts
+    assert len(charts) == 1
     stamp = sent[0].stat().st_mtime_ns
 
     again = run_cli("--config", config, "report", "--send", "--out", str(out))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connectors.base import OutboundMessage
+from connectors.base import Attachment, OutboundMessage
 from tests.connectors.harness import SenderHarness
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def message(message_id: str = "<alert.0001@example.org>", **changes: object) -> OutboundMessage:
@@ -71,3 +73,31 @@ def test_different_message_ids_are_all_sent(sender_harness: SenderHarness) -> No
     sent = sender_harness.sent()
 
     assert sorted(m["Message-ID"] for m in sent) == [f"<ack.{n}@example.org>" for n in range(3)]
+
+
+def test_attachments_arrive_intact_beside_the_text_and_html(
+    sender_harness: SenderHarness,
+) -> None:
+    workbook = bytes(range(256)) * 40  # binary, not valid UTF-8
+    sender_harness.sender.send(
+        message(
+            attachments=(
+                Attachment("prevent-report-2025-08-01-to-2026-07-31.xlsx", workbook, XLSX),
+                Attachment("notes – récit.txt", "Zoë\n".encode(), "text/plain"),
+            )
+        )
+    )
+
+    (sent,) = sender_harness.sent()
+
+    assert sent.get_content_type() == "multipart/mixed"
+    text = sent.get_body(preferencelist=("plain",))
+    html = sent.get_body(preferencelist=("html",))
+    assert text is not None and "PRV-2026-0001" in text.get_content()
+    assert html is not None and "<b>PRV-2026-0001</b>" in html.get_content()
+    files = {a.get_filename(): a for a in sent.iter_attachments()}
+    assert set(files) == {"prevent-report-2025-08-01-to-2026-07-31.xlsx", "notes – récit.txt"}
+    report = files["prevent-report-2025-08-01-to-2026-07-31.xlsx"]
+    assert report.get_content_type() == XLSX
+    assert report.get_content() == workbook
+    assert files["notes – récit.txt"].get_content() == "Zoë\n"
