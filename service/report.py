@@ -28,13 +28,13 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.base import Attachment
+from connectors.base import Attachment, Workbook
 from service.app import App
 from service.compliance import (
     ACTION_TABLE,
@@ -341,6 +341,16 @@ def _area(app: App, text: str) -> str:
     return OTHER
 
 
+def _numbered_rows(workbook: Workbook, name: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(sheet, Excel row number, row by normalised header) for each row of table ``name``: the
+    keys ``read_compliance`` reports its items and problems by."""
+    table = workbook.read_table(name)
+    sheet = table.sheet or table.name
+    for i, raw in enumerate(table.rows):
+        number = table.row_numbers[i] if i < len(table.row_numbers) else i + 2
+        yield sheet, number, {norm(k): v for k, v in raw.items()}
+
+
 def _compliance(app: App, end: date, report: BoardReport) -> None:
     cfg = app.config.compliance
     assert cfg is not None
@@ -354,11 +364,7 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
     done = {norm(s) for s in cfg.done_statuses}
 
     # Action plan: every item, RAG at the end date.
-    table = workbook.read_table(ACTION_TABLE)
-    sheet = table.sheet or table.name
-    for i, raw in enumerate(table.rows):
-        row = {norm(k): v for k, v in raw.items()}
-        number = table.row_numbers[i] if i < len(table.row_numbers) else i + 2
+    for sheet, number, row in _numbered_rows(workbook, ACTION_TABLE):
         action, owner = as_text(row.get("action")), as_text(row.get("owner"))
         due_cell = row.get("due")
         if not (action or owner or as_text(due_cell)):
@@ -397,11 +403,7 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
         )
 
     # Policies.
-    table = workbook.read_table(POLICY_TABLE)
-    sheet = table.sheet or table.name
-    for i, raw in enumerate(table.rows):
-        row = {norm(k): v for k, v in raw.items()}
-        number = table.row_numbers[i] if i < len(table.row_numbers) else i + 2
+    for sheet, number, row in _numbered_rows(workbook, POLICY_TABLE):
         name, owner = as_text(row.get("policy")), as_text(row.get("owner"))
         if not (name or owner or as_text(row.get("last reviewed"))):
             continue
@@ -422,13 +424,9 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
         report.policies.append(PolicyRow(name, owner, item.spec.due, state))
 
     # Training: counts per role; a person is a row the reader made an item or a problem of.
-    table = workbook.read_table(TRAINING_TABLE)
-    sheet = table.sheet or table.name
     roles: dict[str, TrainingCount] = {}
     total = TrainingCount("All staff")
-    for i, raw in enumerate(table.rows):
-        row = {norm(k): v for k, v in raw.items()}
-        number = table.row_numbers[i] if i < len(table.row_numbers) else i + 2
+    for sheet, number, row in _numbered_rows(workbook, TRAINING_TABLE):
         item = items.get((sheet, number))
         if item is None and (sheet, number) not in problems:
             continue  # a blank row
