@@ -6,6 +6,7 @@ Microsoft 365); this module adds what the domain needs of the workbooks (tables 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable
 
 from connectors.base import CheckResult
@@ -52,7 +53,25 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
 
         for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
             results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)
+    results.append(_report_folder(app))
     return results
+
+
+def _report_folder(app: App) -> CheckResult:
+    """The board report is written here before it is sent: find out now, not on 1 September."""
+    folder = app.config.report_folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return CheckResult(
+            "report folder",
+            False,
+            f"cannot write to {folder} ({exc.strerror}): set report.folder to a folder the "
+            "service may write to",
+        )
+    return CheckResult("report folder", True, f"{folder} (writable)")
 
 
 def _attempt(results: list[CheckResult], name: str, make: Callable[[], object]) -> object | None:

@@ -92,6 +92,21 @@ def test_check_passes_on_the_demo(polled: Path) -> None:
     assert "0 failed" in result.stdout
 
 
+def test_check_fails_when_the_report_folder_cannot_be_written(demo: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "unwritable"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    config = folder / "config.toml"
+    blocker = tmp_path / "a-file-not-a-folder"
+    blocker.write_text("x")
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[report]\nfolder = "{blocker / "reports"}"\n')
+
+    result = run_cli("--config", str(config), "check")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"FAIL\s+report folder\s+cannot write to .*a-file-not-a-folder", result.stdout)
+
+
 def test_logs_hold_no_concern_text_or_names(demo: Path, tmp_path: Path) -> None:
     folder = tmp_path / "fresh"
     assert run_cli("init", "--demo", str(folder)).returncode == 0
