@@ -28,13 +28,13 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.base import Attachment, Workbook
+from connectors.base import Attachment, CellUpdate, Table, Workbook
 from service.app import App
 from service.compliance import (
     ACTION_TABLE,
@@ -45,7 +45,7 @@ from service.compliance import (
     read_compliance,
 )
 from service.duedates import next_working_day, parse_due
-from service.errors import ConnectorError, InputError
+from service.errors import ConnectorError, InputError, PreventServiceError
 from service.escalation import time_to_acknowledge
 from service.indicators import GROUPS
 from service.owners import norm
@@ -184,6 +184,9 @@ class BoardReport:
     actions: list[ActionRow] = field(default_factory=list)
     policies: list[PolicyRow] = field(default_factory=list)
     compliance_note: str = ""  # why there are no compliance figures, when there are none
+    # The error behind the note when the compliance workbook could not be read: a report
+    # without those figures is not sent (the send is once per period; it would block the full one).
+    compliance_error: PreventServiceError | None = field(default=None, repr=False, compare=False)
 
     @property
     def rag_counts(self) -> dict[str, int]:
@@ -249,6 +252,7 @@ def gather(app: App, period: Period) -> BoardReport:
         except (InputError, ConnectorError) as exc:
             # Messages name tables and columns, never cell content.
             report.compliance_note = f"the compliance workbook could not be read: {exc}"
+            report.compliance_error = exc
     log.info(
         "report %s: %d concern(s), %d staff, %d action(s), %d policy row(s)",
         period.key,
@@ -341,6 +345,41 @@ def _area(app: App, text: str) -> str:
     return OTHER
 
 
+class _ReadOnce:
+    """A workbook whose tables are read once: ``read_compliance`` and the rows listed here
+    must come from the same read (a person's edit in between would pair a row with another
+    row's item), and on Graph each read is a request (a whole-file download in file mode)."""
+
+    def __init__(self, inner: Workbook) -> None:
+        self.inner = inner
+        self.tables: dict[str, Table] = {}
+
+    def read_table(self, table: str) -> Table:
+        if table not in self.tables:
+            self.tables[table] = self.inner.read_table(table)
+        return self.tables[table]
+
+    # The report only reads (``write_ids=False``); the rest is the Workbook protocol, passed on.
+    def append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, key_column: str | None = None
+    ) -> None:
+        self.tables.pop(table, None)
+        self.inner.append_rows(table, rows, key_column=key_column)
+
+    def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
+        return self.inner.find_rows(table, column, values)
+
+    def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
+        self.tables.pop(table, None)
+        return self.inner.update_cells(table, updates)
+
+    def writable(self) -> str | None:
+        return self.inner.writable()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _numbered_rows(workbook: Workbook, name: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """(sheet, Excel row number, row by normalised header) for each row of table ``name``: the
     keys ``read_compliance`` reports its items and problems by."""
@@ -354,7 +393,7 @@ def _numbered_rows(workbook: Workbook, name: str) -> Iterator[tuple[str, int, di
 def _compliance(app: App, end: date, report: BoardReport) -> None:
     cfg = app.config.compliance
     assert cfg is not None
-    workbook = app.workbook("compliance")
+    workbook = _ReadOnce(app.workbook("compliance"))
     data = read_compliance(app.config, workbook, app.ledger, end, write_ids=False)
     calendar = calendar_for(cfg)
     items = {(item.sheet, item.row): item for item in data.items}
@@ -538,6 +577,11 @@ def send(app: App, report: BoardReport, workbook: Path | None = None) -> int:
     """Send the report e-mail once per period, with ``workbook`` (the charts) attached; returns
     how many recipients it went to (0 if it had gone already)."""
     period = report.period
+    if report.compliance_error is not None:
+        # Once per period: a report without its training and action plan figures would stand
+        # in for the full one. The caller retries (the yearly job) or says so (the command).
+        log.warning("report %s not sent: the compliance workbook could not be read", period.key)
+        raise report.compliance_error
     if already_sent(app, period):
         log.info("report %s already sent: not sent again", period.key)
         return 0
@@ -591,7 +635,13 @@ def report_command(
     for line in report.summary_lines():
         print(line, file=out)
     print(f"Workbook: {written}", file=out)
-    if send_it:
+    if send_it and report.compliance_error is not None:
+        print(
+            "Not sent: the compliance figures are missing (see above); "
+            "fix the workbook and run this again to send the full report.",
+            file=out,
+        )
+    elif send_it:
         sent = send(app, report, written)
         print(
             f"Sent to {sent} recipient(s)."
@@ -636,6 +686,8 @@ def scheduled_yearly(app: App, writer: Writer) -> bool:
     sent = 0
     if not already_sent(app, period):  # a manual ``report --send`` for the same year counts
         report = gather(app, period)
+        if report.compliance_error is not None:
+            raise report.compliance_error  # not marked: the next run (or catch-up) tries again
         written = writer(report, default_path(app, period))
         sent = send(app, report, written)
     app.ledger.set(_KV_YEARLY, period.key)

@@ -49,29 +49,33 @@ def as_datetime(value: Any, tz: ZoneInfo) -> datetime | None:
             return None
         result = from_excel_serial(value)
     elif isinstance(value, str):
-        text = value.strip()
-        for fmt in (
-            "%Y-%m-%dT%H:%M:%S%z",
-            "%Y-%m-%dT%H:%M:%S",
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%d %H:%M",
-            "%d/%m/%Y %H:%M:%S",
-            "%d/%m/%Y %H:%M",
-            "%d/%m/%Y",
-            "%Y-%m-%d",
-        ):
-            try:
-                result = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        else:
+        parsed = _parse_text(value.strip())
+        if parsed is None:
             return None
+        result = parsed
     else:
         return None
     if result.tzinfo is None:
         result = result.replace(tzinfo=tz)
     return result.astimezone(UTC)
+
+
+_TEXT_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y")
+
+
+def _parse_text(text: str) -> datetime | None:
+    """ISO 8601 in any form Python reads ("2026-07-31 23:30:00+00:00", "…T23:30:00.123Z",
+    "…T23:30", "2026-07-31"), or a UK day-first date with or without a time."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    for fmt in _TEXT_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
 
 
 def as_int(value: Any) -> int | None:

@@ -3,6 +3,7 @@ and that nothing from a concern row but counts ever leaves the register."""
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -27,17 +28,19 @@ from service.compliance import (
     TRAINING_TABLE,
 )
 from service.config import Config, parse_config
-from service.errors import ConfigError
+from service.errors import ConfigError, InputError
 from service.ledger import Ledger
 from service.register import REGISTER_COLUMNS
 from service.render import render_email
 from service.report import (
     BoardReport,
     Period,
+    already_sent,
     default_period,
     email_context,
     gather,
     recipients,
+    report_command,
     send,
     yearly_period,
 )
@@ -482,3 +485,87 @@ def test_without_compliance_the_report_still_counts_concerns(tmp_path: Path) -> 
     assert "No compliance figures: no [compliance] section in the config." in text
     book = load_workbook(write_report_workbook(report, tmp_path / "r.xlsx"))
     assert "Training" not in book.sheetnames and "Concerns by month" in book.sheetnames
+
+
+def _register_of(*recorded: Any) -> MemoryWorkbook:
+    wb = MemoryWorkbook(tz=LONDON, name="register.xlsx")
+    rows = [
+        register_row(**{"Reference": f"PRV-2026-{n:04d}", "Recorded at": at, "Source": "Form"})
+        for n, at in enumerate(recorded, start=1)
+    ]
+    wb.add_table("Concerns", [c.header for c in REGISTER_COLUMNS], rows, sheet="Register")
+    return wb
+
+
+def test_recorded_at_in_every_form_counts_in_its_local_month(app: App) -> None:
+    # 31 July 23:30 UTC is 00:30 on 1 August in London (BST): this academic year, August.
+    # Naive values are local already. Graph gives Excel serials; people and flows type text.
+    app._workbooks["register"] = _register_of(
+        datetime(2026, 7, 31, 23, 30, tzinfo=UTC),  # aware: stored as local 1 Aug 00:30
+        "2026-07-31 23:30:00+00:00",  # str() of an aware datetime
+        "2026-07-31T23:30:00.000Z",  # JSON, with milliseconds
+        "2026-08-01T00:30",  # naive local, no seconds
+        46235.0208333,  # serial: 1 Aug 2026 00:30 local
+        datetime(2026, 7, 31, 23, 30),  # naive local: still July, the year before
+        "2026-07-31T22:59:59Z",  # 23:59:59 BST on 31 July
+        46234.9791667,  # serial: 31 Jul 2026 23:30 local
+        "2026-11-25 23:59",  # the end day, local
+        datetime(2026, 11, 26, 0, 1, tzinfo=UTC),  # the day after the end (GMT)
+    )
+    c = gather(app, PERIOD).concerns
+    assert c.unreadable_rows == 0
+    assert (c.total, c.by_month[0], c.by_month[-1]) == (
+        6,
+        (date(2026, 8, 1), 5),
+        (date(2026, 11, 1), 1),
+    )
+
+
+class CountingWorkbook(MemoryWorkbook):
+    def __init__(self, inner: MemoryWorkbook) -> None:
+        super().__init__(tz=LONDON, name=inner.name)
+        self.tables = inner.tables
+        self.reads: list[str] = []
+
+    def read_table(self, table: str) -> Any:
+        self.reads.append(table)
+        return super().read_table(table)
+
+
+def test_each_table_is_read_once(app: App) -> None:
+    # On Graph every read is a request; two reads of a table a person is editing could also
+    # pair one row's cells with another row's due date.
+    register_wb, compliance_wb = (app.workbook(r) for r in ("register", "compliance"))
+    assert isinstance(register_wb, MemoryWorkbook) and isinstance(compliance_wb, MemoryWorkbook)
+    counted = {
+        "register": CountingWorkbook(register_wb),
+        "compliance": CountingWorkbook(compliance_wb),
+    }
+    app._workbooks.update(counted)
+    report = gather(app, PERIOD)
+    assert report.concerns.total == 4 and report.training_total.staff == 6
+    assert counted["register"].reads == ["Concerns"]
+    assert sorted(counted["compliance"].reads) == sorted(
+        [ACTION_TABLE, POLICY_TABLE, TRAINING_TABLE]
+    )
+
+
+def test_a_report_without_its_compliance_figures_is_not_sent(app: App, tmp_path: Path) -> None:
+    wb = app.workbook("compliance")
+    assert isinstance(wb, MemoryWorkbook)
+    training = wb.tables.pop(TRAINING_TABLE)  # a sheet deleted by mistake
+    out = io.StringIO()
+    kwargs: dict[str, Any] = {"start": PERIOD.start, "end": END, "path": tmp_path / "r.xlsx"}
+    assert report_command(app, write_report_workbook, out, send_it=True, **kwargs) == 1
+    assert "Not sent: the compliance figures are missing" in out.getvalue()
+    assert "Sent to" not in out.getvalue()
+    sender = app.sender()
+    assert isinstance(sender, MemorySender) and sender.sent == []
+    with pytest.raises(InputError, match="Training"):
+        send(app, gather(app, PERIOD))
+    assert not already_sent(app, PERIOD)
+    wb.tables[TRAINING_TABLE] = training  # put back: the full report goes, once
+    out = io.StringIO()
+    assert report_command(app, write_report_workbook, out, send_it=True, **kwargs) == 0
+    assert "Sent to 2 recipient(s)." in out.getvalue()
+    assert "training 50% current" in sender.sent[0].subject
