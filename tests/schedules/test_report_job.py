@@ -7,13 +7,15 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from connectors.base import OutboundMessage
+import pytest
+
+from connectors.base import OutboundMessage, Table
 from connectors.memory import MemorySender, MemoryWorkbook
 from schedules.jobs import JOB_CATCH_UP, JOB_REPORT, build_scheduler
 from service.app import App
 from service.compliance import compliance_table_specs
 from service.config import Config, parse_config
-from service.errors import TransientError
+from service.errors import LockedError, PreventServiceError, TransientError
 from service.ledger import Ledger
 from service.register import REGISTER_COLUMNS
 from tests.service.reminder_support import LONDON, Clock, make_config, workbook_from_specs
@@ -146,3 +148,38 @@ def test_a_manual_send_for_the_same_year_counts_as_the_yearly_report(tmp_path: P
     assert run(app) is False
     assert len(reports(sender)) == 1
     assert not (tmp_path / "state" / "reports").exists()  # nothing rebuilt either
+
+
+class UnreadableWorkbook(MemoryWorkbook):
+    """Reads fail while ``failing`` is set (a workbook locked or Graph down at 08:00)."""
+
+    def __init__(self, inner: MemoryWorkbook) -> None:
+        super().__init__(tz=LONDON, name=inner.name)
+        self.tables = inner.tables
+        self.failing: PreventServiceError | None = LockedError("compliance.xlsx is locked")
+
+    def read_table(self, table: str) -> Table:
+        if self.failing is not None:
+            raise self.failing
+        return super().read_table(table)
+
+
+def test_an_unreadable_compliance_workbook_holds_the_report_until_it_reads(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(at(date(2027, 9, 1), 8))
+    app, sender = app_on(config(tmp_path), clock, Ledger(":memory:"))
+    compliance = app.workbook("compliance")
+    assert isinstance(compliance, MemoryWorkbook)
+    flaky = UnreadableWorkbook(compliance)
+    app._workbooks["compliance"] = flaky
+    with pytest.raises(LockedError):
+        run(app)
+    assert reports(sender) == []  # not sent without the training and action plan figures
+    clock.when = at(date(2027, 9, 1), 8, 15)
+    flaky.failing = None
+    run(app, JOB_CATCH_UP)
+    (message,) = reports(sender)
+    assert "training" in message.subject and "% current" in message.subject
+    clock.when = at(date(2027, 9, 2), 8)
+    assert run(app) is False
