@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from openpyxl import Workbook as XlWorkbook
 from openpyxl.chart import BarChart, Reference
+from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -235,8 +236,16 @@ def _bar(
     chart.y_axis.title = y_title
     chart.legend = None
     chart.width, chart.height = 18, 9
+    # openpyxl 3.1 leaves out <c:delete> on the axes, and Excel then shows neither the labels
+    # nor the scale: say they are kept, as Excel itself writes.
+    chart.x_axis.delete = False
+    chart.y_axis.delete = False
     chart.add_data(Reference(ws, min_col=data, min_row=1, max_row=1 + rows), titles_from_data=True)
-    chart.set_categories(Reference(ws, min_col=cats, min_row=2, max_row=1 + rows))
+    # The categories are text (months as "Aug 2026", groups, roles): a string reference, not
+    # the numeric one ``set_categories`` writes.
+    labels = Reference(ws, min_col=cats, min_row=2, max_row=1 + rows)
+    for series in chart.series:
+        series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
     ws.add_chart(chart, at)
 
 

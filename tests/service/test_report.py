@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import zipfile
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from openpyxl import load_workbook
@@ -569,3 +572,25 @@ def test_a_report_without_its_compliance_figures_is_not_sent(app: App, tmp_path:
     assert report_command(app, write_report_workbook, out, send_it=True, **kwargs) == 0
     assert "Sent to 2 recipient(s)." in out.getvalue()
     assert "training 50% current" in sender.sent[0].subject
+
+
+def test_charts_show_their_axes_and_text_labels(report: BoardReport, tmp_path: Path) -> None:
+    # Without an explicit <c:delete val="0"/> Excel hides both axes (openpyxl 3.1 omits it);
+    # the categories are text, so a string reference.
+    path = write_report_workbook(report, tmp_path / "report.xlsx")
+    with zipfile.ZipFile(path) as z:
+        names = sorted(n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n))
+        roots = [ElementTree.fromstring(z.read(n)) for n in names]  # noqa: S314 (our own file)
+    ns = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart"}
+    labels = []
+    for root in roots:
+        axes = root.findall(".//c:catAx", ns) + root.findall(".//c:valAx", ns)
+        assert [ax.find("c:delete", ns).get("val") for ax in axes] == ["0", "0"]  # type: ignore[union-attr]
+        labels += [f.text for f in root.findall(".//c:ser/c:cat/c:strRef/c:f", ns)]
+    assert sorted(labels) == [
+        "'Concerns by month'!$A$2:$A$5",
+        "'Indicator groups'!$A$2:$A$5",
+        "'RAG'!$A$2:$A$4",
+        "'Training'!$A$2:$A$5",
+    ]
+    assert load_workbook(path)["RAG"]._charts  # openpyxl reads it back
