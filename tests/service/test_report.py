@@ -582,11 +582,11 @@ def test_charts_show_their_axes_and_text_labels(report: BoardReport, tmp_path: P
         names = sorted(n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n))
         roots = [ElementTree.fromstring(z.read(n)) for n in names]  # noqa: S314 (our own file)
     ns = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart"}
-    labels = []
+    labels: list[str] = []
     for root in roots:
         axes = root.findall(".//c:catAx", ns) + root.findall(".//c:valAx", ns)
         assert [ax.find("c:delete", ns).get("val") for ax in axes] == ["0", "0"]  # type: ignore[union-attr]
-        labels += [f.text for f in root.findall(".//c:ser/c:cat/c:strRef/c:f", ns)]
+        labels += [f.text or "" for f in root.findall(".//c:ser/c:cat/c:strRef/c:f", ns)]
     assert sorted(labels) == [
         "'Concerns by month'!$A$2:$A$5",
         "'Indicator groups'!$A$2:$A$5",
