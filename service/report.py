@@ -135,6 +135,7 @@ class ConcernFigures:
     ack_median_hours: float | None = None
     ack_worst_hours: float | None = None
     unreadable_rows: int = 0  # register rows with no readable "Recorded at": not counted
+    unreadable_at: list[int] = field(default_factory=list)  # their sheet rows, to fix them
 
 
 @dataclass
@@ -226,9 +227,12 @@ class BoardReport:
                 f"{self.policies_soon} due within {POLICY_SOON_DAYS} days",
             ]
         if c.unreadable_rows:
+            rows = ", ".join(str(n) for n in c.unreadable_at[:10])
+            more = ", …" if len(c.unreadable_at) > 10 else ""
             lines.append(
                 f"  note: {c.unreadable_rows} register row(s) without a readable "
-                f'"{RECORDED_AT}" were not counted'
+                f'"{RECORDED_AT}" were not counted (sheet row {rows}{more}: '
+                "type the date and time there, e.g. 2026-09-10 14:30)"
             )
         return lines
 
@@ -278,13 +282,16 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
     acks = time_to_acknowledge(app)
     hours: list[float] = []
     status_names = {norm(s): s for s in STATUS_CHOICES}
-    for row in table.rows:
+    for i, row in enumerate(table.rows):
         reference = as_text(row.get(REFERENCE))
         if not reference:
             continue
         recorded = as_datetime(row.get(RECORDED_AT), tz)
         if recorded is None:
             figures.unreadable_rows += 1
+            figures.unreadable_at.append(
+                table.row_numbers[i] if i < len(table.row_numbers) else i + 2
+            )
             continue
         day = recorded.astimezone(tz).date()
         if not period.start <= day <= period.end:

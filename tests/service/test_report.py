@@ -273,7 +273,8 @@ def test_default_period_is_the_academic_year_to_date() -> None:
 def test_concern_counts(report: BoardReport) -> None:
     c = report.concerns
     assert c.total == 4
-    assert c.unreadable_rows == 1
+    assert (c.unreadable_rows, c.unreadable_at) == (1, [7])  # named by sheet row, to fix it
+    assert any("(sheet row 7: type the date" in line for line in report.summary_lines())
     assert [(m.isoformat(), n) for m, n in c.by_month] == [
         ("2026-08-01", 0),
         ("2026-09-01", 2),
