@@ -183,3 +183,33 @@ def test_an_unreadable_compliance_workbook_holds_the_report_until_it_reads(
     assert "training" in message.subject and "% current" in message.subject
     clock.when = at(date(2027, 9, 2), 8)
     assert run(app) is False
+
+
+def test_a_crash_between_sending_and_recording_resends_with_the_same_message_id(
+    tmp_path: Path,
+) -> None:
+    # Sent, then the worker died before the ledger said so: the next run sends again with the
+    # same Message-ID, which the outbox and Graph (Sent Items) senders skip; SMTP cannot.
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    clock = Clock(at(date(2027, 9, 1), 8))
+    app, sender = app_on(config(tmp_path), clock, ledger)
+    attempts: list[str] = []
+    original = sender.send
+
+    def send(message: OutboundMessage) -> None:
+        attempts.append(message.message_id)
+        original(message)
+
+    sender.send = send  # type: ignore[method-assign]
+    sender.fail_after_next = TransientError("connection reset after the message was accepted")
+    with pytest.raises(TransientError):
+        run(app)
+    clock.when = at(date(2027, 9, 1), 8, 15)
+    run(app, JOB_CATCH_UP)
+    report_ids = [i for i in attempts if i.startswith("<board-report.")]
+    assert len(report_ids) == 2 and len(set(report_ids)) == 1
+    assert len(reports(sender)) == 1
+    clock.when = at(date(2027, 9, 2), 8)
+    assert run(app) is False
+    assert len([i for i in attempts if i.startswith("<board-report.")]) == 2
+    ledger.close()
