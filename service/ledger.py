@@ -266,6 +266,13 @@ class Ledger:
         row = self.db.execute("SELECT * FROM items WHERE source_key = ?", (source_key,)).fetchone()
         return ItemRow(**dict(row)) if row else None
 
+    def highest_form_id(self) -> int | None:
+        """The highest Forms response ID this ledger has taken, or None if it has taken none."""
+        row = self.db.execute(
+            "SELECT MAX(CAST(substr(source_key, 6) AS INTEGER)) FROM items WHERE source = 'form'"
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
     def item_by_reference(self, reference: str) -> ItemRow | None:
         row = self.db.execute("SELECT * FROM items WHERE reference = ?", (reference,)).fetchone()
         return ItemRow(**dict(row)) if row else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
@@ -340,10 +340,12 @@ class Intake:
             self.result.problems.append(f"forms: {exc}")
             return
         now_iso = _iso(self.app.now())
+        responses = [r for r in responses if r.response_id > forms.start_after_id]  # else: config
+        logged = self._forms_already_logged(responses)
         for response in responses:
-            if response.response_id <= forms.start_after_id:
-                continue  # answered before the service was set up (config)
             key = f"form:{response.response_id}"
+            if key in logged:
+                continue
             row = self.ledger.item(key)
             if row is not None and (row.state in ItemState.FINAL or (row.retry_at or "") > now_iso):
                 continue
@@ -359,6 +361,44 @@ class Intake:
                     ack_to=self._ack_address(response.email),
                 )
             )
+
+    def _forms_already_logged(self, responses: Sequence[FormResponse]) -> set[str]:
+        """Keys of responses that the register holds but this ledger does not know.
+
+        The ledger is the Forms watermark. A ledger that is lost, restored from an old backup
+        or new on another server would take every earlier response in again: a second alert
+        and a second row for each. A response is surely new when its ID is above the highest
+        this ledger has taken; any other unknown one is looked up in the register's Source key
+        column first (one read, and only then). Found ones are recorded as done. If the
+        register cannot be read, they go ahead: a repeated alert is safer than a lost one."""
+        highest = self.ledger.highest_form_id()
+        doubtful = [
+            f"form:{r.response_id}"
+            for r in responses
+            if (highest is None or r.response_id <= highest)
+            and self.ledger.item(f"form:{r.response_id}") is None
+        ]
+        if not doubtful:
+            return set()
+        try:
+            found = self.app.workbook("register").find_rows(
+                self.config.register.table, register.SOURCE_KEY, doubtful
+            )
+        except (ConnectorError, InputError) as exc:
+            log.warning(
+                "forms: could not check %d response(s) against the register: %s", len(doubtful), exc
+            )
+            return set()
+        for key in found:
+            self.ledger.claim_item(key, "form", None)
+            self.ledger.finish(key, ItemState.DONE, note="already in the register (ledger rebuilt)")
+        if found:
+            log.warning(
+                "forms: %d response(s) already in the register but not in the ledger were not "
+                "taken in again (a new or restored ledger)",
+                len(found),
+            )
+        return set(found)
 
     # -- building concerns --------------------------------------------------------------
 

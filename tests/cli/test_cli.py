@@ -107,6 +107,23 @@ def test_check_fails_when_the_report_folder_cannot_be_written(demo: Path, tmp_pa
     assert re.search(r"FAIL\s+report folder\s+cannot write to .*a-file-not-a-folder", result.stdout)
 
 
+def test_a_lost_ledger_does_not_alert_or_log_the_demo_again(tmp_path: Path) -> None:
+    folder = tmp_path / "moved"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    config = str(folder / "config.toml")
+    assert run_cli("--config", config, "poll").returncode == 0
+    before = len(alerts_in(folder / "outbox"))
+    for ledger in (folder / "state").glob("ledger*"):
+        ledger.unlink()  # the state folder lost, or the service moved to a new server
+
+    again = run_cli("--config", config, "poll")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "new=0" in again.stdout
+    assert len(alerts_in(folder / "outbox")) == before == 5
+    assert len(register_rows(folder / "workbooks" / "concern-register.xlsx")) == 5
+
+
 def test_logs_hold_no_concern_text_or_names(demo: Path, tmp_path: Path) -> None:
     folder = tmp_path / "fresh"
     assert run_cli("init", "--demo", str(folder)).returncode == 0

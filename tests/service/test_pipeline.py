@@ -493,6 +493,85 @@ def test_responses_from_before_the_service_can_be_left_out(
     app.close()
 
 
+def same_workbooks_new_ledger(app: App, make_config: Callable[..., Any], clock: Clock) -> App:
+    """The service on another server, or after its state folder was lost: the same mailbox,
+    sender and workbooks, an empty ledger."""
+    config = make_config(state={"path": str(app.config.state.path) + "-rebuilt"})
+    return App(
+        config,
+        now=clock,
+        mailbox=app.mailbox(),
+        sender=app.sender(),
+        workbooks={"register": app.workbook("register"), "forms": app.workbook("forms")},
+    )
+
+
+def add_form_responses(app: App, *ids: int) -> None:
+    forms = app.workbook("forms")
+    headers = forms.read_table("Table1").headers
+    rows = [dict(zip(headers, form_row(n, account=f"answer {n}"), strict=True)) for n in ids]
+    forms.append_rows("Table1", rows)
+
+
+def test_a_new_ledger_does_not_take_in_form_responses_the_register_holds(
+    memory_app: App, make_config: Callable[..., Any], clock: Clock
+) -> None:
+    add_forms(memory_app, [form_row(1, account="answer 1"), form_row(2, account="answer 2")])
+    assert pipeline.poll(memory_app).alerts == 2
+    rebuilt = same_workbooks_new_ledger(memory_app, make_config, clock)
+    add_form_responses(rebuilt, 3)
+
+    result = pipeline.poll(rebuilt)
+
+    assert (result.new, result.alerts, result.rows) == (1, 1, 1)
+    assert [r["Account"] for r in register_rows(rebuilt)] == ["answer 1", "answer 2", "answer 3"]
+    assert len(alerts(rebuilt)) == 3  # two from before, one new: no second alert for 1 and 2
+    assert register_rows(rebuilt)[-1]["Reference"].endswith("-0003")
+    for key in ("form:1", "form:2"):
+        row = rebuilt.ledger.item(key)
+        assert row is not None and row.state == ItemState.DONE
+    assert pipeline.poll(rebuilt).new == 0
+    rebuilt.ledger.close()
+
+
+def test_the_register_is_only_asked_about_responses_the_ledger_cannot_vouch_for(
+    memory_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register = memory_app.workbook("register")
+    asked: list[list[str]] = []
+    real = register.find_rows
+
+    def counting(table: str, column: str, values: Any) -> dict[str, int]:
+        if column == SOURCE_KEY:
+            asked.append(list(values))
+        return real(table, column, values)
+
+    monkeypatch.setattr(register, "find_rows", counting)
+    add_forms(memory_app, [form_row(1, account="answer 1")])
+    pipeline.poll(memory_app)  # a new ledger's first response: looked up
+    add_form_responses(memory_app, 2, 3)
+    pipeline.poll(memory_app)  # above the highest ID taken: surely new, no look-up
+
+    assert asked == [["form:1"]]
+    assert len(register_rows(memory_app)) == 3
+
+
+def test_a_new_ledger_that_cannot_read_the_register_takes_responses_in_rather_than_lose_them(
+    memory_app: App, make_config: Callable[..., Any], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_forms(memory_app, [form_row(1, account="answer 1")])
+    rebuilt = same_workbooks_new_ledger(memory_app, make_config, clock)
+
+    def unreachable(*_: Any) -> dict[str, int]:
+        raise TransientError("the register could not be reached")
+
+    monkeypatch.setattr(rebuilt.workbook("register"), "find_rows", unreachable)
+    result = pipeline.poll(rebuilt)
+
+    assert (result.new, result.alerts) == (1, 1)
+    rebuilt.ledger.close()
+
+
 @pytest.mark.parametrize(("days", "warned"), [(12, True), (90, False)])
 def test_the_admin_is_warned_weeks_before_the_certificate_expires(
     memory_app: App, clock: Clock, days: int, warned: bool
