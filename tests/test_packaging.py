@@ -34,3 +34,26 @@ def test_the_demo_and_templates_load_from_the_installed_packages() -> None:
     templates = {p.name for p in resources.files("templates").iterdir()}
     for pair in ("alert_summary", "alert_full", "acknowledgement", "quarantine_notice"):
         assert {f"{pair}.html.j2", f"{pair}.txt.j2"} <= templates
+
+
+def test_the_systemd_unit_runs_the_worker_unprivileged_and_keeps_files_private() -> None:
+    import configparser
+    import shlex
+
+    from service.cli import _parser
+
+    unit = configparser.ConfigParser(interpolation=None, strict=True)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    unit.read(ROOT / "config" / "systemd" / "prevent-service.service", encoding="utf-8")
+    service = unit["Service"]
+
+    program, *args = shlex.split(service["ExecStart"])
+    assert program.endswith("/prevent-service")
+    parsed = _parser().parse_args(args)  # the unit must not drift from the CLI
+    assert parsed.command == "run" and str(parsed.config).endswith("config.toml")
+    assert str(parsed.config).startswith(service["WorkingDirectory"])
+    assert service["User"] not in {"root", "0"}
+    assert service["UMask"] == "0077"
+    assert service["Restart"] == "on-failure"
+    assert service["ProtectSystem"] == "strict"
+    assert service["WorkingDirectory"] in service["ReadWritePaths"].split()
