@@ -218,6 +218,7 @@ class Intake:
         self.config = app.config
         self.result = result
         self.work: list[Work] = []
+        self._seeded: set[tuple[str, int]] = set()
 
     # Called after every recorded step; a seam for crash tests (they kill the process here).
     def step_done(self, step: str, source_key: str) -> None:
@@ -367,16 +368,15 @@ class Intake:
 
         The ledger is the Forms watermark. A ledger that is lost, restored from an old backup
         or new on another server would take every earlier response in again: a second alert
-        and a second row for each. A response is surely new when its ID is above the highest
-        this ledger has taken; any other unknown one is looked up in the register's Source key
-        column first (one read, and only then). Found ones are recorded as done. If the
-        register cannot be read, they go ahead: a repeated alert is safer than a lost one."""
-        highest = self.ledger.highest_form_id()
+        and a second row for each. So a response this ledger does not know is looked up in the
+        register's Source key column first (one read per cycle that has any). An ID above the
+        highest this ledger has taken proves nothing: a restored ledger never saw the ones
+        taken after its backup. Found ones are recorded as done. If the register cannot be
+        read, they go ahead: a repeated alert is safer than a lost one."""
         doubtful = [
             f"form:{r.response_id}"
             for r in responses
-            if (highest is None or r.response_id <= highest)
-            and self.ledger.item(f"form:{r.response_id}") is None
+            if self.ledger.item(f"form:{r.response_id}") is None
         ]
         if not doubtful:
             return set()
@@ -409,15 +409,18 @@ class Intake:
         seen = datetime.fromisoformat(row.first_seen) if row is not None else self.app.now()
         year = seen.astimezone(self.config.organisation.tz).year
         prefix = self.config.organisation.reference_prefix
-        if not self.ledger.has_sequence(prefix, year):
+        if (prefix, year) not in self._seeded:
+            # Once a cycle, not only when the ledger has no counter for the year: a ledger
+            # restored from an old backup has one, behind the references already handed out.
             self._seed_sequence_from_register(prefix, year)
+            self._seeded.add((prefix, year))
         reference = self.ledger.assign_reference(key, prefix, year)
         self.step_done("reference", key)
         return reference
 
     def _seed_sequence_from_register(self, prefix: str, year: int) -> None:
-        """First reference of a year in this ledger: never reuse one the register shows
-        (a ledger restored from an old backup, or a new server, must not repeat numbers)."""
+        """Never reuse a reference the register shows (a ledger restored from an old backup,
+        or a new server, must not repeat numbers)."""
         pattern = re.compile(rf"^{re.escape(prefix)}-{year}-(\d+)$")
         try:
             table = self.app.workbook("register").read_table(self.config.register.table)

@@ -534,7 +534,40 @@ def test_a_new_ledger_does_not_take_in_form_responses_the_register_holds(
     rebuilt.ledger.close()
 
 
-def test_the_register_is_only_asked_about_responses_the_ledger_cannot_vouch_for(
+def test_a_ledger_restored_from_an_old_backup_repeats_no_reference_and_no_alert(
+    memory_app: App, make_config: Callable[..., Any], clock: Clock
+) -> None:
+    """The backup knows response 1; responses 2 and a mail came after it. Restored, the
+    ledger must not alert response 2 again nor give the next concern a reference in use."""
+    import sqlite3
+    from pathlib import Path
+
+    add_forms(memory_app, [form_row(1, account="answer 1")])
+    pipeline.poll(memory_app)
+    backup = Path(str(memory_app.config.state.path) + "-rebuilt") / "ledger.sqlite3"
+    backup.parent.mkdir()
+    with sqlite3.connect(backup) as copy:
+        memory_app.ledger.db.backup(copy)
+    copy.close()
+    clock.advance(minutes=5)
+    add_form_responses(memory_app, 2)
+    deliver(memory_app, mail(message_id="<m2@example.org>"))
+    pipeline.poll(memory_app)
+    assert [r["Reference"] for r in register_rows(memory_app)][-1].endswith("-0003")
+
+    restored = same_workbooks_new_ledger(memory_app, make_config, clock)
+    clock.advance(minutes=5)
+    deliver(restored, mail(message_id="<m3@example.org>"))
+    result = pipeline.poll(restored)
+
+    assert (result.alerts, result.rows) == (1, 1)
+    references = [r["Reference"] for r in register_rows(restored)]
+    assert len(references) == 4 and len(set(references)) == 4, references
+    assert len(alerts(restored)) == 4  # one per concern: none for response 2 again
+    restored.ledger.close()
+
+
+def test_the_register_is_only_asked_about_responses_the_ledger_does_not_know(
     memory_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register = memory_app.workbook("register")
@@ -549,10 +582,12 @@ def test_the_register_is_only_asked_about_responses_the_ledger_cannot_vouch_for(
     monkeypatch.setattr(register, "find_rows", counting)
     add_forms(memory_app, [form_row(1, account="answer 1")])
     pipeline.poll(memory_app)  # a new ledger's first response: looked up
+    pipeline.poll(memory_app)  # nothing new: no look-up
     add_form_responses(memory_app, 2, 3)
-    pipeline.poll(memory_app)  # above the highest ID taken: surely new, no look-up
+    pipeline.poll(memory_app)  # new ones: one look-up for both (a restored ledger may be behind)
+    pipeline.poll(memory_app)
 
-    assert asked == [["form:1"]]
+    assert asked == [["form:1"], ["form:2", "form:3"]]
     assert len(register_rows(memory_app)) == 3
 
 
