@@ -797,11 +797,14 @@ class XlsxWorkbook:
                 "(Table Design > Resize Table)."
             )
         above = existing[-1][0] if existing else None
+        calculated = _calculated_columns(tbl, lay)
         for offset, values in enumerate(mapped):
             r = start + offset
             for c in range(lay.min_col, lay.max_col + 1):
                 style_src = ws.cell(above, c) if above else None
                 value = values.get(c)
+                if value is None and c in calculated:
+                    value = calculated[c]  # as Excel fills a row it adds
                 if value is None and style_src is None:
                     continue
                 _put(ws.cell(r, c), value, style_src)
@@ -877,6 +880,19 @@ def _formula_cells(
             if cell is not None and cell.data_type == "f":
                 value = cell.value
                 out[(r, c)] = str(getattr(value, "text", None) or value)  # ArrayFormula
+    return out
+
+
+def _calculated_columns(tbl: XlTable, lay: _Layout) -> dict[int, Formula]:
+    """A person's calculated columns (a formula Excel keeps on the table column, e.g.
+    ``<calculatedColumnFormula>TODAY()-Concerns[[#This Row],[Recorded at]]</…>``):
+    sheet column → the formula for a new row."""
+    out: dict[int, Formula] = {}
+    for index, column in enumerate(tbl.tableColumns or ()):
+        formula = column.calculatedColumnFormula
+        text = getattr(formula, "attr_text", None) if formula is not None else None
+        if text and not getattr(formula, "array", False):
+            out[lay.min_col + index] = Formula(text if text.startswith("=") else f"={text}")
     return out
 
 

@@ -607,6 +607,32 @@ def test_a_write_keeps_peoples_formulas_as_formulas(path: Path, wb: XlsxWorkbook
     assert wb.read_table("Concerns").rows[0]["Source key"] == "mail:z"
 
 
+def test_a_calculated_column_a_person_added_fills_new_rows_as_excel_would(
+    path: Path, wb: XlsxWorkbook
+) -> None:
+    """The DSP adds "Days open" = TODAY()-[@[Recorded at]] to the table: Excel keeps the
+    formula on the column and fills every row it adds; rows the service adds get it too."""
+    from openpyxl.worksheet.table import TableColumn, TableFormula
+
+    formula = "TODAY()-Concerns[[#This Row],[Recorded at]]"
+    book = openpyxl.load_workbook(path)
+    ws = book["Register"]
+    table = ws.tables["Concerns"]
+    ws["G1"] = "Days open"
+    ws["G2"] = f"={formula}"
+    table.tableColumns.append(
+        TableColumn(id=7, name="Days open", calculatedColumnFormula=TableFormula(attr_text=formula))
+    )
+    table.ref = table.autoFilter.ref = "A1:G2"
+    book.save(path)
+
+    wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    cell = openpyxl.load_workbook(path)["Register"]["G3"]
+    assert cell.data_type == "f" and cell.value == f"={formula}"
+    assert refs(path) == ["A1:G3", "A1:G3"]
+
+
 def test_create_workbook_writes_formulas_as_formulas(tmp_path: Path) -> None:
     spec = TableSpec(
         "Sheet",
