@@ -271,10 +271,18 @@ class GraphWorkbook:
                 self._edit_file(lambda wb: wb.append_rows(table, rows, key_column=key_column))
                 return
 
+            tries = 0
+
             def add(session: str) -> None:
+                # A second try runs in a new session after the first expired, perhaps during
+                # the read-back after an unclear rows/add: read the key column back first.
+                nonlocal tries
+                tries += 1
                 headers = self._headers(table, session)
                 matrix = [self._row_values(table, headers, row) for row in rows]
-                self._add_rows(table, headers, matrix, session, key_column)
+                self._add_rows(
+                    table, headers, matrix, session, key_column, read_back_first=tries > 1
+                )
 
             self._in_session(add)
 
@@ -424,9 +432,15 @@ class GraphWorkbook:
         matrix: list[list[Any]],
         session: str,
         key_column: str | None,
+        *,
+        read_back_first: bool = False,
     ) -> None:
         key = self._key_index(headers, key_column)
         call = self._call(f"add {len(matrix)} row(s) to table {table!r}", kind="workbook")
+        if read_back_first and key is not None:
+            matrix = self._not_present(table, headers, matrix, key, session)
+            if not matrix:
+                return
         for round_ in range(MAX_READBACK_ROUNDS):
             try:
                 # POST …/tables/Concerns/rows/add {"values": [[…], …]} → {"index": 41, "values": …}
@@ -447,14 +461,7 @@ class GraphWorkbook:
                         "for the rows before the next run"
                     ) from exc
                 self.http.settle(round_ + 1)
-                present = {
-                    key_text(r.get(headers[key])) for _, r in self._grid(table, session).rows()
-                }
-                matrix = [
-                    values
-                    for values in matrix
-                    if key_text(_strip_quote(values[key])) not in present
-                ]
+                matrix = self._not_present(table, headers, matrix, key, session)
                 log.warning(
                     "graph: %s: unclear answer; read back the key column, %d row(s) still to add",
                     call.what,
@@ -465,6 +472,13 @@ class GraphWorkbook:
         raise TransientError(
             f"{call.what}: no clear answer from Graph after read-backs; will retry"
         )
+
+    def _not_present(
+        self, table: str, headers: list[str], matrix: list[list[Any]], key: int, session: str
+    ) -> list[list[Any]]:
+        """The rows of ``matrix`` whose key is not in the table yet (read back now)."""
+        present = {key_text(r.get(headers[key])) for _, r in self._grid(table, session).rows()}
+        return [values for values in matrix if key_text(_strip_quote(values[key])) not in present]
 
     def _update(self, table: str, updates: Sequence[CellUpdate], session: str) -> int:
         grid = self._grid(table, session)

@@ -343,19 +343,35 @@ def test_file_mode_update_cells_fills_only_empty_cells(file_setup: GraphSetup) -
     assert read_register(file_setup)[0]["Status"] == "Open"
 
 
-def test_an_expired_session_is_reopened_and_the_rows_added_once(setup: GraphSetup) -> None:
-    expired = {
-        "error": {
-            "code": "itemNotFound",
-            "message": "The target session is invalid or has expired. Create a new session.",
-            "innerError": {"code": "invalidSessionReCreatable"},
-        }
+EXPIRED_SESSION = {
+    "error": {
+        "code": "itemNotFound",
+        "message": "The target session is invalid or has expired. Create a new session.",
+        "innerError": {"code": "invalidSessionReCreatable"},
     }
-    setup.emu.add_fault("POST", r"/rows/add$", 404, body=expired)
+}
+
+
+def test_an_expired_session_is_reopened_and_the_rows_added_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/rows/add$", 404, body=EXPIRED_SESSION)
 
     setup.workbook().append_rows(TABLE, rows(2))
 
     assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+    assert count(setup, "POST", r"/createSession$") == 2
+
+
+def test_a_session_that_expires_after_an_unclear_append_does_not_add_the_rows_twice(
+    setup: GraphSetup,
+) -> None:
+    # The rows went in but the answer was a 504; then the read-back finds the session gone.
+    # The new session must read the key column back too, not add the whole burst again.
+    setup.emu.add_fault("POST", r"/rows/add$", 504, after_commit=True)
+    setup.emu.add_fault("GET", r"/tables/[^/]+/range$", 404, body=EXPIRED_SESSION)
+
+    setup.workbook().append_rows(TABLE, rows(3), key_column="Source key")
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3", "mail:4"]
     assert count(setup, "POST", r"/createSession$") == 2
 
 
