@@ -10,7 +10,7 @@ register field is config (``[intake.forms.columns]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from connectors.base import ColumnSpec, Table, TableSpec
 from service.config import DEFAULT_FORM_COLUMNS
 from service.errors import InputError
 from service.indicators import form_choices
-from service.values import as_datetime, as_int, as_text
+from service.values import as_datetime, as_int, as_text, from_excel_serial
 
 FIXED_COLUMNS = ("ID", "Start time", "Completion time", "Email", "Name")
 ANONYMOUS = {"", "anonymous"}
@@ -89,14 +89,30 @@ def new_responses(
                 completed_at=as_datetime(completed, tz),
                 email=None if email.casefold() in ANONYMOUS or "@" not in email else email,
                 name="" if name.casefold() in ANONYMOUS else name,
-                answers={f: _answer(row.get(h), tz) for f, h in mapping.items()},
+                answers={f: _answer(row.get(h), tz, f) for f, h in mapping.items()},
             )
         )
     responses.sort(key=lambda r: r.response_id)
     return responses
 
 
-def _answer(value: Any, tz: ZoneInfo) -> str:
+# Fields a Form may ask with a Date question. Graph's ``values`` gives a date cell as its
+# Excel serial number (46350 is 24/11/2026); openpyxl gives a datetime. A number this large
+# is no age, so in these fields it is read as a date.
+DATE_FIELDS = frozenset({"occurred_at", "dob_or_age"})
+_SMALLEST_DATE_SERIAL = 3000  # 18/03/1908
+
+
+def _answer(value: Any, tz: ZoneInfo, field_name: str = "") -> str:
+    if (
+        field_name in DATE_FIELDS
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and _SMALLEST_DATE_SERIAL <= value < 2958466
+    ):
+        value = from_excel_serial(round(value * 1440) / 1440)  # to the minute
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.strftime("%d/%m/%Y")
     if isinstance(value, datetime):
         return (
             value.strftime("%d/%m/%Y %H:%M")
