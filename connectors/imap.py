@@ -566,6 +566,19 @@ class ImapMailbox:
         self, item_id: str, target: str, done: str, *, keyword: str | None = None
     ) -> None:
         def op(client: imaplib.IMAP4) -> None:
+            try:
+                move(client)
+            except imaplib.IMAP4.abort:
+                raise
+            except (imaplib.IMAP4.error, PermanentError):
+                if target not in self._folders_ok:
+                    raise
+                # The worker keeps one connection for days: a person may have deleted or
+                # renamed the folder since it was made ([TRYCREATE]). Look again, once.
+                self._folders_ok.discard(target)
+                move(client)
+
+        def move(client: imaplib.IMAP4) -> None:
             self._ensure_folder(client, target)
             where = self._locate(client, item_id, [self.folder])
             if where is None:

@@ -342,6 +342,40 @@ def test_processed_and_quarantine_folders_are_created_and_used(
     h.close()
 
 
+@pytest.mark.parametrize(
+    ("cls", "what"),
+    [
+        (ImapMailbox, "delete"),
+        (ImapMailbox, "rename"),
+        (NoMoveImapMailbox, "delete"),
+    ],
+    ids=["move-deleted", "move-renamed", "copy-deleted"],
+)
+def test_a_processed_folder_a_person_deleted_or_renamed_is_made_again(
+    mail_servers: MailServers,
+    mail_user: MailUser,
+    ledger: Ledger,
+    cls: type[ImapMailbox],
+    what: str,
+) -> None:
+    # The worker (``run``) keeps one mailbox object for days; a person tidies the folders.
+    box = make_mailbox(mail_servers, mail_user, ledger, cls=cls)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    h.deliver(raw_message(1))
+    h.deliver(raw_message(2))
+    first, second = list(box.fetch_new())
+    box.mark_processed(first.item_id)
+    if what == "delete":
+        h.session.delete("Processed")
+    else:
+        h.session.rename("Processed", "Old concerns")
+
+    box.mark_processed(second.item_id)
+
+    assert (h.inbox_count(), h.processed_count()) == (0, 1)
+    h.close()
+
+
 @pytest.mark.parametrize("cut_after", ["copy", "store"])
 def test_copy_fallback_resumes_after_a_cut_without_copying_twice(
     mail_servers: MailServers, mail_user: MailUser, ledger: Ledger, cut_after: str
