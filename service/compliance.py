@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -358,7 +359,7 @@ class ComplianceReader:
         self.calendar = calendar_for(self.cfg)
         self.data = ComplianceData()
         self._default_ongoing = Recurrence(self.cfg.ongoing_recurrence.capitalize())
-        self._done = {norm(s) for s in self.cfg.done_statuses}
+        self._done = {status_key(s) for s in self.cfg.done_statuses}
         self._dsp_roles = {norm(r) for r in self.cfg.dsp_roles}
         self._escalate_to = self._config_role(
             self.cfg.escalate_to_role, "compliance.escalate_to_role"
@@ -494,7 +495,7 @@ class ComplianceReader:
         return owners.addresses or None
 
     def _action(self, row: _Row) -> None:
-        if norm(_text(row.get("Status"))) in self._done:
+        if status_key(row.get("Status")) in self._done:
             return  # complete: no reminders and nothing to report
         action, objective = _text(row.get("Action")), _text(row.get("Objective"))
         if not (action or _text(row.get("Owner")) or not _blank(row.get("Due"))):
@@ -691,6 +692,15 @@ def read_compliance(
     config: Config, workbook: Workbook, ledger: Ledger, today: date, *, write_ids: bool = True
 ) -> ComplianceData:
     return ComplianceReader(config, workbook, ledger, today, write_ids=write_ids).read()
+
+
+def status_key(value: Any) -> str:
+    """A Status cell for matching ``done_statuses``: typed over the drop-down it may carry a
+    tick, full stop or emoji ("Completed ✔", "complete."), which do not change its meaning."""
+    return norm(_NOT_WORD.sub(" ", _text(value)))
+
+
+_NOT_WORD = re.compile(r"[^\w\s]")
 
 
 def _derived_id(table: str, parts: Sequence[str]) -> str:

@@ -43,6 +43,7 @@ from service.compliance import (
     Problem,
     calendar_for,
     read_compliance,
+    status_key,
 )
 from service.duedates import next_working_day, parse_due
 from service.errors import ConnectorError, InputError, PreventServiceError
@@ -407,7 +408,7 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
     problems: dict[tuple[str, int], Problem] = {}
     for each in data.problems:
         problems.setdefault((each.sheet, each.row), each)
-    done = {norm(s) for s in cfg.done_statuses}
+    done = {status_key(s) for s in cfg.done_statuses}
 
     # Action plan: every item, RAG at the end date.
     for sheet, number, row in _numbered_rows(workbook, ACTION_TABLE):
@@ -420,7 +421,7 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
         problem = problems.get((sheet, number))
         due: date | None = None
         due_text = as_text(due_cell)
-        if norm(status) in done:
+        if status_key(status) in done:
             spec = parse_due(due_cell)
             due = calendar.first_due(spec, None) if spec.understood else None
             rag, note = GREEN, "complete"

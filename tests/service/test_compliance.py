@@ -469,3 +469,22 @@ def test_next_review_and_next_due_are_only_a_fallback() -> None:
         "Review: Policy B": date(2027, 3, 1),
         "Prevent training for Pat Example": date(2027, 2, 1),
     }
+
+
+def test_a_status_typed_with_a_tick_or_full_stop_still_counts_as_done() -> None:
+    # Pasted or typed over the drop-down: "Completed ✔", "complete.", "Done!" are done;
+    # "Not complete" is not.
+    wb = empty_workbook()
+    wb.add_table(
+        ACTION_TABLE,
+        HEADERS,
+        [
+            action("O", "Ticked", "Executive Director", "October 2026", Status="Completed ✔"),
+            action("O", "Full stop", "Executive Director", "October 2026", Status="complete."),
+            action("O", "Shouted", "Executive Director", "October 2026", Status=" Done! "),
+            action("O", "Open", "Executive Director", "October 2026", Status="Not complete"),
+        ],
+        sheet="Action plan",
+    )
+    data = read(wb)
+    assert [i.title for i in data.items] == ["Open"]
