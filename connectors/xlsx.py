@@ -377,8 +377,9 @@ def writer_lock(path: Path, wait_seconds: float) -> Iterator[None]:
         try:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             info = f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info, 0)
+            with contextlib.suppress(OSError):  # who holds it is only a hint; a full disk
+                os.ftruncate(fd, 0)  # must not stop the work (the save says what is wrong)
+                os.pwrite(fd, info, 0)
             yield
         finally:
             with contextlib.suppress(OSError):

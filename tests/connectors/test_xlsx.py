@@ -143,6 +143,28 @@ def test_a_second_writer_waits_for_the_lock(wb: XlsxWorkbook, path: Path) -> Non
     assert len(wb.read_table("Concerns").rows) == 2
 
 
+def test_a_full_disk_is_a_clear_error_not_a_crash(
+    wb: XlsxWorkbook, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk even the lock file's few bytes cannot be written: that must not crash
+    the cycle (before the DSP alert went out); the save itself says what is wrong."""
+    import errno
+
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(xlsx_mod.os, "pwrite", no_space)
+    monkeypatch.setattr(xlsx_mod.os, "fsync", no_space)
+    before = path.read_bytes()
+
+    assert wb.writable() is None  # nothing tells a full disk apart cheaply; the write will
+    with pytest.raises(PermanentError, match="No space left on device; check free space"):
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002"}])
+
+    assert path.read_bytes() == before
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_lock_left_by_a_killed_process_is_not_stale(wb: XlsxWorkbook, path: Path) -> None:
     code = (
         "import sys, time; from pathlib import Path; from connectors.xlsx import writer_lock\n"
