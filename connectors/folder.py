@@ -389,7 +389,11 @@ class FolderMailbox:
         note = dst.with_name(dst.name + ".reason.txt")
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         text = f"{reason}\n\nQuarantined at {stamp} by prevent-service.\n"
-        write_atomic(note, text.encode("utf-8"))
+        try:
+            write_atomic(note, text.encode("utf-8"))
+        except OSError as exc:  # e.g. a full disk: the file is aside already and the DSP's
+            # notice carries the reason; raising would only stop the cycle
+            log.warning("could not write a quarantine reason note: %s", exc.strerror)
         log.warning("quarantined a mailbox file (%s)", dst.name.partition("--")[0][:40])
 
 

@@ -174,6 +174,28 @@ def test_a_symlinked_processed_folder_is_refused(inbox: Path, tmp_path: Path) ->
         FolderMailbox(inbox)
 
 
+def test_quarantine_on_a_full_disk_moves_the_file_and_raises_no_bare_oserror(
+    box: FolderMailbox, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A move needs no space; the reason note does. The DSP's notice already carries the
+    reason, so a note that cannot be written must not crash the cycle."""
+    import errno
+
+    import connectors.folder as folder_mod
+
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    drop(inbox, "bad.eml", b"\x00\x01 not mail")
+    (item,) = list(box.fetch_new())
+    monkeypatch.setattr(folder_mod, "write_atomic", no_space)
+
+    box.quarantine(item.item_id, "The message could not be parsed.")
+
+    assert names(inbox / "quarantine") == [f"{item.item_id}--bad.eml"]
+    assert names(inbox) == ["processed", "quarantine"]
+
+
 def test_outlook_msg_files_are_quarantined_with_advice(box: FolderMailbox, inbox: Path) -> None:
     drop(inbox, "Concern.msg", b"\xd0\xcf\x11\xe0 compound file")
 
