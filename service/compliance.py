@@ -401,7 +401,7 @@ class ComplianceReader:
         missing = [
             spec.header
             for spec in _COLUMNS[name]
-            if norm(spec.header) not in _OPTIONAL and norm(spec.header) not in headers
+            if norm(spec.header) not in _OPTIONAL | {norm(ID)} and norm(spec.header) not in headers
         ]
         if missing:
             raise InputError(
@@ -415,13 +415,28 @@ class ComplianceReader:
         self.data.rows_read += len(rows)
         if name == ACTION_TABLE:
             self.data.has_last_reminded = norm(LAST_REMINDED) in headers
-        ids = self._identities(name, table, rows)
+        has_id = norm(ID) in headers
+        if not has_id:  # deleted by someone tidying up: derived IDs, as when the file is locked
+            self.data.problems.append(
+                Problem(
+                    table.sheet or name,
+                    1,
+                    ID,
+                    "",
+                    f"the hidden {ID!r} column of table {name!r} is missing: restore it "
+                    "(insert a column headed ID at the end of the table) so that rows keep "
+                    "their identity when edited",
+                )
+            )
+        ids = self._identities(name, table, rows, write=self.write_ids and has_id)
         for row in rows:
             row.item_id = ids.get(row.index, "")
             if row.item_id:
                 handler(row)
 
-    def _identities(self, name: str, table: Table, rows: list[_Row]) -> dict[int, str]:
+    def _identities(
+        self, name: str, table: Table, rows: list[_Row], *, write: bool
+    ) -> dict[int, str]:
         """Row index → ID: the hidden cell's value, or one derived from content (and written)."""
         by_id: dict[str, list[_Row]] = {}
         for row in rows:
@@ -459,7 +474,7 @@ class ComplianceReader:
             ids[row.index] = candidate
             expect = {c: row.get(c) for c in _KEY_COLUMNS[name] if row.get(c) is not None}
             updates.append(CellUpdate(ID, candidate, row.index, expect))
-        if updates and self.write_ids:
+        if updates and write:
             try:
                 self.data.ids_written += self.workbook.update_cells(name, updates)
             except TransientError as exc:  # open in Excel: the derived IDs hold until next time

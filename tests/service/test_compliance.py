@@ -488,3 +488,23 @@ def test_a_status_typed_with_a_tick_or_full_stop_still_counts_as_done() -> None:
     )
     data = read(wb)
     assert [i.title for i in data.items] == ["Open"]
+
+
+def test_a_deleted_id_column_is_reported_and_rows_keep_their_derived_ids() -> None:
+    # Someone deleted the hidden column (with its neighbour, or unhiding and tidying up):
+    # the reminders go on with the IDs derived from the rows, and the plan owner is told.
+    ledger = Ledger(":memory:")
+    before = ids_by_title(read(plan_workbook(), ledger=ledger))
+    wb = empty_workbook()
+    headers = [h for h in HEADERS if h != "ID"]
+    wb.add_table(
+        ACTION_TABLE,
+        headers,
+        [r[: len(headers)] for r in plan_workbook().tables[ACTION_TABLE].rows],
+        sheet="Action plan",
+    )
+    data = read(wb, ledger=ledger)
+    assert ids_by_title(data) == before
+    assert data.ids_written == 0
+    assert [(p.sheet, p.column) for p in data.problems] == [("Action plan", "ID")]
+    assert "restore" in data.problems[0].reason
