@@ -187,6 +187,10 @@ class GraphMailbox(_MailboxBase):
         asks for more after the page's last item, so a crash mid-page replays that page.
         """
         self.http.ensure_token()
+        # Look the folders up again each cycle (one request when something is moved): a person
+        # may have deleted Processed (Outlook keeps it, id and all, under Deleted Items, where
+        # moves would still land) or renamed it since the worker started.
+        self._folder_ids.clear()
         url = self.ledger.get(self.cursor_key)
         resynced = False
         if url is None:

@@ -170,6 +170,7 @@ class MailService:
         r.add("GET", "mailFolders", self.list_folders)
         r.add("POST", "mailFolders", self.create_folder)
         r.add("GET", "mailFolders/{fid}", self.get_folder)
+        r.add("DELETE", "mailFolders/{fid}", self.delete_folder)
         r.add("GET", "mailFolders/{fid}/childFolders", self.list_folders)
         r.add("POST", "mailFolders/{fid}/childFolders", self.create_folder)
         r.add("GET", "mailFolders/{fid}/messages", self.list_messages)
@@ -255,7 +256,10 @@ class MailService:
 
     def _folder_by_name(self, mb: Mailbox, name: str) -> Folder:
         for folder in mb.folders.values():
-            if name.lower() in (folder.well_known or "", folder.display_name.lower(), folder.id):
+            if name == folder.id or name.lower() in (
+                folder.well_known or "",
+                folder.display_name.lower(),
+            ):
                 return folder
         raise KeyError(f"{mb.address} has no folder '{name}'")
 
@@ -506,6 +510,22 @@ class MailService:
             folder = self._folder(mb, p["fid"])
             data = select_fields(self._render_folder(mb, folder), req.select(), ("id",))
             return json_response(200, data)
+
+    def delete_folder(self, req: Request, p: dict[str, str]) -> Response:
+        """DELETE …/mailFolders/{id} -> 204. As in Outlook, the folder (with its messages and
+        id) moves under Deleted Items; only a delete from there (or permanentDelete) purges."""
+        with self.lock:
+            mb = self._context(req, MAIL_WRITE)
+            folder = self._folder(mb, p["fid"])
+            if folder.well_known:
+                raise GraphError(
+                    403,
+                    "ErrorDeleteDistinguishedFolder",
+                    "Distinguished folders cannot be deleted.",
+                )
+            folder.parent_id = self._folder(mb, "deleteditems").id
+            mb.next_seq()
+            return empty_response(204)
 
     # --- messages -----------------------------------------------------------------------------
 

@@ -165,6 +165,25 @@ def test_folders_are_created_once_then_found_by_cache(setup: GraphSetup) -> None
     assert setup.emu.count_requests("POST", r"/move$") == 3
 
 
+def test_a_processed_folder_a_person_deleted_is_made_again(setup: GraphSetup) -> None:
+    # The worker (``run``) keeps one mailbox object for days. Deleting a folder in Outlook
+    # moves it (id and all) under Deleted Items, where moves into it still succeed.
+    (first,) = deliver(setup, 1)
+    box = setup.mailbox()
+    list(box.fetch_new())
+    box.mark_processed(first)
+    old = box.folder_id("Processed", create=False)
+    box.http.request("DELETE", f"users/{MAILBOX}/mailFolders/{old}", Call(what="a person"))
+    (second,) = deliver(setup, 1, tag="n")
+
+    for item in box.fetch_new():
+        box.mark_processed(item.item_id)
+
+    assert box.folder_id("Processed", create=False) != old
+    (moved,) = setup.emu.folder_messages(MAILBOX, box.folder_id("Processed", create=False) or "")
+    assert moved["id"] == second
+
+
 def test_a_folder_a_person_made_is_used(setup: GraphSetup) -> None:
     setup.emu.add_folder(MAILBOX, "Processed")
     (item_id,) = deliver(setup, 1)
