@@ -257,12 +257,13 @@ def week_key(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def weekly_digest(app: App) -> bool:
-    """Send this week's digest of open concerns to the DSP, once per ISO week. True if sent."""
+def weekly_digest(app: App, week: str | None = None) -> bool:
+    """Send the digest of open concerns to the DSP, once per ISO week (``week``, default this
+    one: a catch-up names the missed week). True if sent."""
     now = app.now()
     tz = app.config.organisation.tz
     today = now.astimezone(tz).date()
-    week = week_key(today)
+    week = week or week_key(today)
     if app.ledger.get(_KV_WEEKLY) == week:
         return False
     try:
@@ -343,8 +344,9 @@ def weekly_digest(app: App) -> bool:
 
 
 def scheduled_weekly(app: App) -> bool:
-    """Catch-up for the weekly digest: send it if this week's ``digest_day``/``digest_time``
-    has passed and it has not gone yet (the worker was down at that moment)."""
+    """Catch-up for the weekly digest: send the latest one whose ``digest_day``/``digest_time``
+    has passed if it has not gone yet (the worker was down at that moment). A digest missed
+    last week goes now, unless this week's is less than a day away (it carries the same)."""
     schedule = app.config.schedule
     local = app.local_now()
     monday = local.date() - timedelta(days=local.weekday())
@@ -354,5 +356,7 @@ def scheduled_weekly(app: App) -> bool:
         tzinfo=local.tzinfo,
     )
     if local < due:
-        return False
-    return weekly_digest(app)
+        if due - local <= timedelta(days=1):
+            return False
+        due -= timedelta(days=7)
+    return weekly_digest(app, week_key(due.date()))

@@ -225,3 +225,33 @@ def test_no_weekly_digest_from_a_register_that_could_not_be_read() -> None:
     at(clock, datetime(2026, 11, 23, 8, 15))
     assert scheduled_weekly(app) is True  # the next catch-up sends it
     assert len(sender.sent) == 1
+
+
+def test_a_digest_missed_across_the_week_boundary_is_caught_up_once() -> None:
+    # digest_day Friday: down from Thursday 19 to Tuesday 24 November, so Friday 20's digest
+    # was missed. The restart sends it (not a week later), and Friday 27's goes as usual.
+    base = make_config()
+    config = base.model_copy(
+        update={"schedule": base.schedule.model_copy(update={"digest_day": "fri"})}
+    )
+    app, clock, sender = app_at(register(), datetime(2026, 11, 13, 8, 0), config=config)
+    assert scheduled_weekly(app) is True
+    at(clock, datetime(2026, 11, 24, 10, 0))
+    assert scheduled_weekly(app) is True  # Friday 20's, caught up
+    at(clock, datetime(2026, 11, 25, 10, 0))
+    assert scheduled_weekly(app) is False
+    at(clock, datetime(2026, 11, 27, 8, 0))
+    assert scheduled_weekly(app) is True
+    assert len(sender.sent) == 3
+
+
+def test_no_catch_up_digest_just_before_this_weeks() -> None:
+    # Restarted on the digest day before its time: this week's digest is an hour away and
+    # carries the same list; last week's missed one is not sent as well.
+    app, clock, sender = app_at(register(), datetime(2026, 11, 16, 8, 0))
+    assert scheduled_weekly(app) is True
+    at(clock, datetime(2026, 11, 30, 7, 0))  # down all of the week of 23 November
+    assert scheduled_weekly(app) is False
+    at(clock, datetime(2026, 11, 30, 8, 0))
+    assert scheduled_weekly(app) is True
+    assert len(sender.sent) == 2
