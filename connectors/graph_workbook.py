@@ -585,6 +585,16 @@ class GraphWorkbook:
                         attempt + 1,
                     )
                     continue
+                except AmbiguousWrite:
+                    # The upload may have gone in: read the file again; the change skips
+                    # rows (by key) and cells already there, so nothing is written twice.
+                    log.info(
+                        "graph: %s: no clear answer to the upload; re-reading (%d)",
+                        self.name,
+                        attempt + 1,
+                    )
+                    self.http.settle(attempt + 1)
+                    continue
                 return result
         raise TransientError(
             f"{self._where()}: the file kept changing while it was being updated (HTTP 412 "
@@ -623,6 +633,9 @@ class GraphWorkbook:
                 "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
             },
             naive=True,  # the upload URL carries its own authorisation: no bearer token
+            # Not repeated blindly: a completed upload session is gone (404), so an answer
+            # lost after the bytes went in would look like a missing file. Re-read instead.
+            retry_ambiguous=False,
         )
 
     def _probe_upload(self) -> None:

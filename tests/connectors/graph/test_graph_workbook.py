@@ -299,6 +299,19 @@ def test_file_mode_rereads_after_a_412(file_setup: GraphSetup) -> None:
     assert count(file_setup, "GET", r"/content$") == 2  # downloaded again after the 412
 
 
+@pytest.mark.parametrize("stored", [True, False], ids=["stored", "not-stored"])
+def test_file_mode_a_lost_answer_to_the_upload_adds_the_row_once(
+    file_setup: GraphSetup, stored: bool
+) -> None:
+    # The connection drops before the answer comes back, after or before the new version
+    # was stored (a completed upload session is gone: repeating its PUT gets a 404).
+    file_setup.emu.add_fault("PUT", r"/_upload/", 0, after_commit=stored)
+
+    file_setup.workbook().append_rows(TABLE, rows(1), key_column="Source key")
+
+    assert keys(file_setup) == ["mail:a", "mail:2"]
+
+
 def test_file_mode_keeps_a_change_made_between_read_and_upload(file_setup: GraphSetup) -> None:
     book = file_setup.workbook()
     original = book._download  # a person saves the file just after the service reads it
