@@ -477,6 +477,9 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
         item = items.get((sheet, number))
         if item is None and (sheet, number) not in problems:
             continue  # a blank row
+        start = _one_day(row.get("start date"))
+        if start is not None and start > end:
+            continue  # a new starter added before their first day: not staff at the end date
         role = as_text(row.get("role")) or NOT_STATED
         counts = roles.setdefault(norm(role), TrainingCount(role))
         for target in (counts, total):
@@ -493,6 +496,14 @@ def _compliance(app: App, end: date, report: BoardReport) -> None:
                     target.due_soon += 1
     report.training = sorted(roles.values(), key=lambda r: norm(r.role))
     report.training_total = total
+
+
+def _one_day(value: Any) -> date | None:
+    """A date cell as the compliance reader takes it (a month counts from its first day)."""
+    spec = parse_due(value)
+    if not spec.understood or spec.recurring or spec.immediate:
+        return None
+    return date(spec.month[0], spec.month[1], 1) if spec.month else spec.due
 
 
 def _rag(due: date | None, end: date) -> tuple[str, str]:

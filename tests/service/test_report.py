@@ -595,3 +595,12 @@ def test_charts_show_their_axes_and_text_labels(report: BoardReport, tmp_path: P
         "'Training'!$A$2:$A$5",
     ]
     assert load_workbook(path)["RAG"]._charts  # openpyxl reads it back
+
+
+def test_a_starter_who_joins_after_the_end_date_is_not_counted(app: App) -> None:
+    # HR adds new starters before their first day; the yearly report (to 31 July) runs in
+    # September. Hortense starts on 10 November: not staff on 5 November, not "never trained".
+    report = gather(app, Period(date(2026, 8, 1), date(2026, 11, 5)))
+    t = report.training_total
+    assert (t.staff, t.never) == (5, 0)
+    assert {r.role: r.staff for r in report.training}["Assessor"] == 1
