@@ -261,6 +261,15 @@ class SmtpSender:
                     f"accepting the sender {self.envelope_from} (check that the account may "
                     "send as intake.address)",
                 ) from exc
+            except smtplib.SMTPNotSupportedError as exc:
+                # Raised before MAIL FROM: an address is not ASCII and the server has no
+                # SMTPUTF8 (RFC 6531). Nothing was sent, and a retry would meet the same.
+                raise PermanentError(
+                    f"the SMTP server {self._where()} does not offer SMTPUTF8, which "
+                    f"{message.message_id} needs for an address with non-ASCII characters "
+                    f"(at {_domains(recipients)}); nothing was sent. Ask the mail admin to "
+                    "enable SMTPUTF8, or use the person's ASCII address"
+                ) from exc
             except smtplib.SMTPResponseException as exc:
                 # e.g. SMTPDataError: the server answered the message itself with an error.
                 raise self._reply_error(

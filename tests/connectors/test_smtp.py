@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from connectors.base import OutboundMessage
 from connectors.imap import ImapMailbox
@@ -226,6 +227,37 @@ def test_partly_refused_still_delivers_to_the_rest_and_says_so(
     ((envelope, _),) = mail_servers.sent_by(sender.envelope_from)
     assert envelope["rcpt_tos"] == ["dsp@example.org"]
     assert REFUSE_PERMANENT_DOMAIN in caplog.text and "alex.morgan" not in caplog.text
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def test_a_non_ascii_address_without_smtputf8_is_permanent_and_nothing_is_sent() -> None:
+    # A reporter writing from an internationalised address (RFC 6531) to a relay (a real
+    # aiosmtpd) that does not offer SMTPUTF8: nothing goes out, and a retry cannot change that.
+    sink = _Sink()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    server.start()
+    try:
+        sender = SmtpSender(
+            host="127.0.0.1", port=port, security="none", envelope_from="safeguarding@example.org"
+        )
+        with pytest.raises(PermanentError, match="SMTPUTF8") as caught:
+            sender.send(message(to=("zoë@example.org",)))
+    finally:
+        server.stop()
+
+    assert "zoë" not in str(caught.value)
+    assert sink.envelopes == []
 
 
 def test_resend_goes_again_with_the_same_message_id(
