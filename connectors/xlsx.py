@@ -49,10 +49,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import openpyxl
+from openpyxl.formatting.formatting import ConditionalFormatting
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.styles.numbers import is_date_format, is_datetime
 from openpyxl.utils import get_column_letter, range_boundaries
-from openpyxl.worksheet.cell_range import CellRange
+from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table as XlTable
 from openpyxl.worksheet.table import TableStyleInfo
@@ -818,6 +819,7 @@ class XlsxWorkbook:
             if tbl.autoFilter is not None:
                 tbl.autoFilter.ref = new_ref
             _extend_validations(ws, lay, end)
+            _extend_conditional_formats(ws, lay, end)
         return True
 
     def _map_row(self, table: str, lay: _Layout, row: Mapping[str, Any]) -> dict[int, Any]:
@@ -957,6 +959,32 @@ def _extend_validations(ws: Worksheet, lay: _Layout, end: int) -> None:
                         max_row=end,
                     )
                 )
+
+
+def _extend_conditional_formats(ws: Worksheet, lay: _Layout, end: int) -> None:
+    """Conditional formatting that covered the table's last row covers the new rows too, as
+    Excel extends it when a table grows (a person's "Status is New → red" must colour a new
+    concern). The rule list is keyed by range, so it is rebuilt in its order."""
+    rules = ws.conditional_formatting._cf_rules
+    rebuilt: dict[ConditionalFormatting, list[Any]] = {}
+    changed = False
+    for cf, cf_rules in rules.items():
+        ranges = []
+        for rng in cf.sqref.ranges:
+            if (
+                rng.min_row <= lay.last_row <= rng.max_row < end
+                and lay.min_col <= rng.min_col <= lay.max_col
+            ):
+                rng = CellRange(
+                    min_col=rng.min_col, max_col=rng.max_col, min_row=rng.min_row, max_row=end
+                )
+                changed = True
+            ranges.append(rng)
+        key = ConditionalFormatting(sqref=MultiCellRange(ranges), pivot=cf.pivot)
+        rebuilt.setdefault(key, []).extend(cf_rules)
+    if changed:
+        rules.clear()
+        rules.update(rebuilt)
 
 
 def glob_escape(text: str) -> str:

@@ -236,6 +236,31 @@ def test_append_extends_table_ref_autofilter_and_drop_downs(
     assert ws.cell(8, 1).value == "PRV-2026-0007"
 
 
+def test_conditional_formatting_on_the_table_covers_appended_rows(
+    path: Path, wb: XlsxWorkbook
+) -> None:
+    """The DSP colours Status "New" red over the table's column: Excel extends that rule as
+    the table grows, so a new concern is red too; rules elsewhere are left alone."""
+    from openpyxl.formatting.rule import CellIsRule
+    from openpyxl.styles import PatternFill
+
+    red = PatternFill(start_color="FFC7CE", end_color="FFC7CE", fill_type="solid")
+    book = openpyxl.load_workbook(path)
+    ws = book["Register"]
+    ws.conditional_formatting.add(
+        "E2:E2", CellIsRule(operator="equal", formula=['"New"'], fill=red)
+    )
+    ws.conditional_formatting.add("H1:H5", CellIsRule(operator="equal", formula=["1"], fill=red))
+    book.save(path)
+
+    wb.append_rows("Concerns", [{"Reference": f"PRV-2026-000{n}"} for n in (2, 3)])
+
+    ws = openpyxl.load_workbook(path)["Register"]
+    ranges = sorted(str(cf.sqref) for cf in ws.conditional_formatting)
+    assert ranges == ["E2:E4", "H1:H5"]
+    assert [len(cf.rules) for cf in ws.conditional_formatting] == [1, 1]
+
+
 def test_update_cells_never_overwrites_and_skips_the_save_when_idle(
     path: Path, wb: XlsxWorkbook
 ) -> None:
