@@ -7,7 +7,8 @@ Managers type real dates and also text. The rules, each tested in
   day; a time of day is ignored. A formula is read by the value Excel saved for it; a formula
   with no saved value (the file was saved by a program that does not calculate) is *not
   understood*, saying so, rather than read as its text.
-- ``"15 October 2021"``, ``"15/10/2021"`` (UK order: day first), ``"2021-10-15"`` → that day.
+- ``"15 October 2021"``, ``"15/10/2021"`` (UK order: day first), ``"2021-10-15"``,
+  ``"October 15, 2021"``, ``"Oct 15th 2021"`` → that day.
 - ``"October 2021"``, ``"Oct 2021"``, ``"Sept 2021"``, ``"Oct-21"``, ``"10/2021"``,
   ``"end of October 2021"`` → the month's due day: its last working day unless
   ``compliance.month_due`` says ``last_day`` or ``first_day``.
@@ -241,7 +242,7 @@ _DATE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("iso", re.compile(r"\b(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})\b")),
     ("dmy", re.compile(r"\b(?P<d>\d{1,2})[/.](?P<m>\d{1,2})[/.](?P<y>\d{4}|\d{2})\b")),
     ("d_mon_y", re.compile(rf"\b(?P<d>\d{{1,2}}){_ORD}\s+(?:of\s+)?{_MONTH},?\s+(?P<y>\d{{4}})\b")),
-    ("mon_d_y", re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}}){_ORD},\s*(?P<y>\d{{4}})\b")),
+    ("mon_d_y", re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}}){_ORD}(?:,\s*|\s+)(?P<y>\d{{4}})\b")),
     ("mon_y", re.compile(rf"\b{_MONTH}\s*[-/'’]?\s*(?P<y>\d{{4}})\b")),
     ("mon_yy", re.compile(rf"\b{_MONTH}\s*[-'’]\s*(?P<y>\d{{2}})\b")),
     ("m_y", re.compile(r"\b(?P<m>\d{1,2})/(?P<y>\d{4})\b")),

@@ -51,6 +51,8 @@ def first(text: object, **kw: object) -> date | None:
         ("2021-10-15", date(2021, 10, 15)),
         ("15th October 2021", date(2021, 10, 15)),
         ("October 15, 2021", date(2021, 10, 15)),
+        ("Oct 15th 2021", date(2021, 10, 15)),  # no comma: it has a year, not "without a year"
+        ("October 1 2021", date(2021, 10, 1)),
         ("  by   15 Oct 2021 ", date(2021, 10, 15)),
         ("Immediate", date(2021, 3, 10)),  # the day the row was first seen
         ("immediately", date(2021, 3, 10)),
