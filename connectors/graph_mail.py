@@ -106,7 +106,10 @@ class _MailboxBase:
             call,
             params={"$filter": f"displayName eq '{_odata_quote(name)}'", "$top": "1"},
         )
-        found = [f for f in data.get("value", []) if f.get("displayName") == name]
+        # Exchange compares (and keeps unique) folder names regardless of case.
+        found = [
+            f for f in data.get("value", []) if str(f.get("displayName")).lower() == name.lower()
+        ]
         if found:
             self._folder_ids[name] = str(found[0]["id"])
             return self._folder_ids[name]

@@ -165,6 +165,16 @@ def test_folders_are_created_once_then_found_by_cache(setup: GraphSetup) -> None
     assert setup.emu.count_requests("POST", r"/move$") == 3
 
 
+def test_a_folder_a_person_made_in_other_letter_case_is_used(setup: GraphSetup) -> None:
+    # Exchange folder names are unique regardless of case: "processed" blocks "Processed".
+    setup.emu.add_folder(MAILBOX, "processed")
+    (item_id,) = deliver(setup, 1)
+
+    setup.mailbox().mark_processed(item_id)
+
+    assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "processed")] == [item_id]
+
+
 def test_a_processed_folder_a_person_deleted_is_made_again(setup: GraphSetup) -> None:
     # The worker (``run``) keeps one mailbox object for days. Deleting a folder in Outlook
     # moves it (id and all) under Deleted Items, where moves into it still succeed.
