@@ -518,6 +518,8 @@ class Intake:
                 self.app.send(message)
             except ConnectorError as exc:
                 self._park(concern.source_key, exc)
+                # The DSP has not heard: the cycle is not "ok" (status, the admin's notice).
+                self.result.problems.append(f"{concern.reference}: alert not sent: {exc}")
                 continue
             self.step_done("alert_sent", concern.source_key)
             self.ledger.mark_step(concern.source_key, "alerted")
@@ -707,6 +709,7 @@ class Intake:
                 self.app.send(message)
             except ConnectorError as exc:
                 self._park(key, exc)
+                self.result.problems.append(f"quarantine notice not sent: {exc}")
                 return
             self.ledger.mark_step(key, "alerted")
         try:

@@ -283,10 +283,24 @@ def test_a_failing_alert_is_retried_later_and_the_row_still_written(
     deliver(memory_app, mail())
     first = pipeline.poll(memory_app)
     assert first.alerts == 0 and first.rows == 1 and first.pending == 1
+    # An alert that did not go is the cycle's problem, not an "ok" cycle (status, admin).
+    assert not first.ok and "PRV-2026-0001" in first.problems[0]
     clock.advance(minutes=10)
     second = pipeline.poll(memory_app)
-    assert second.alerts == 1 and second.done == 1
+    assert second.alerts == 1 and second.done == 1 and second.ok
     assert len(register_rows(memory_app)) == 1
+
+
+def test_a_quarantine_notice_that_cannot_be_sent_is_a_problem(
+    memory_app: App, clock: Clock
+) -> None:
+    inner = memory_app.sender()
+    memory_app._sender = FlakySender(inner, failures=1)  # type: ignore[assignment]
+    deliver(memory_app, b"\x00\x01 not mail at all")
+    first = pipeline.poll(memory_app)
+    assert first.quarantined == 0 and not first.ok
+    clock.advance(minutes=10)
+    assert pipeline.poll(memory_app).quarantined == 1
 
 
 # -- Forms ---------------------------------------------------------------------------------
