@@ -9,7 +9,9 @@ The register's ``Status`` column is the DSP's. A concern still ``New`` (or blank
   past level 2, only level 2 is sent and level 1 is marked superseded.
 - The first time the check sees a concern's status other than ``New`` it records that time:
   time-to-acknowledge is that minus "Recorded at" (an upper bound: the check runs every
-  ``schedule.escalation_check_minutes``).
+  ``schedule.escalation_check_minutes``). A concern the check never saw ``New`` (a new or lost
+  ledger, a register older than the worker) is timed only if it was recorded within the last
+  two check intervals; otherwise it stays untimed rather than counting weeks as the DSP's.
 
 The weekly digest to the DSP lists open concerns (status not closed) by age, with references,
 status and risk level only; the register's Summary is added when ``alert_detail = "full"``.
@@ -54,7 +56,7 @@ class ConcernRow:
 
     @property
     def is_new(self) -> bool:
-        return not self.status or _norm(self.status) == _norm(STATUS_NEW)
+        return _is_new(self.status)
 
     @property
     def is_open(self) -> bool:
@@ -73,6 +75,10 @@ class EscalationReport:
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def _is_new(status: str) -> bool:
+    return not status or _norm(status) == _norm(STATUS_NEW)
 
 
 def read_concerns(app: App) -> tuple[list[ConcernRow], list[int]]:
@@ -116,14 +122,24 @@ def check(app: App) -> EscalationReport:
     db = app.ledger.db
     concerns, report.unreadable = read_concerns(app)
     threshold = app.config.register.escalate_after_hours
+    # A concern first seen already past New is timed only if it was recorded after the last
+    # check could have seen it (with slack for a late check); else no check saw it happen.
+    fresh = timedelta(minutes=2 * app.config.schedule.escalation_check_minutes)
     for concern in concerns:
         report.checked += 1
+        seen = db.execute(
+            "SELECT status FROM concern_watch WHERE reference = ?", (concern.reference,)
+        ).fetchone()
         db.execute(
             "INSERT INTO concern_watch (reference, recorded_at, first_checked, status) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(reference) DO UPDATE SET status = excluded.status",
             (concern.reference, concern.recorded_at.isoformat(), now_iso, concern.status),
         )
         if not concern.is_new:
+            # Seen before: timed if that check saw it New (else it was already left untimed).
+            timed = now - concern.recorded_at <= fresh if seen is None else _is_new(seen["status"])
+            if not timed:
+                continue
             cur = db.execute(
                 "UPDATE concern_watch SET left_new_at = ? "
                 "WHERE reference = ? AND left_new_at IS NULL",

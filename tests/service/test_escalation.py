@@ -100,7 +100,7 @@ def test_blank_status_counts_as_new_and_acknowledged_concerns_never_escalate() -
     app, _clock, _sender = app_at(wb, START + timedelta(hours=5))
     report = check(app)
     assert report.escalated == [("PRV-2026-0003", 1)]
-    assert report.acknowledged == ["PRV-2026-0004"]
+    assert report.acknowledged == []  # first seen 5 hours on, already picked up: untimed
 
 
 def test_time_to_acknowledge_is_recorded_when_status_first_leaves_new() -> None:
@@ -255,3 +255,19 @@ def test_no_catch_up_digest_just_before_this_weeks() -> None:
     at(clock, datetime(2026, 11, 30, 8, 0))
     assert scheduled_weekly(app) is True
     assert len(sender.sent) == 2
+
+
+def test_a_concern_first_seen_long_after_it_left_new_gets_no_time_to_acknowledge() -> None:
+    # A new or lost ledger (or the worker first started over an existing register): the check
+    # never saw these concerns New, so "now minus Recorded at" would say the DSP took weeks.
+    # One recorded since the last check (15 minutes) and already picked up is timed.
+    wb = register(
+        ("PRV-2026-0050", START - timedelta(days=30), "Closed"),
+        ("PRV-2026-0051", START - timedelta(days=2), "Acknowledged"),
+        ("PRV-2026-0052", START - timedelta(minutes=10), "Acknowledged"),
+    )
+    app, clock, _sender = app_at(wb, START)
+    assert check(app).acknowledged == ["PRV-2026-0052"]
+    at(clock, START + timedelta(minutes=15))
+    assert check(app).acknowledged == []  # still not timed on the next check
+    assert time_to_acknowledge(app) == {"PRV-2026-0052": timedelta(minutes=10)}
