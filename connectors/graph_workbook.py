@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
@@ -395,7 +395,15 @@ class GraphWorkbook:
     def _grid(self, table: str, session: str | None) -> _Grid:
         # GET …/tables/Concerns/range → {"address": "Register!A1:Q42", "values": [[…], …]}
         data = self._get(f"{self._table_path(table)}/range", f"read table {table!r}", session)
-        return _Grid.parse(data, self._where())
+        grid = _Grid.parse(data, self._where())
+        # The range includes the Total Row a person may switch on (Table Design > Total Row):
+        # GET …/tables/Concerns?$select=showTotals → {"showTotals": true, …}
+        meta = self._get(
+            f"{self._table_path(table)}?$select=showTotals", f"read table {table!r}", session
+        )
+        if meta.get("showTotals") is True and grid.body:
+            grid = replace(grid, body=grid.body[:-1])
+        return grid
 
     def _headers(self, table: str, session: str) -> list[str]:
         # GET …/tables/Concerns/headerRowRange → {"address": "Register!A1:Q1", "values": [[…]]}

@@ -7,6 +7,8 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+import openpyxl
+import openpyxl.worksheet.table
 import pytest
 
 from connectors.base import CellUpdate
@@ -219,6 +221,32 @@ def test_update_cells_patches_one_cell_and_uploads_nothing(setup: GraphSetup) ->
     assert count(setup, "PUT", "") == 0
     assert read_register(setup)[0]["Recorded at"] == datetime(2026, 3, 1, 8, 0)
     assert read_register(setup)[0]["Status"] == "Open"
+
+
+def test_a_total_row_a_person_switched_on_is_not_read_as_a_concern(
+    setup: GraphSetup, tmp_path: Path
+) -> None:
+    # Excel: Table Design > Total Row. Graph's table range includes it; it is not data.
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = TABLE
+    sheet.append(HEADERS)
+    sheet.append(["PRV-2026-0001", None, "First", "Open", "mail:a"])
+    sheet.append(["PRV-2026-0002", None, "Second", "Open", "mail:b"])
+    sheet.append(["Total", None, None, None, "=SUBTOTAL(103,[Source key])"])
+    table = openpyxl.worksheet.table.Table(displayName=TABLE, ref="A1:E4")
+    table.totalsRowCount = 1
+    sheet.add_table(table)
+    book.save(tmp_path / "totals.xlsx")
+    setup.emu.put_file(SITE_HOST, SITE_PATH, REGISTER_PATH, (tmp_path / "totals.xlsx").read_bytes())
+    workbook = setup.workbook()
+
+    read = workbook.read_table(TABLE)
+
+    assert [r["Reference"] for r in read.rows] == ["PRV-2026-0001", "PRV-2026-0002"]
+    assert read.row_numbers == (2, 3)
+    assert workbook.find_rows(TABLE, "Reference", ["Total"]) == {}
 
 
 def test_a_missing_table_names_the_tables_there(setup: GraphSetup) -> None:
