@@ -369,7 +369,7 @@ class ComplianceReader:
         if self.cfg.plan_owner:
             self.data.plan_owner = self._config_role(self.cfg.plan_owner, "compliance.plan_owner")
         else:
-            self.data.plan_owner = (self.config.people.admin_email,)
+            self.data.plan_owner = (self.config.people.admin_email.lower(),)
         for table, handler in (
             (ACTION_TABLE, self._action),
             (POLICY_TABLE, self._policy),
@@ -381,7 +381,7 @@ class ComplianceReader:
     def _config_role(self, role: str, key: str) -> tuple[str, ...]:
         addresses = self.roles.addresses(role)
         if addresses:
-            return addresses
+            return _addresses(addresses)
         self.data.problems.append(
             Problem(
                 "config",
@@ -391,7 +391,7 @@ class ComplianceReader:
                 f"role {role!r} has no addresses in [roles]; the admin gets these instead",
             )
         )
-        return (self.config.people.admin_email,)
+        return (self.config.people.admin_email.lower(),)
 
     # -- tables -----------------------------------------------------------------------
 
@@ -507,7 +507,7 @@ class ComplianceReader:
         owners = self.roles.resolve(row.get(column))
         if owners.problem:
             self._problem(row, column, owners.text, owners.problem)
-        return owners.addresses or None
+        return _addresses(owners.addresses) or None
 
     def _action(self, row: _Row) -> None:
         if status_key(row.get("Status")) in self._done:
@@ -589,11 +589,11 @@ class ComplianceReader:
 
     def _training(self, row: _Row) -> None:
         name = _text(row.get("Name")) or f"the person on row {row.number}"
-        email = _text(row.get("Email"))
+        email = _text(row.get("Email")).lower()
         if not EMAIL_RE.match(email):
             self._problem(row, "Email", email, "no e-mail address: add one for reminders")
             return
-        manager = _text(row.get("Manager email"))
+        manager = _text(row.get("Manager email")).lower()
         if manager and not EMAIL_RE.match(manager):
             self._problem(row, "Manager email", manager, "not an e-mail address")
             manager = ""
@@ -721,6 +721,12 @@ _NOT_WORD = re.compile(r"[^\w\s]")
 def _derived_id(table: str, parts: Sequence[str]) -> str:
     basis = "\0".join(norm(p) for p in parts)
     return f"{_ID_PREFIX[table]}-{hashlib.sha256(basis.encode()).hexdigest()[:8]}"
+
+
+def _addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+    """Addresses in lower case, once each: "Ed@Example.org" in a sheet and "ed@example.org"
+    in [roles] are one person, who gets one digest and one ledger key per reminder."""
+    return tuple(dict.fromkeys(a.lower() for a in addresses))
 
 
 def _blank(value: Any) -> bool:

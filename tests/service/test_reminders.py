@@ -9,7 +9,13 @@ from datetime import UTC, date, datetime, time
 import pytest
 
 from connectors.memory import MemoryWorkbook
-from service.compliance import ACTION_COLUMNS, ACTION_TABLE, compliance_table_specs
+from service.compliance import (
+    ACTION_COLUMNS,
+    ACTION_TABLE,
+    TRAINING_COLUMNS,
+    TRAINING_TABLE,
+    compliance_table_specs,
+)
 from service.errors import TransientError
 from service.reminders import (
     digest_anchor,
@@ -531,3 +537,24 @@ def test_last_reminded_moves_on_when_a_row_is_reminded_again() -> None:
     rows = {r["Action"]: r["Last reminded"] for r in _plan_rows(wb)}
     assert again and all(rows[title] == later for title in again)
     assert DEMO_DAY in rows.values()  # rows not reminded since keep their day
+
+
+def test_one_digest_per_person_whatever_the_case_of_their_address() -> None:
+    # [roles] has ed@example.org; the Training sheet has the same person as Outlook wrote it.
+    wb = one_item_workbook(DEMO_DAY)
+    row = dict.fromkeys(c.header for c in TRAINING_COLUMNS)
+    row.update(
+        {
+            "Name": "Eddie Example",
+            "Email": "Ed@Example.org",
+            "Role": "Executive Director",
+            "Last Prevent training": date(2025, 11, 25),
+        }
+    )
+    wb.add_table(
+        TRAINING_TABLE, [c.header for c in TRAINING_COLUMNS], [list(row.values())], sheet="Training"
+    )
+    app, _clock, sender, _ = make_app(today=DEMO_DAY, workbook=wb)
+    report = run_cycle(app, DEMO_DAY)
+    assert [(d.recipient, len(d.entries)) for d in report.digests] == [(ED, 2)]
+    assert len(sender.sent) == 1
