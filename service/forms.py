@@ -34,8 +34,12 @@ class FormResponse:
     answers: dict[str, str]  # register field → answer text
 
 
+# Typographic quotes (a phone's keyboard, text pasted from Word) read as plain ones.
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def _normalise(header: str) -> str:
-    return " ".join(header.replace("\u00a0", " ").split()).casefold()
+    return " ".join(header.replace("\u00a0", " ").translate(_QUOTES).split()).casefold()
 
 
 def column_map(table: Table, columns: dict[str, str], *, where: str) -> dict[str, str]:

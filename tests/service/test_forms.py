@@ -45,3 +45,16 @@ def test_an_age_or_a_number_typed_in_a_text_question_stays_a_number() -> None:
     assert answers["dob_or_age"] == "17"
     assert answers["learner_ref"] == "46350"
     assert answers["occurred_at"] == "last Tuesday"
+
+
+def test_a_question_typed_with_curly_quotes_matches_the_straight_quoted_config() -> None:
+    """Forms keeps the question as typed: on a phone or pasted from Word, "person's" comes
+    as "person’s". That is the same question, not a missing column."""
+    t = table(account="Said it again")
+    curly = tuple(h.replace("'", "\u2019") for h in t.headers)
+    row = {h.replace("'", "\u2019"): v for h, v in t.rows[0].items()}
+    assert curly != t.headers
+
+    answers = answers_of(Table(name="Table1", headers=curly, rows=(row,), row_numbers=(2,)))
+
+    assert answers["account"] == "Said it again"
