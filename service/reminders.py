@@ -4,6 +4,8 @@ Once a day at ``compliance.send_time`` (Europe/London), on working days only, th
 the compliance workbook and works out, for every item, its *steps*:
 
 - before the due date: one step per ``offsets_days`` (default 30, 7, 1 and 0 days before);
+  before training expires, the first step is ``training_warn_days`` before, then the
+  ``offsets_days`` closer than that;
 - after it (one-off items): ``overdue:k`` every ``overdue_every_days``; from
   ``escalate_after_days_overdue`` days overdue the step also goes to the escalation contact
   (the person's manager for training, else the ``escalate_to_role``). An overdue step waits
@@ -156,13 +158,21 @@ class CycleReport:
 # ---------------------------------------------------------------------------- steps
 
 
-def steps_until(due: date, today: date, cfg: Compliance, *, recurring: bool) -> list[Step]:
+def steps_until(
+    due: date,
+    today: date,
+    cfg: Compliance,
+    *,
+    recurring: bool,
+    offsets: Sequence[int] | None = None,
+) -> list[Step]:
     """The steps of one due date whose day has come (``on <= today``), oldest first.
+    ``offsets`` (largest first) replaces ``cfg.offsets_days`` (for training expiry).
 
     Overdue steps are computed directly (not enumerated from the due date), so an item
     overdue for years costs the same as one overdue for a week."""
     steps: list[Step] = []
-    for offset in cfg.offsets_days:  # sorted, largest first
+    for offset in cfg.offsets_days if offsets is None else offsets:
         on = next_working_day(due - timedelta(days=offset))
         if on <= today:
             steps.append(Step("due" if offset == 0 else f"before:{offset}", on, -offset))
@@ -200,6 +210,12 @@ class Planner:
         self.today = today
         self.calendar: DueCalendar = calendar_for(self.cfg)
         self.db = app.ledger.db
+        # Training expiry: the first reminder ``training_warn_days`` before, then the
+        # usual offsets that are closer.
+        self.training_offsets = [
+            self.cfg.training_warn_days,
+            *(o for o in self.cfg.offsets_days if o < self.cfg.training_warn_days),
+        ]
         last = app.ledger.get(_KV_LAST_CYCLE)
         self.last_cycle = date.fromisoformat(last) if last else None
         self.last_sent = {
@@ -256,7 +272,13 @@ class Planner:
 
     def _item_entries(self, item: Item) -> list[Entry]:
         for due in self._due_dates(item):
-            steps = steps_until(due, self.today, self.cfg, recurring=item.spec.recurring)
+            steps = steps_until(
+                due,
+                self.today,
+                self.cfg,
+                recurring=item.spec.recurring,
+                offsets=self.training_offsets if item.kind == "training" else None,
+            )
             if not steps:
                 continue
             latest = steps[-1]

@@ -558,3 +558,33 @@ def test_one_digest_per_person_whatever_the_case_of_their_address() -> None:
     report = run_cycle(app, DEMO_DAY)
     assert [(d.recipient, len(d.entries)) for d in report.digests] == [(ED, 2)]
     assert len(sender.sent) == 1
+
+
+def _training_workbook(last: date) -> MemoryWorkbook:
+    wb = workbook_from_specs(compliance_table_specs(False, DEMO_DAY))
+    row = dict.fromkeys(c.header for c in TRAINING_COLUMNS)
+    row.update(Name="Jo Example", Email="jo@example.org", Role="Trainer")
+    row["Last Prevent training"] = last
+    wb.add_table(
+        TRAINING_TABLE, [c.header for c in TRAINING_COLUMNS], [list(row.values())], sheet="Training"
+    )
+    return wb
+
+
+@pytest.mark.parametrize(
+    ("warn_days", "expected"),
+    [
+        (60, {date(2026, 11, 26): ["before:60"], date(2026, 12, 29): ["before:30"]}),
+        (14, {date(2026, 11, 26): [], date(2026, 12, 29): [], date(2027, 1, 11): ["before:14"]}),
+    ],
+)
+def test_training_warn_days_sets_the_first_training_reminder(
+    warn_days: int, expected: dict[date, list[str]]
+) -> None:
+    # Training expires Monday 25 January 2027: 60 days before is Thursday 26 November, 30 days
+    # before is Saturday 26 December (Monday 28th is a bank holiday), 14 days before Monday 11.
+    config = make_config(training_warn_days=warn_days)
+    app, clock, _sender, _ = make_app(
+        today=DEMO_DAY, workbook=_training_workbook(date(2026, 1, 25)), config=config
+    )
+    assert run_days(app, clock, list(expected)) == expected
