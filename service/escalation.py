@@ -300,7 +300,7 @@ def weekly_digest(app: App, week: str | None = None) -> bool:
         )
     }
     buckets: list[dict[str, Any]] = []
-    lower = timedelta(0)
+    lower = timedelta.min  # "Under a day" also holds a time in the future (typed or clock)
     for title, upper in AGE_BUCKETS:
         rows = []
         for c in open_:
@@ -310,7 +310,7 @@ def weekly_digest(app: App, week: str | None = None) -> bool:
                     {
                         "reference": c.reference,
                         "recorded_at": c.recorded_at.astimezone(tz),
-                        "age_days": age.days,
+                        "age_days": max(age, timedelta(0)).days,
                         "status": c.status or STATUS_NEW,
                         "risk": c.risk,
                         "escalated": levels.get(c.reference, 0),

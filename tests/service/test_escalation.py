@@ -271,3 +271,17 @@ def test_a_concern_first_seen_long_after_it_left_new_gets_no_time_to_acknowledge
     at(clock, START + timedelta(minutes=15))
     assert check(app).acknowledged == []  # still not timed on the next check
     assert time_to_acknowledge(app) == {"PRV-2026-0052": timedelta(minutes=10)}
+
+
+def test_a_concern_recorded_in_the_future_is_still_listed_in_the_digest() -> None:
+    # "Recorded at" typed a day ahead (or written while the machine's clock ran fast): the
+    # digest counts it open, so it must also list it, not leave the count and list apart.
+    wb = register(
+        ("PRV-2026-0060", START + timedelta(days=1), "New"),
+        ("PRV-2026-0061", START - timedelta(days=2), "Acknowledged"),
+    )
+    app, _clock, sender = app_at(wb, START)
+    assert weekly_digest(app) is True
+    text = sender.sent[-1].text
+    assert sender.sent[-1].subject.startswith("Prevent concerns: 2 open")
+    assert "PRV-2026-0060" in text and "PRV-2026-0061" in text
