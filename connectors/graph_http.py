@@ -408,8 +408,12 @@ class GraphHttp:
                     continue
                 if not _retryable(failure):
                     raise translate(failure, call) from exc
-                # 429 and 503 are refusals: nothing happened, any method may be repeated.
-                ambiguous = failure.status not in {429, 503}
+                # 429, and 503 with Retry-After (throttling), are refusals: nothing happened,
+                # any method may be repeated. A bare 503 is a gateway failure like 502/504.
+                ambiguous = not (
+                    failure.status == 429
+                    or (failure.status == 503 and failure.retry_after is not None)
+                )
                 cause: BaseException = exc
             except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
                 if isinstance(exc, requests.exceptions.SSLError):

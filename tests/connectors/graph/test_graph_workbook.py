@@ -127,6 +127,16 @@ def test_a_504_before_the_rows_went_in_adds_them_after_reading_back(setup: Graph
     assert count(setup, "POST", r"/rows/add$") == 2
 
 
+def test_a_503_without_retry_after_on_rows_add_is_unclear_and_read_back(setup: GraphSetup) -> None:
+    # Only a 503 with Retry-After is a refusal (throttling); without one the gateway may have
+    # passed the rows on before failing, as with a 502 or 504.
+    setup.emu.add_fault("POST", r"/rows/add$", 503, after_commit=True)
+
+    setup.workbook().append_rows(TABLE, rows(2), key_column="Source key")
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+
+
 def test_a_dropped_connection_on_rows_add_reads_back_before_retrying(setup: GraphSetup) -> None:
     setup.emu.add_fault("POST", r"/rows/add$", 0, after_commit=True)
 
