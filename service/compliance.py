@@ -361,6 +361,7 @@ class ComplianceReader:
         self._default_ongoing = Recurrence(self.cfg.ongoing_recurrence.capitalize())
         self._done = {status_key(s) for s in self.cfg.done_statuses}
         self._dsp_roles = {norm(r) for r in self.cfg.dsp_roles}
+        self._same_email: dict[str, list[int]] = {}  # Training: e-mail → its rows, if several
         self._escalate_to = self._config_role(
             self.cfg.escalate_to_role, "compliance.escalate_to_role"
         )
@@ -429,6 +430,11 @@ class ComplianceReader:
                 )
             )
         ids = self._identities(name, table, rows, write=self.write_ids and has_id)
+        if name == TRAINING_TABLE:
+            by_email: dict[str, list[int]] = {}
+            for row in rows:
+                by_email.setdefault(_text(row.get("Email")).lower(), []).append(row.number)
+            self._same_email = {e: n for e, n in by_email.items() if e and len(n) > 1}
         for row in rows:
             row.item_id = ids.get(row.index, "")
             if row.item_id:
@@ -592,6 +598,16 @@ class ComplianceReader:
         email = _text(row.get("Email")).lower()
         if not EMAIL_RE.match(email):
             self._problem(row, "Email", email, "no e-mail address: add one for reminders")
+            return
+        if email in self._same_email:
+            numbers = ", ".join(str(n) for n in self._same_email[email])
+            self._problem(
+                row,
+                "Email",
+                email,
+                f"the same person is on rows {numbers}: keep one row per person and "
+                "update its dates",
+            )
             return
         manager = _text(row.get("Manager email")).lower()
         if manager and not EMAIL_RE.match(manager):

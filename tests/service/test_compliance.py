@@ -508,3 +508,23 @@ def test_a_deleted_id_column_is_reported_and_rows_keep_their_derived_ids() -> No
     assert data.ids_written == 0
     assert [(p.sheet, p.column) for p in data.problems] == [("Action plan", "ID")]
     assert "restore" in data.problems[0].reason
+
+
+def test_a_person_on_two_training_rows_is_reported_not_reminded_twice() -> None:
+    # Retrained and added as a new row instead of updating the old one: the old row would keep
+    # sending overdue reminders (and escalations to the manager) for training already done.
+    wb = empty_workbook()
+    wb.add_table(
+        TRAINING_TABLE,
+        [c.header for c in compliance_table_specs(False, TODAY)[2].columns],
+        [
+            ["Jo", "jo@example.org", "Trainer", "m@example.org", None, date(2025, 1, 10)],
+            ["Kim", "kim@example.org", "Trainer", "m@example.org", None, date(2026, 2, 1)],
+            ["Jo", "Jo@Example.org ", "Trainer", "m@example.org", None, date(2026, 1, 12)],
+        ],
+        sheet="Training",
+    )
+    data = read(wb)
+    assert [i.title for i in data.items] == ["Prevent training for Kim"]
+    assert {(p.row, p.column) for p in data.problems} == {(2, "Email"), (4, "Email")}
+    assert all("rows 2, 4" in p.reason for p in data.problems)
