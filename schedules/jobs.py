@@ -181,9 +181,23 @@ def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) 
 
 
 def _run(job_id: str, app_factory: AppFactory, func: Callable[[App], Any]) -> Any:
+    from service.status import job_failed, job_succeeded
+
     started = time.monotonic()
     app = app_factory()
-    result = func(app)
+    try:
+        result = func(app)
+    except Exception as exc:
+        if job_id != JOB_POLL:  # intake records its cycles and tells the admin itself
+            try:
+                job_failed(app, job_id, exc)
+            except Exception as recording:  # never hide the job's own error behind this one
+                log.error(
+                    "could not record that job %s failed (%s)", job_id, type(recording).__name__
+                )
+        raise  # on to the listener, which logs it
+    if job_id != JOB_POLL:
+        job_succeeded(app, job_id)
     log.debug("job %s done in %.2fs", job_id, time.monotonic() - started)
     return result
 

@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta
 
 from service.app import App
+from service.errors import ConnectorError, PreventServiceError
 from service.ledger import ItemState
 
+log = logging.getLogger("prevent_service.status")
+
 STALE_POLLS = 5  # a last good poll older than this many intervals is unhealthy
+FAILING_RUNS_BEFORE_NOTICE = 3  # a scheduled job failing this many times in a row: tell the admin
+_FAILING = "job.failing:"  # kv key prefix: {"since", "count", "error"} while a job keeps failing
+_NOTICE = "job.notice:"  # kv key prefix: the day the admin was last told about that job
+
+
+def job_failed(app: App, job_id: str, exc: BaseException) -> None:
+    """Record a failed run of a scheduled job; on the 3rd in a row (then at most daily) e-mail
+    the admin. Intake has its own notices; this covers reminders, escalation, the digests and
+    the report, which would otherwise stop with only a log line. Content-free: our errors'
+    messages are written to be, anything else is named by its class only."""
+    error = str(exc) if isinstance(exc, PreventServiceError) else type(exc).__name__
+    state = json.loads(app.ledger.get(_FAILING + job_id) or "{}")
+    state = {
+        "since": state.get("since") or app.now().isoformat(),
+        "count": int(state.get("count", 0)) + 1,
+        "error": error[:500],
+    }
+    app.ledger.set(_FAILING + job_id, json.dumps(state))
+    today = app.local_now().date().isoformat()
+    if state["count"] < FAILING_RUNS_BEFORE_NOTICE or app.ledger.get(_NOTICE + job_id) == today:
+        return
+    notice = app.compose(
+        kind="failing",
+        key=f"{job_id}:{today}",
+        to=[app.config.people.admin_email],
+        subject=f"[Prevent service] The scheduled job '{job_id}' keeps failing",
+        template="admin_problem",
+        context={
+            "what": f"The scheduled job '{job_id}'",
+            "problem": state["error"],
+            "attempts": state["count"],
+            "at": app.local_now(),
+        },
+    )
+    try:
+        app.send(notice)
+    except ConnectorError:
+        log.error("could not e-mail the admin that job %s keeps failing", job_id)
+        return
+    app.ledger.set(_NOTICE + job_id, today)
+
+
+def job_succeeded(app: App, job_id: str) -> None:
+    if app.ledger.get(_FAILING + job_id) is not None:
+        app.ledger.delete(_FAILING + job_id)
+        log.info("job %s works again", job_id)
+
+
+def failing_jobs(app: App) -> dict[str, dict[str, object]]:
+    rows = app.ledger.db.execute(
+        "SELECT key, value FROM kv WHERE key LIKE ? ORDER BY key", (_FAILING + "%",)
+    ).fetchall()
+    return {str(key)[len(_FAILING) :]: json.loads(value) for key, value in rows}
 
 
 def _age(when: str | None, now: datetime) -> str:
@@ -89,5 +147,11 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             lines.append(
                 f"last {kind} run: {_age(runs[0]['started_at'], now)}: {runs[0]['summary'] or ''}"
             )
+    for job_id, state in failing_jobs(app).items():
+        healthy = False
+        lines.append(
+            f"  ! job {job_id} has failed {state['count']} time(s) in a row since "
+            f"{_age(str(state['since']), now)}: {state['error']}"
+        )
     lines.append("healthy" if healthy else "NOT HEALTHY")
     return healthy, lines

@@ -175,6 +175,55 @@ def test_a_failing_job_does_not_stop_the_worker(caplog: pytest.LogCaptureFixture
     assert failures and all(m.endswith("failed with RuntimeError") for m in failures)
 
 
+def test_a_job_that_keeps_failing_tells_the_admin_once_a_day_and_shows_in_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.errors import TransientError
+    from service.status import status_report
+
+    register = MemoryWorkbook(tz=LONDON, name="register.xlsx")
+    register.add_table("Concerns", [c.header for c in REGISTER_COLUMNS])
+    app, clock, sender, _ = make_app(today=date(2026, 11, 25), register=register)
+    clock.set_local(date(2026, 11, 25), time(10, 0))
+    real_read = register.read_table
+
+    def unreachable(table: str) -> object:
+        raise TransientError("the register could not be reached (HTTP 503); will retry")
+
+    monkeypatch.setattr(register, "read_table", unreachable)
+    escalation = build_scheduler(lambda: app, app.config).get_job(JOB_ESCALATION)
+
+    def run_once() -> None:
+        with pytest.raises(TransientError):
+            escalation.func(*escalation.args)
+
+    def notices() -> list[str]:
+        return [m.subject for m in sender.sent if "keeps failing" in m.subject]
+
+    run_once()
+    run_once()
+    assert notices() == []  # a blip is not worth an e-mail
+    run_once()
+    assert notices() == ["[Prevent service] The scheduled job 'escalation' keeps failing"]
+    assert sender.sent[-1].to == (app.config.people.admin_email,)
+    assert "HTTP 503" in sender.sent[-1].text
+    run_once()
+    assert len(notices()) == 1  # at most one a day
+    healthy, lines = status_report(app)
+    assert not healthy
+    assert any("job escalation has failed 4 time(s) in a row" in line for line in lines)
+
+    monkeypatch.setattr(register, "read_table", real_read)
+    escalation.func(*escalation.args)
+    healthy_lines = status_report(app)[1]
+    assert not any("job escalation" in line for line in healthy_lines)
+    clock.set_local(date(2026, 11, 26), time(10, 0))
+    monkeypatch.setattr(register, "read_table", unreachable)
+    for _ in range(2):
+        run_once()
+    assert len(notices()) == 1  # the count started again after the good run
+
+
 def test_start_up_runs_the_first_intake_poll_before_the_catch_up() -> None:
     config = config_with(
         intake={"address": "safeguarding@example.org", "mailbox": {"backend": "memory"}}
