@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service import register
@@ -36,7 +37,7 @@ from service.errors import (
 )
 from service.forms import FormResponse, new_responses
 from service.indicators import from_form_answer, suggest_from_text
-from service.ledger import ItemRow, ItemState
+from service.ledger import ItemRow, ItemState, Ledger
 from service.ledger import iso as _iso
 from service.mailparse import ParsedMail, classify, parse_message
 from service.model import Concern
@@ -58,6 +59,12 @@ STEPS = (
 
 MAX_CELL = 32_000  # Excel holds 32,767 characters in a cell; leave room for the marker
 GIVE_UP_NOTICE_AFTER = 5  # attempts before the admin is told an item keeps failing
+
+# What the register has confirmed for an open ledger: the (prefix, year) counters checked
+# against it, and that Forms IDs above the ledger's highest are new. A ledger is restored
+# from a backup only while the service is stopped, so once per open ledger catches that.
+_SEEDED: WeakKeyDictionary[Ledger, set[tuple[str, int]]] = WeakKeyDictionary()
+_FORMS_VOUCHED: WeakSet[Ledger] = WeakSet()
 
 
 @dataclass
@@ -218,7 +225,7 @@ class Intake:
         self.config = app.config
         self.result = result
         self.work: list[Work] = []
-        self._seeded: set[tuple[str, int]] = set()
+        self._seed_tried: set[tuple[str, int]] = set()
 
     # Called after every recorded step; a seam for crash tests (they kill the process here).
     def step_done(self, step: str, source_key: str) -> None:
@@ -369,16 +376,22 @@ class Intake:
         The ledger is the Forms watermark. A ledger that is lost, restored from an old backup
         or new on another server would take every earlier response in again: a second alert
         and a second row for each. So a response this ledger does not know is looked up in the
-        register's Source key column first (one read per cycle that has any). An ID above the
-        highest this ledger has taken proves nothing: a restored ledger never saw the ones
-        taken after its backup. Found ones are recorded as done. If the register cannot be
-        read, they go ahead: a repeated alert is safer than a lost one."""
+        register's Source key column first (one read, and only then). Until that look-up has
+        succeeded once with this open ledger, an ID above the highest it has taken proves
+        nothing: a restored ledger never saw the ones taken after its backup. After it, the
+        ledger vouches for IDs above its highest (a ledger is only restored while the service
+        is stopped, so the worker pays once, not every cycle). Found ones are recorded as done.
+        If the register cannot be read, they go ahead: a repeated alert is safer than a lost
+        one."""
+        highest = self.ledger.highest_form_id() if self.ledger in _FORMS_VOUCHED else None
         doubtful = [
             f"form:{r.response_id}"
             for r in responses
-            if self.ledger.item(f"form:{r.response_id}") is None
+            if (highest is None or r.response_id <= highest)
+            and self.ledger.item(f"form:{r.response_id}") is None
         ]
         if not doubtful:
+            _FORMS_VOUCHED.add(self.ledger)
             return set()
         try:
             found = self.app.workbook("register").find_rows(
@@ -389,6 +402,7 @@ class Intake:
                 "forms: could not check %d response(s) against the register: %s", len(doubtful), exc
             )
             return set()
+        _FORMS_VOUCHED.add(self.ledger)
         for key in found:
             self.ledger.claim_item(key, "form", None)
             self.ledger.finish(key, ItemState.DONE, note="already in the register (ledger rebuilt)")
@@ -409,30 +423,33 @@ class Intake:
         seen = datetime.fromisoformat(row.first_seen) if row is not None else self.app.now()
         year = seen.astimezone(self.config.organisation.tz).year
         prefix = self.config.organisation.reference_prefix
-        if (prefix, year) not in self._seeded:
-            # Once a cycle, not only when the ledger has no counter for the year: a ledger
-            # restored from an old backup has one, behind the references already handed out.
-            self._seed_sequence_from_register(prefix, year)
-            self._seeded.add((prefix, year))
+        seeded = _SEEDED.setdefault(self.ledger, set())
+        if (prefix, year) not in seeded and (prefix, year) not in self._seed_tried:
+            # Not only when the ledger has no counter for the year: a ledger restored from an
+            # old backup has one, behind the references already handed out.
+            self._seed_tried.add((prefix, year))
+            if self._seed_sequence_from_register(prefix, year):
+                seeded.add((prefix, year))
         reference = self.ledger.assign_reference(key, prefix, year)
         self.step_done("reference", key)
         return reference
 
-    def _seed_sequence_from_register(self, prefix: str, year: int) -> None:
+    def _seed_sequence_from_register(self, prefix: str, year: int) -> bool:
         """Never reuse a reference the register shows (a ledger restored from an old backup,
-        or a new server, must not repeat numbers)."""
+        or a new server, must not repeat numbers). False if the register could not be read."""
         pattern = re.compile(rf"^{re.escape(prefix)}-{year}-(\d+)$")
         try:
             table = self.app.workbook("register").read_table(self.config.register.table)
         except (ConnectorError, InputError) as exc:
             log.warning("could not read the register to seed %s-%d: %s", prefix, year, exc)
-            return
+            return False
         numbers = [
             int(m.group(1))
             for r in table.rows
             if (m := pattern.match(str(r.get(register.REFERENCE) or "").strip()))
         ]
         self.ledger.ensure_sequence_at_least(prefix, year, max(numbers, default=0))
+        return True
 
     def _recorded_at(self, key: str) -> datetime:
         row = self.ledger.item(key)
