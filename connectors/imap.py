@@ -258,7 +258,13 @@ class ImapMailbox:
                 client.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
             else:
                 assert self._password is not None
-                client.login(self.username, self._password)
+                if (self.username + self._password).isascii():
+                    client.login(self.username, self._password)
+                else:
+                    # imaplib's LOGIN sends ASCII only (a "£" raised UnicodeEncodeError);
+                    # SASL PLAIN carries UTF-8 (RFC 4616).
+                    plain = f"\0{self.username}\0{self._password}".encode()
+                    client.authenticate("PLAIN", lambda _challenge: plain)
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -184,6 +185,9 @@ class SmtpSender:
         assert self.username
         if self._token_provider is None:
             assert self._password is not None
+            if not (self.username + self._password).isascii():
+                self._auth_plain_utf8(client)
+                return
             try:
                 client.login(self.username, self._password)
             except (smtplib.SMTPResponseException, smtplib.SMTPServerDisconnected):
@@ -201,6 +205,22 @@ class SmtpSender:
         # The initial response carries the credentials; an error challenge (base64 JSON) is
         # answered with an empty line, after which the server sends 535.
         client.auth("XOAUTH2", lambda challenge=None: blob if challenge is None else "")
+
+    def _auth_plain_utf8(self, client: smtplib.SMTP) -> None:
+        """AUTH PLAIN with UTF-8 (RFC 4616): smtplib encodes every AUTH answer as ASCII, so a
+        password with a "£" in it raised UnicodeEncodeError instead of logging in."""
+        assert self.username and self._password is not None
+        offered = str(client.esmtp_features.get("auth", "")).upper().split()
+        if "PLAIN" not in offered:
+            raise PermanentError(
+                f"the SMTP server {self._where()} does not offer AUTH PLAIN, which a password "
+                "with non-ASCII characters needs: check sending.sender.security (many servers "
+                f"offer AUTH only after TLS), or change {self._credential_hint}"
+            )
+        plain = f"\0{self.username}\0{self._password}".encode()
+        code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(plain).decode("ascii"))
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def _cert_error(self, exc: ssl.SSLCertVerificationError) -> PermanentError:
         return PermanentError(

@@ -137,14 +137,17 @@ def test_starttls_is_verified_too(
         box.fetch("1:1")
 
 
+# A UK keyboard's "£" (or any non-ASCII character) in a password must reach the server as
+# UTF-8 (AUTHENTICATE/AUTH PLAIN), not crash the client's ASCII-only LOGIN.
+@pytest.mark.parametrize("wrong", ["not-the-password", "not-the-pa££wörd"], ids=["ascii", "utf8"])
 def test_wrong_password_is_permanent_and_names_the_fix(
-    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
+    wrong: str, mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
 ) -> None:
     box = make_mailbox(
         mail_servers,
         mail_user,
         ledger,
-        password="not-the-password",
+        password=wrong,
         credential_hint="the password in $PREVENT_IMAP_PASSWORD",
     )
 
@@ -153,7 +156,7 @@ def test_wrong_password_is_permanent_and_names_the_fix(
 
     text = str(caught.value)
     assert mail_user.address in text and "$PREVENT_IMAP_PASSWORD" in text
-    assert "not-the-password" not in text
+    assert wrong not in text
 
 
 def test_xoauth2_login_against_dovecot(

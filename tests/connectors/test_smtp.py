@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from connectors.base import OutboundMessage
 from connectors.imap import ImapMailbox
@@ -163,13 +164,16 @@ def test_plain_relay_without_auth(mail_servers: MailServers) -> None:
     assert envelope["tls"] is False and envelope["auth_user"] is None
 
 
+# A UK keyboard's "£" (or any non-ASCII character) in a password must reach the server as
+# UTF-8 (AUTHENTICATE/AUTH PLAIN), not crash the client's ASCII-only LOGIN.
+@pytest.mark.parametrize("wrong", ["not-the-password", "not-the-pa££wörd"], ids=["ascii", "utf8"])
 def test_wrong_password_is_permanent_and_names_the_fix(
-    mail_servers: MailServers, mail_user: MailUser
+    wrong: str, mail_servers: MailServers, mail_user: MailUser
 ) -> None:
     sender = make_sender(
         mail_servers,
         mail_user,
-        password="not-the-password",
+        password=wrong,
         credential_hint="the password in $PREVENT_SMTP_PASSWORD",
     )
 
@@ -178,7 +182,7 @@ def test_wrong_password_is_permanent_and_names_the_fix(
 
     text = str(caught.value)
     assert "refused the login" in text and "$PREVENT_SMTP_PASSWORD" in text
-    assert "not-the-password" not in text
+    assert wrong not in text
     assert mail_servers.sent_by(sender.envelope_from) == []
 
 
@@ -258,6 +262,43 @@ def test_a_non_ascii_address_without_smtputf8_is_permanent_and_nothing_is_sent()
 
     assert "zoë" not in str(caught.value)
     assert sink.envelopes == []
+
+
+def test_a_password_with_non_ascii_characters_logs_in() -> None:
+    # A real aiosmtpd on a free port whose account's password has a "£" and an umlaut.
+    password = "Pa££wörd-2026"
+    sink = _Sink()
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == password.encode()
+        return AuthResult(success=ok, handled=False)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,  # AUTH offered in clear: loopback only (a wrong one is 535)
+    )
+    server.start()
+    try:
+        SmtpSender(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            envelope_from="safeguarding@example.org",
+            username="safeguarding@example.org",
+            password=password,
+        ).send(message())
+    finally:
+        server.stop()
+
+    assert [e.rcpt_tos for e in sink.envelopes] == [["dsp@example.org"]]
 
 
 def test_resend_goes_again_with_the_same_message_id(
