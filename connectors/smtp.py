@@ -210,15 +210,25 @@ class SmtpSender:
         """AUTH PLAIN with UTF-8 (RFC 4616): smtplib encodes every AUTH answer as ASCII, so a
         password with a "£" in it raised UnicodeEncodeError instead of logging in."""
         assert self.username and self._password is not None
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode("ascii")
+
         offered = str(client.esmtp_features.get("auth", "")).upper().split()
-        if "PLAIN" not in offered:
-            raise PermanentError(
-                f"the SMTP server {self._where()} does not offer AUTH PLAIN, which a password "
-                "with non-ASCII characters needs: check sending.sender.security (many servers "
-                f"offer AUTH only after TLS), or change {self._credential_hint}"
+        if "PLAIN" in offered:
+            code, reply = client.docmd(
+                "AUTH", "PLAIN " + b64(f"\0{self.username}\0{self._password}")
             )
-        plain = f"\0{self.username}\0{self._password}".encode()
-        code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(plain).decode("ascii"))
+        elif "LOGIN" in offered:  # e.g. Exchange Server receive connectors: NTLM and LOGIN only
+            code, reply = client.docmd("AUTH", "LOGIN " + b64(self.username))
+            if code == 334:
+                code, reply = client.docmd(b64(self._password))
+        else:
+            raise PermanentError(
+                f"the SMTP server {self._where()} offers neither AUTH PLAIN nor LOGIN, which a "
+                "password with non-ASCII characters needs: check sending.sender.security (many "
+                f"servers offer AUTH only after TLS), or change {self._credential_hint}"
+            )
         if code != 235:
             raise smtplib.SMTPAuthenticationError(code, reply)
 

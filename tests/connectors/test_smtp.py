@@ -264,8 +264,10 @@ def test_a_non_ascii_address_without_smtputf8_is_permanent_and_nothing_is_sent()
     assert sink.envelopes == []
 
 
-def test_a_password_with_non_ascii_characters_logs_in() -> None:
-    # A real aiosmtpd on a free port whose account's password has a "£" and an umlaut.
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_password_with_non_ascii_characters_logs_in(mechanism: str) -> None:
+    # A real aiosmtpd on a free port whose account's password has a "£" and an umlaut; it
+    # offers one AUTH mechanism (Exchange Server's receive connectors offer LOGIN, not PLAIN).
     password = "Pa££wörd-2026"
     sink = _Sink()
 
@@ -284,6 +286,7 @@ def test_a_password_with_non_ascii_characters_logs_in() -> None:
         port=port,
         authenticator=authenticator,
         auth_require_tls=False,  # AUTH offered in clear: loopback only (a wrong one is 535)
+        auth_exclude_mechanism=["PLAIN" if mechanism == "LOGIN" else "LOGIN"],
     )
     server.start()
     try:
