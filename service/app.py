@@ -21,6 +21,10 @@ from service.render import render_email
 log = logging.getLogger("prevent_service")
 
 
+# Kinds of mail whose replies should reach the safeguarding mailbox (see ``App.compose``).
+REPLIES_COME_BACK = frozenset({"ack"})
+
+
 class App:
     def __init__(
         self,
@@ -110,8 +114,16 @@ class App:
         cc: Iterable[str] = (),
         high_importance: bool = False,
         attachments: Iterable[Attachment] = (),
+        reply_to: str | None = None,
     ) -> OutboundMessage:
-        """Render ``template`` and build the message; ``kind``+``key`` make its Message-ID."""
+        """Render ``template`` and build the message; ``kind``+``key`` make its Message-ID.
+
+        Everything goes from the safeguarding mailbox, and whatever lands there is taken in as
+        a concern. So a reply should go to a person: ``reply_to``, else the DSP. Only a
+        reporter's reply to an acknowledgement comes back to the mailbox, where it is logged as
+        a follow-up to the concern."""
+        if reply_to is None and kind not in REPLIES_COME_BACK:
+            reply_to = self.config.people.dsp.email
         ctx = {"organisation": self.config.organisation.name, **context}
         html, text = render_email(template, **ctx)
         to_list = tuple(dict.fromkeys(a for a in to if a))
@@ -127,6 +139,7 @@ class App:
             high_importance=high_importance,
             date=self.now(),
             attachments=tuple(attachments),
+            reply_to=reply_to,
         )
 
     def send(self, message: OutboundMessage) -> None:

@@ -54,7 +54,7 @@ from service.compliance import (
     calendar_for,
     read_compliance,
 )
-from service.config import Compliance
+from service.config import Compliance, Config
 from service.duedates import (
     DueCalendar,
     excel_serial_to_date,
@@ -571,7 +571,19 @@ def _compose(app: App, today: date, digest: Digest) -> OutboundMessage:
             "count": len(digest.entries),
         },
         high_importance=bool(counts["escalated"]),
+        reply_to=plan_contact(app.config),
     )
+
+
+def plan_contact(config: Config) -> str:
+    """Where a person's reply to a reminder goes ("done it!"): the plan owner, else the admin;
+    never the safeguarding mailbox the reminders come from, where it would become a concern."""
+    cfg = config.compliance
+    if cfg is not None and cfg.plan_owner:
+        addresses = config.role_addresses(cfg.plan_owner)
+        if addresses:
+            return addresses[0]
+    return config.people.admin_email
 
 
 def _entry_context(entry: Entry) -> dict[str, Any]:

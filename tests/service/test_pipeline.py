@@ -88,6 +88,22 @@ def test_an_emailed_concern_is_alerted_logged_acknowledged_and_moved(memory_app:
     assert memory_app.ledger.counts_by_state() == {ItemState.DONE: 1}
 
 
+def test_replies_go_to_a_person_except_a_reporters_reply_to_the_acknowledgement(
+    memory_app: App,
+) -> None:
+    # Everything leaves from the safeguarding mailbox, and what lands there becomes a concern:
+    # a reply-all between the DSP and the deputy must not come back as a new concern.
+    deliver(memory_app, mail("Riley said violence is justified."))
+    pipeline.poll(memory_app)
+
+    [alert] = alerts(memory_app)
+    [ack] = acks(memory_app)
+    assert alert.reply_to == "dsp@example.org"
+    assert alert.to_email()["Reply-To"] == "dsp@example.org"
+    assert ack.reply_to is None  # the reporter's reply is a follow-up: it should come back
+    assert ack.to_email()["Reply-To"] is None
+
+
 def test_every_message_has_html_and_text_and_is_marked_auto_generated(memory_app: App) -> None:
     deliver(memory_app, mail())
     pipeline.poll(memory_app)

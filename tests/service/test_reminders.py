@@ -167,6 +167,16 @@ def test_overdue_nudges_stay_a_week_apart_after_the_catch_up() -> None:
         assert all(gap >= 7 for gap in gaps), (sent, gaps)
 
 
+def test_a_reply_to_a_reminder_goes_to_the_plan_owner_not_the_safeguarding_mailbox() -> None:
+    app, _clock, sender, _ = make_app(today=DEMO_DAY)
+    run_cycle(app, DEMO_DAY)
+
+    assert sender.sent
+    owner = app.config.role_addresses("Plan owner")[0]
+    assert {m.reply_to for m in sender.sent} == {owner}
+    assert owner != app.config.intake.address
+
+
 def test_running_twice_sends_nothing_new() -> None:
     app, _clock, sender, _ = make_app(today=DEMO_DAY)
     out = io.StringIO()
