@@ -241,17 +241,20 @@ class GraphWorkbook:
     def read_table(self, table: str) -> Table:
         self.http.ensure_token()
         with self._lock:
-            if self.mode == "file":
-                return self._read_file_table(table)
-            grid = self._grid(table, session=None)
-            rows = grid.rows()
-            return Table(
-                name=table,
-                headers=tuple(grid.headers),
-                rows=tuple(r for _, r in rows),
-                row_numbers=tuple(n for n, _ in rows),
-                sheet=grid.sheet,
-            )
+            return self._same_path(lambda: self._read_table(table))
+
+    def _read_table(self, table: str) -> Table:
+        if self.mode == "file":
+            return self._read_file_table(table)
+        grid = self._grid(table, session=None)
+        rows = grid.rows()
+        return Table(
+            name=table,
+            headers=tuple(grid.headers),
+            rows=tuple(r for _, r in rows),
+            row_numbers=tuple(n for n, _ in rows),
+            sheet=grid.sheet,
+        )
 
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         if not values:
@@ -265,35 +268,41 @@ class GraphWorkbook:
             return
         self.http.ensure_token()
         with self._lock, self._remember_lock():
-            if self.mode == "file":
-                # The file is replaced whole, so a retry after an unclear upload must not add
-                # a row twice: with a key column, rows already in the file are skipped.
-                self._edit_file(lambda wb: wb.append_rows(table, rows, key_column=key_column))
-                return
+            self._same_path(lambda: self._append_rows(table, rows, key_column))
 
-            tries = 0
+    def _append_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], key_column: str | None
+    ) -> None:
+        if self.mode == "file":
+            # The file is replaced whole, so a retry after an unclear upload must not add
+            # a row twice: with a key column, rows already in the file are skipped.
+            self._edit_file(lambda wb: wb.append_rows(table, rows, key_column=key_column))
+            return
 
-            def add(session: str) -> None:
-                # A second try runs in a new session after the first expired, perhaps during
-                # the read-back after an unclear rows/add: read the key column back first.
-                nonlocal tries
-                tries += 1
-                headers = self._headers(table, session)
-                matrix = [self._row_values(table, headers, row) for row in rows]
-                self._add_rows(
-                    table, headers, matrix, session, key_column, read_back_first=tries > 1
-                )
+        tries = 0
 
-            self._in_session(add)
+        def add(session: str) -> None:
+            # A second try runs in a new session after the first expired, perhaps during
+            # the read-back after an unclear rows/add: read the key column back first.
+            nonlocal tries
+            tries += 1
+            headers = self._headers(table, session)
+            matrix = [self._row_values(table, headers, row) for row in rows]
+            self._add_rows(table, headers, matrix, session, key_column, read_back_first=tries > 1)
+
+        self._in_session(add)
 
     def update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
         if not updates:
             return 0
         self.http.ensure_token()
         with self._lock, self._remember_lock():
-            if self.mode == "file":
-                return int(self._edit_file(lambda wb: wb.update_cells(table, updates)))
-            return int(self._in_session(lambda session: self._update(table, updates, session)))
+            return self._same_path(lambda: self._update_cells(table, updates))
+
+    def _update_cells(self, table: str, updates: Sequence[CellUpdate]) -> int:
+        if self.mode == "file":
+            return int(self._edit_file(lambda wb: wb.update_cells(table, updates)))
+        return int(self._in_session(lambda session: self._update(table, updates, session)))
 
     def writable(self) -> str | None:
         """Whether a write could go ahead now: ``None``, or why not (someone has it open).
@@ -305,16 +314,32 @@ class GraphWorkbook:
         try:
             self.http.ensure_token()
             with self._lock, self._remember_lock():
-                if self.mode == "file":
-                    self._probe_upload()
-                else:
-                    with self._session():
-                        pass
+                self._same_path(self._probe_upload if self.mode == "file" else self._probe_session)
         except (LockedError, PermanentError, InputError) as exc:
             return str(exc)
         except TransientError as exc:
             return f"{self._where()} cannot be reached now: {exc}"
         return None
+
+    def _probe_session(self) -> None:
+        with self._session():
+            pass
+
+    def _same_path(self, op: Callable[[], T]) -> T:
+        """Run ``op``; if the file's id no longer answers, look it up by path once more and
+        run ``op`` again. The worker keeps one object for days, and a person may delete the
+        register and upload a restored copy under the same name (same path, new id)."""
+        cached = self._item
+        try:
+            return op()
+        except (GraphNotFound, InputError):
+            if cached is None:
+                raise
+            self._item = None
+            if self.item() == cached:
+                raise
+            log.info("graph: %s was replaced (new item id); using the new one", self.name)
+            return op()
 
     def close(self) -> None:
         self.http.close()

@@ -419,6 +419,14 @@ class DriveService:
             item = self._existing(item)
             data = self.render_item(drive, item, req.base_url)
             return json_response(200, select_fields(data, req.select(), ()))
+        if req.method == "DELETE" and lower == "":
+            # DELETE …/items/{id} -> 204: to the site's recycle bin; the id answers 404 after.
+            self._require(req, site, write=True)
+            item = self._existing(item)
+            if item.locked:
+                raise GraphError(423, "resourceLocked", "The resource is locked.")
+            del drive.items[item.id]
+            return empty_response(204)
         if req.method == "GET" and lower == "/children":
             item = self._existing(item)
             value = [

@@ -12,6 +12,7 @@ import openpyxl.worksheet.table
 import pytest
 
 from connectors.base import CellUpdate
+from connectors.graph_http import Call
 from service.errors import InputError, LockedError, PermanentError
 from tests.connectors.harness_graph import (
     CLIENT_ID,
@@ -257,6 +258,24 @@ def test_a_total_row_a_person_switched_on_is_not_read_as_a_concern(
     assert [r["Reference"] for r in read.rows] == ["PRV-2026-0001", "PRV-2026-0002"]
     assert read.row_numbers == (2, 3)
     assert workbook.find_rows(TABLE, "Reference", ["Total"]) == {}
+
+
+@pytest.mark.parametrize("mode", ["workbook", "file"])
+def test_a_register_a_person_replaced_with_a_restored_copy_is_found_again(
+    tmp_path: Path, request: pytest.FixtureRequest, mode: str
+) -> None:
+    # The worker (``run``) keeps one workbook object for days. A person deletes the register
+    # and uploads a restored copy under the same name: same path, new item id.
+    setup = make(tmp_path, request, mode=mode)
+    book = setup.workbook()
+    book.append_rows(TABLE, rows(1), key_column="Source key")
+    book.http.request("DELETE", book.item(), Call(what="a person"))
+    setup.put_workbook({TABLE: (HEADERS, [["PRV-2026-0001", None, "First", "Open", "mail:a"]])})
+
+    book.append_rows(TABLE, rows(1, start=3), key_column="Source key")
+
+    assert [r["Source key"] for r in book.read_table(TABLE).rows] == ["mail:a", "mail:3"]
+    assert book.writable() is None
 
 
 def test_a_missing_table_names_the_tables_there(setup: GraphSetup) -> None:
