@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
@@ -65,6 +65,26 @@ GIVE_UP_NOTICE_AFTER = 5  # attempts before the admin is told an item keeps fail
 # from a backup only while the service is stopped, so once per open ledger catches that.
 _SEEDED: WeakKeyDictionary[Ledger, set[tuple[str, int]]] = WeakKeyDictionary()
 _FORMS_VOUCHED: WeakSet[Ledger] = WeakSet()
+_FIRST_CYCLE = "intake.first_cycle_at"  # kv: when this ledger's first intake cycle ran (UTC)
+# A Forms item's ledger ``message_id`` holds its completion time, so that a response reusing an
+# ID (a replaced form) is told apart from the one taken before. Further apart than this: another
+# response (generous, so that a change in how times are read can never re-take old ones).
+_STAMP = "forms-completed:"
+_SAME_RESPONSE_WITHIN = timedelta(hours=36)
+
+
+def _completed_stamp(response: FormResponse) -> str | None:
+    if response.completed_at is None:
+        return None
+    return _STAMP + response.completed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _another_response(recorded: str | None, stamp: str) -> bool:
+    if not (recorded and recorded.startswith(_STAMP)):
+        return False  # taken before completion times were recorded, or none: assume the same
+    before = datetime.fromisoformat(recorded.removeprefix(_STAMP))
+    now = datetime.fromisoformat(stamp.removeprefix(_STAMP))
+    return abs(now - before) > _SAME_RESPONSE_WITHIN
 
 
 @dataclass
@@ -128,6 +148,8 @@ def poll(app: App) -> CycleResult:
             result.skipped = True
             return result
         run_id = app.ledger.start_run("intake")
+        if app.ledger.get(_FIRST_CYCLE) is None:
+            app.ledger.set(_FIRST_CYCLE, app.now().astimezone(UTC).isoformat())
         started = time.monotonic()
         try:
             Intake(app, result).run()
@@ -348,17 +370,28 @@ class Intake:
             self.result.problems.append(f"forms: {exc}")
             return
         now_iso = _iso(self.app.now())
-        responses = [r for r in responses if r.response_id > forms.start_after_id]  # else: config
+        responses = [r for r in responses if self._after_start(r, forms.start_after_id)]
         logged = self._forms_already_logged(responses)
         for response in responses:
             key = f"form:{response.response_id}"
             if key in logged:
                 continue
+            stamp = _completed_stamp(response)
             row = self.ledger.item(key)
+            if row is not None and stamp is not None and _another_response(row.message_id, stamp):
+                # The same ID, a different response: the form was replaced (a new year's form)
+                # or its responses deleted and numbering began again. Never skip it as done.
+                key = f"form:{response.response_id}:{stamp.removeprefix(_STAMP)[:16]}"
+                row = self.ledger.item(key)
+                log.warning(
+                    "forms: response %d reuses an ID taken before; taken in as %s",
+                    response.response_id,
+                    key,
+                )
             if row is not None and (row.state in ItemState.FINAL or (row.retry_at or "") > now_iso):
                 continue
             if row is None:
-                self.ledger.claim_item(key, "form", None)
+                self.ledger.claim_item(key, "form", stamp)
                 self.result.new += 1
                 self.step_done("seen", key)
             reference = self._reference(key)
@@ -369,6 +402,18 @@ class Intake:
                     ack_to=self._ack_address(response.email),
                 )
             )
+
+    def _after_start(self, response: FormResponse, start_after_id: int) -> bool:
+        """``intake.forms.start_after_id`` leaves out responses handled by hand before the
+        service was set up, never one completed after its first cycle (a replaced form whose
+        numbering began again under an old setting would otherwise be skipped in silence)."""
+        if response.response_id > start_after_id:
+            return True
+        first = self.ledger.get(_FIRST_CYCLE)
+        completed = response.completed_at
+        if first is None or completed is None:
+            return False
+        return completed.astimezone(UTC) > datetime.fromisoformat(first)
 
     def _forms_already_logged(self, responses: Sequence[FormResponse]) -> set[str]:
         """Keys of responses that the register holds but this ledger does not know.

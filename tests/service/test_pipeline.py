@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -336,6 +336,11 @@ def form_row(response_id: int, **answers: str) -> list[Any]:
     ]
 
 
+def completed_at(row: list[Any], when: datetime) -> list[Any]:
+    """``row`` with its Start and Completion times set to ``when`` (naive, local as Forms)."""
+    return [row[0], when, when, *row[3:]]
+
+
 def add_forms(app: App, rows: list[list[Any]], headers: list[str] | None = None) -> None:
     spec = forms_table_spec()
     forms = app.workbook("forms")
@@ -634,6 +639,73 @@ def test_a_new_ledger_that_cannot_read_the_register_takes_responses_in_rather_th
 
     assert (result.new, result.alerts) == (1, 1)
     rebuilt.ledger.close()
+
+
+def replace_form(app: App, rows: list[list[Any]]) -> None:
+    """The Forms workbook now holds another form's responses (numbered from 1 again)."""
+    spec = forms_table_spec()
+    app.workbook("forms").add_table("Table1", [c.header for c in spec.columns], rows)  # type: ignore[attr-defined]
+
+
+def test_a_replaced_form_whose_numbering_begins_again_loses_no_concern(
+    memory_app: App, clock: Clock
+) -> None:
+    add_forms(memory_app, [form_row(1, account="last year")])
+    assert pipeline.poll(memory_app).alerts == 1
+    clock.advance(days=60)
+    new_year = datetime(2027, 1, 22, 9, 30)  # a new form: its first response is ID 1 again
+    replace_form(memory_app, [completed_at(form_row(1, account="this year"), new_year)])
+
+    result = pipeline.poll(memory_app)
+
+    assert (result.new, result.alerts, result.rows) == (1, 1, 1)
+    rows = register_rows(memory_app)
+    assert [r["Account"] for r in rows] == ["last year", "this year"]
+    assert rows[1][SOURCE_KEY] == "form:1:2027-01-22T09:30"
+    assert pipeline.poll(memory_app).new == 0  # and taken once
+
+
+def test_a_response_read_with_its_time_a_few_hours_off_is_still_the_same_one(
+    memory_app: App,
+) -> None:
+    row = form_row(1, account="once")
+    add_forms(memory_app, [row])
+    pipeline.poll(memory_app)
+    # e.g. a later version reads Forms' times in another zone: the same response, not a new one
+    replace_form(memory_app, [completed_at(row, row[2] + timedelta(hours=5))])
+
+    assert pipeline.poll(memory_app).new == 0
+    assert len(register_rows(memory_app)) == 1
+
+
+def test_start_after_id_never_skips_a_response_completed_after_the_first_cycle(
+    make_config: Callable[..., Any], clock: Clock
+) -> None:
+    from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
+    from service.register import register_table_spec
+
+    config = make_config(intake={"forms": {"start_after_id": 40}})  # 40 handled by hand
+    register = MemoryWorkbook()
+    register.add_table("Concerns", [c.header for c in register_table_spec().columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register, "forms": MemoryWorkbook()},
+    )
+    before = clock.now.replace(tzinfo=None) - timedelta(days=3)
+    add_forms(app, [completed_at(form_row(n, account=f"old {n}"), before) for n in (39, 40)])
+    assert pipeline.poll(app).new == 0  # answered before the service: left out, as configured
+    clock.advance(days=200)
+    later = clock.now.replace(tzinfo=None)
+    replace_form(app, [completed_at(form_row(1, account="new form"), later)])
+
+    result = pipeline.poll(app)
+
+    assert (result.new, result.alerts) == (1, 1)
+    assert [r["Account"] for r in register_rows(app)] == ["new form"]
+    app.close()
 
 
 @pytest.mark.parametrize(("days", "warned"), [(12, True), (90, False)])
