@@ -38,6 +38,7 @@ A long cycle only delays the next poll; missed runs coalesce into one.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -253,7 +254,8 @@ def on_job_event(event: JobEvent) -> None:
     if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
         exc = event.exception
         # Our own errors are content-free by design; others might quote data: class only.
-        detail = f": {exc}" if isinstance(exc, PreventServiceError) else ""
+        # SQLite's messages ("database or disk is full") carry no data either.
+        detail = f": {exc}" if isinstance(exc, PreventServiceError | sqlite3.Error) else ""
         log.error("job %s failed with %s%s", event.job_id, type(exc).__name__, detail)
     elif event.code == EVENT_JOB_MISSED and isinstance(event, JobExecutionEvent):
         log.warning(

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -114,6 +115,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         print(f"prevent-service: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     except KeyboardInterrupt:
+        return EXIT_ATTENTION
+    except sqlite3.OperationalError as exc:  # "database or disk is full", "database is locked"
+        if args.debug:
+            raise
+        print(
+            f"prevent-service: the ledger could not be written ({exc}): free disk space under "
+            "the state folder, or stop the other process using it; nothing is lost, the next "
+            "run resumes where this one stopped",
+            file=sys.stderr,
+        )
         return EXIT_ATTENTION
     except Exception as exc:
         if args.debug:

@@ -226,3 +226,26 @@ def test_two_cycles_at_once_never_send_an_alert_twice(tmp_path: Path) -> None:
     logs = "".join(p.communicate(timeout=120)[1] for p in runs)
     assert logs.count("alert sent for") == 30
     assert len(alerts_in(folder / "outbox")) == 30
+
+
+def test_a_full_disk_under_the_ledger_is_a_clear_message_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from service import pipeline
+    from service.cli import main
+
+    folder = tmp_path / "full"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+
+    def disk_full(app: object) -> object:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(pipeline, "poll", disk_full)
+    code = main(["--config", str(folder / "config.toml"), "poll"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "the ledger could not be written (database or disk is full)" in err
+    assert "free disk space" in err and "unexpected" not in err
