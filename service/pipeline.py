@@ -370,6 +370,7 @@ class Intake:
             self.result.problems.append(f"forms: {exc}")
             return
         now_iso = _iso(self.app.now())
+        self._settle_deleted_responses({r.response_id for r in responses})
         responses = [r for r in responses if self._after_start(r, forms.start_after_id)]
         logged = self._forms_already_logged(responses)
         for response in responses:
@@ -401,6 +402,23 @@ class Intake:
                     concern=self._concern_from_form(response, key, reference),
                     ack_to=self._ack_address(response.email),
                 )
+            )
+
+    def _settle_deleted_responses(self, present: set[int]) -> None:
+        """A response deleted from the form after its alert went, before its row or
+        acknowledgement: nothing is left to build them from, and it would stay pending for
+        ever. Close it, and say so once (the DSP has the alert; the row can be added by hand)."""
+        for row in self.ledger.items_in_state(ItemState.OPEN):
+            if row.source != "form" or not row.alerted_at:
+                continue
+            response_id = int(row.source_key.split(":")[1])
+            if response_id in present:
+                continue
+            note = "the response was deleted from the form after the alert, before it was done"
+            self.ledger.finish(row.source_key, ItemState.DONE, note=note)
+            self.result.problems.append(
+                f"{row.reference or row.source_key}: {note}; the DSP has the alert"
+                + ("" if row.logged_at else "; add its register row by hand if it is needed")
             )
 
     def _after_start(self, response: FormResponse, start_after_id: int) -> bool:

@@ -665,6 +665,26 @@ def test_a_replaced_form_whose_numbering_begins_again_loses_no_concern(
     assert pipeline.poll(memory_app).new == 0  # and taken once
 
 
+def test_a_response_deleted_after_its_alert_does_not_stay_pending_for_ever(
+    memory_app: App,
+) -> None:
+    add_forms(memory_app, [form_row(1, account="deleted later")])
+    memory_app.workbook("register").locked = True  # type: ignore[attr-defined]
+    first = pipeline.poll(memory_app)
+    assert (first.alerts, first.rows) == (1, 0)  # alerted; the row waits for the register
+    memory_app.workbook("register").locked = False  # type: ignore[attr-defined]
+    replace_form(memory_app, [])  # the DSP deleted the response in Forms
+
+    second = pipeline.poll(memory_app)
+
+    assert any("deleted from the form after the alert" in p for p in second.problems)
+    assert any("add its register row by hand" in p for p in second.problems)
+    assert memory_app.ledger.counts_by_state() == {ItemState.DONE: 1}
+    third = pipeline.poll(memory_app)
+    assert third.ok and not third.problems
+    assert len(alerts(memory_app)) == 1
+
+
 def test_a_response_read_with_its_time_a_few_hours_off_is_still_the_same_one(
     memory_app: App,
 ) -> None:
