@@ -15,6 +15,7 @@ from typing import Any
 from connectors import MAILBOXES, SENDERS, WORKBOOKS, backend_class
 from connectors.base import Attachment, Mailbox, MailSender, OutboundMessage, Workbook
 from service.config import Config
+from service.errors import ConnectorError
 from service.ledger import Ledger
 from service.render import render_email
 
@@ -144,3 +145,37 @@ class App:
 
     def send(self, message: OutboundMessage) -> None:
         self.sender().send(message)
+
+    def tell_admin(
+        self,
+        *,
+        kind: str,
+        key: str,
+        subject: str,
+        what: str,
+        problem: str,
+        attempts: int = 0,
+        high_importance: bool = False,
+    ) -> bool:
+        """E-mail ``people.admin_email`` about something a person must fix (content-free
+        text only). False if it could not be sent: the caller tries again on a later run."""
+        notice = self.compose(
+            kind=kind,
+            key=key,
+            to=[self.config.people.admin_email],
+            subject=f"[Prevent service] {subject}",
+            template="admin_problem",
+            context={
+                "what": what,
+                "problem": problem,
+                "attempts": attempts,
+                "at": self.local_now(),
+            },
+            high_importance=high_importance,
+        )
+        try:
+            self.send(notice)
+        except ConnectorError:
+            log.error("could not e-mail the admin (%s %s)", kind, key)
+            return False
+        return True

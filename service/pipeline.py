@@ -186,28 +186,18 @@ def _warn_if_credential_expires(app: App) -> None:
     days = (expires - app.now()).days
     if days >= CREDENTIAL_WARN_DAYS:
         return
-    notice = app.compose(
+    app.tell_admin(
         kind="credential",
         key=today,
-        to=[app.config.people.admin_email],
-        subject=f"[Prevent service] The app's certificate expires in {max(days, 0)} days",
-        template="admin_problem",
-        context={
-            "what": "The Microsoft 365 app certificate",
-            "problem": (
-                f"It expires on {expires:%d %B %Y}. Make a new certificate, upload its public "
-                "part to the app registration and point m365.certificate_path at it "
-                "(docs/microsoft-365.md). After it expires the service can read and send nothing."
-            ),
-            "attempts": 0,
-            "at": app.local_now(),
-        },
+        subject=f"The app's certificate expires in {max(days, 0)} days",
+        what="The Microsoft 365 app certificate",
+        problem=(
+            f"It expires on {expires:%d %B %Y}. Make a new certificate, upload its public "
+            "part to the app registration and point m365.certificate_path at it "
+            "(docs/microsoft-365.md). After it expires the service can read and send nothing."
+        ),
         high_importance=True,
     )
-    try:
-        app.send(notice)
-    except ConnectorError:
-        log.error("could not warn the admin that the certificate expires soon")
 
 
 def _tell_admin_if_failing(app: App, result: CycleResult) -> None:
@@ -219,23 +209,14 @@ def _tell_admin_if_failing(app: App, result: CycleResult) -> None:
     today = app.local_now().date().isoformat()
     if app.ledger.get("intake.failing_notice") == today:
         return
-    notice = app.compose(
+    if not app.tell_admin(
         kind="failing",
         key=f"intake:{today}",
-        to=[app.config.people.admin_email],
-        subject="[Prevent service] The intake cycle keeps failing",
-        template="admin_problem",
-        context={
-            "what": "The intake cycle",
-            "problem": "; ".join(_content_free(p) for p in result.problems[:3]),
-            "attempts": failures,
-            "at": app.local_now(),
-        },
-    )
-    try:
-        app.send(notice)
-    except ConnectorError:
-        log.error("could not e-mail the admin that intake keeps failing")
+        subject="The intake cycle keeps failing",
+        what="The intake cycle",
+        problem="; ".join(_content_free(p) for p in result.problems[:3]),
+        attempts=failures,
+    ):
         return
     app.ledger.set("intake.failing_notice", today)
 
@@ -823,23 +804,14 @@ class Intake:
             self._tell_admin(key, row.reference if row else None, message, attempts)
 
     def _tell_admin(self, key: str, reference: str | None, message: str, attempts: int) -> None:
-        notice = self.app.compose(
+        self.app.tell_admin(
             kind="problem",
             key=f"{key}:{attempts}",
-            to=[self.config.people.admin_email],
-            subject=f"[Prevent service] {reference or 'An intake item'} keeps failing",
-            template="admin_problem",
-            context={
-                "what": reference or key,
-                "problem": message,
-                "attempts": attempts,
-                "at": self.app.local_now(),
-            },
+            subject=f"{reference or 'An intake item'} keeps failing",
+            what=reference or key,
+            problem=message,
+            attempts=attempts,
         )
-        try:
-            self.app.send(notice)
-        except ConnectorError:
-            log.error("could not tell the admin about %s", reference or key)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 
 from service.app import App
-from service.errors import ConnectorError, PreventServiceError
+from service.errors import PreventServiceError
 from service.ledger import ItemState
 
 log = logging.getLogger("prevent_service.status")
@@ -34,23 +34,14 @@ def job_failed(app: App, job_id: str, exc: BaseException) -> None:
     today = app.local_now().date().isoformat()
     if state["count"] < FAILING_RUNS_BEFORE_NOTICE or app.ledger.get(_NOTICE + job_id) == today:
         return
-    notice = app.compose(
+    if not app.tell_admin(
         kind="failing",
         key=f"{job_id}:{today}",
-        to=[app.config.people.admin_email],
-        subject=f"[Prevent service] The scheduled job '{job_id}' keeps failing",
-        template="admin_problem",
-        context={
-            "what": f"The scheduled job '{job_id}'",
-            "problem": state["error"],
-            "attempts": state["count"],
-            "at": app.local_now(),
-        },
-    )
-    try:
-        app.send(notice)
-    except ConnectorError:
-        log.error("could not e-mail the admin that job %s keeps failing", job_id)
+        subject=f"The scheduled job '{job_id}' keeps failing",
+        what=f"The scheduled job '{job_id}'",
+        problem=str(state["error"]),
+        attempts=int(state["count"]),
+    ):
         return
     app.ledger.set(_NOTICE + job_id, today)
 

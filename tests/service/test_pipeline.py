@@ -506,22 +506,26 @@ def test_only_new_form_responses_are_taken_on_later_cycles(memory_app: App) -> N
     assert [r["Account"] for r in register_rows(memory_app)] == ["first", "second"]
 
 
-def test_responses_from_before_the_service_can_be_left_out(
-    make_config: Callable[..., Any], clock: Clock
-) -> None:
+def app_starting_after(start_after_id: int, make_config: Callable[..., Any], clock: Clock) -> App:
+    """An App on memory backends whose forms config says ``start_after_id``."""
     from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
     from service.register import register_table_spec
 
-    config = make_config(intake={"forms": {"start_after_id": 2}})
     register = MemoryWorkbook()
     register.add_table("Concerns", [c.header for c in register_table_spec().columns], [])
-    app = App(
-        config,
+    return App(
+        make_config(intake={"forms": {"start_after_id": start_after_id}}),
         now=clock,
         mailbox=MemoryMailbox(),
         sender=MemorySender(),
         workbooks={"register": register, "forms": MemoryWorkbook()},
     )
+
+
+def test_responses_from_before_the_service_can_be_left_out(
+    make_config: Callable[..., Any], clock: Clock
+) -> None:
+    app = app_starting_after(2, make_config, clock)
     add_forms(app, [form_row(n, account=f"answer {n}") for n in (1, 2, 3)])
     assert pipeline.poll(app).new == 1
     assert [r["Account"] for r in register_rows(app)] == ["answer 3"]
@@ -701,19 +705,7 @@ def test_a_response_read_with_its_time_a_few_hours_off_is_still_the_same_one(
 def test_start_after_id_never_skips_a_response_completed_after_the_first_cycle(
     make_config: Callable[..., Any], clock: Clock
 ) -> None:
-    from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
-    from service.register import register_table_spec
-
-    config = make_config(intake={"forms": {"start_after_id": 40}})  # 40 handled by hand
-    register = MemoryWorkbook()
-    register.add_table("Concerns", [c.header for c in register_table_spec().columns], [])
-    app = App(
-        config,
-        now=clock,
-        mailbox=MemoryMailbox(),
-        sender=MemorySender(),
-        workbooks={"register": register, "forms": MemoryWorkbook()},
-    )
+    app = app_starting_after(40, make_config, clock)  # 40 handled by hand
     before = clock.now.replace(tzinfo=None) - timedelta(days=3)
     add_forms(app, [completed_at(form_row(n, account=f"old {n}"), before) for n in (39, 40)])
     assert pipeline.poll(app).new == 0  # answered before the service: left out, as configured
