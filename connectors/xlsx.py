@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import openpyxl
+from defusedxml import DefusedXmlException
 from openpyxl.formatting.formatting import ConditionalFormatting
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.styles.numbers import is_date_format, is_datetime
@@ -263,12 +264,31 @@ _EXT_CHILD_RE = re.compile(rb"<ext\b[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z0-9_]+)
 _SHEET_TAG_RE = re.compile(rb"<(?:[A-Za-z0-9_]+:)?(oleObjects|controls)\b")
 
 
+# A zip bomb (a small .xlsx that inflates to gigabytes) would exhaust memory in openpyxl. Real
+# registers, forms and compliance workbooks unpack to a few MB; zipfile never inflates a part
+# past the size its directory declares, so checking the declared sizes bounds what is read.
+MAX_UNPACKED_BYTES = 200 * 2**20
+
+
+def check_unpacked_size(path: Path, zf: zipfile.ZipFile) -> None:
+    total = sum(info.file_size for info in zf.infolist())
+    if total > MAX_UNPACKED_BYTES:
+        raise InputError(
+            f"{path} unpacks to {total // 2**20} MB, more than the "
+            f"{MAX_UNPACKED_BYTES // 2**20} MB a workbook here may hold (a damaged or hostile "
+            "file?); it was not opened. Open it in Excel and save it again, or restore a copy "
+            "from the "
+            f"{path.parent / '.backups'} folder"
+        )
+
+
 def lossy_features(path: Path) -> list[tuple[str, str]]:
     """What saving ``path`` with openpyxl would delete: ``(feature, what to do)`` pairs.
 
     Looks at the zip parts only (cheap, and works on files openpyxl cannot load)."""
     found: dict[str, str] = {}
     with zipfile.ZipFile(path) as zf:
+        check_unpacked_size(path, zf)
         names = zf.namelist()
         for prefix, feature, action in _PART_FEATURES:
             if any(n.startswith(prefix) for n in names):
@@ -298,6 +318,16 @@ def lossy_features(path: Path) -> list[tuple[str, str]]:
                     )
                     found.setdefault(feature, action)
     return list(found.items())
+
+
+def _defused(exc: BaseException | None) -> bool:
+    """Whether defusedxml (which openpyxl parses with when installed) refused the XML;
+    openpyxl re-raises it as a ValueError, so look down the chain."""
+    while exc is not None:
+        if isinstance(exc, DefusedXmlException):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _lossy_message(path: Path, features: list[tuple[str, str]]) -> str:
@@ -530,12 +560,23 @@ class XlsxWorkbook:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                with zipfile.ZipFile(self.path) as zf:
+                    check_unpacked_size(self.path, zf)
                 wb = openpyxl.load_workbook(self.path, data_only=False)
             except PermissionError as exc:
                 raise PermanentError(
                     f"cannot read {self.path}: permission denied; check its permissions"
                 ) from exc
+            except InputError:
+                raise
             except Exception as exc:  # zip, XML, KeyError on missing parts, ValueError…
+                if _defused(exc):
+                    raise InputError(
+                        f"{self.path} holds XML entity declarations (an entity bomb or an "
+                        "external entity: Excel never writes them), so it was refused as unsafe; "
+                        "open it in Excel and save it as .xlsx, or restore a copy from the "
+                        f"{self.path.parent / '.backups'} folder"
+                    ) from exc
                 raise InputError(
                     f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
                     "open it in Excel and save it as .xlsx, or restore a copy from the "

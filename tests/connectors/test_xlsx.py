@@ -696,3 +696,55 @@ def test_create_workbook_writes_formulas_as_formulas(tmp_path: Path) -> None:
     rows = XlsxWorkbook(p).read_table("Things").rows
     assert isinstance(rows[0]["Later"], UnsavedFormula)
     assert rows[1]["When"] == "=A2" and not isinstance(rows[1]["When"], UnsavedFormula)
+
+
+# ---------------------------------------------------------------------------- hostile files
+
+
+def _rewrite_sheet(path: Path, target: Path, change: Callable[[bytes], bytes]) -> None:
+    with zipfile.ZipFile(path) as zi, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zo:
+        for info in zi.infolist():
+            data = zi.read(info.filename)
+            zo.writestr(info, change(data) if info.filename == "xl/worksheets/sheet1.xml" else data)
+
+
+_LAUGHS = b'<!DOCTYPE lolz [<!ENTITY lol0 "lol">' + b"".join(
+    b'<!ENTITY lol%d "%s">' % (n, b"&lol%d;" % (n - 1) * 10) for n in range(1, 10)
+)
+_HOSTILE = {
+    "entity bomb": (_LAUGHS + b"]>", b"&lol9;"),
+    "external entity": (b'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>', b"&xxe;"),
+}
+
+
+def test_openpyxl_parses_with_defusedxml() -> None:
+    """defusedxml is a runtime dependency so that openpyxl never parses with plain expat."""
+    assert openpyxl.DEFUSEDXML is True
+
+
+@pytest.mark.parametrize("kind", sorted(_HOSTILE))
+def test_a_workbook_with_xml_entities_is_refused_naming_the_file(
+    path: Path, tmp_path: Path, kind: str
+) -> None:
+    doctype, ref = _HOSTILE[kind]
+    hostile = tmp_path / "hostile.xlsx"
+    _rewrite_sheet(path, hostile, lambda xml: doctype + xml.replace(b"First", ref, 1))
+    with pytest.raises(InputError, match=r"hostile\.xlsx holds XML entity declarations"):
+        XlsxWorkbook(hostile).read_table("Concerns")
+    with pytest.raises(InputError, match=r"hostile\.xlsx holds XML entity declarations"):
+        XlsxWorkbook(hostile, lock_wait_seconds=0.2).append_rows("Concerns", [{"Reference": "X"}])
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file that would inflate past the bound: refused from the zip directory."""
+    monkeypatch.setattr(xlsx_mod, "MAX_UNPACKED_BYTES", 2**20)  # 200 MB in production
+    bomb = tmp_path / "bomb.xlsx"
+    pad = b" " * 3 * 2**20
+    _rewrite_sheet(path, bomb, lambda xml: xml.replace(b"<sheetData>", pad + b"<sheetData>", 1))
+    assert bomb.stat().st_size < 2**16
+    with pytest.raises(InputError, match=r"bomb\.xlsx unpacks to 3 MB, more than the 1 MB"):
+        XlsxWorkbook(bomb).read_table("Concerns")
+    with pytest.raises(InputError, match=r"bomb\.xlsx unpacks to"):
+        XlsxWorkbook(bomb, lock_wait_seconds=0.2).append_rows("Concerns", [{"Reference": "X"}])
