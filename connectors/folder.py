@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import InboundItem
-from connectors.files import fsync_dir, write_atomic
+from connectors.files import PRIVATE_DIR, fsync_dir, write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -106,7 +106,9 @@ class FolderMailbox:
                     "quarantine/ folders must be real folders"
                 )
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                # processed/ and quarantine/ hold concern text: the service's user only
+                mode = 0o777 if folder == self.path else PRIVATE_DIR
+                folder.mkdir(mode, parents=True, exist_ok=True)
             except OSError as exc:
                 raise PermanentError(
                     f"cannot create the mailbox folder {folder}: {exc.strerror}; "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import OutboundMessage
-from connectors.files import write_atomic
+from connectors.files import PRIVATE_DIR, write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class OutboxSender:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
         except OSError as exc:
             raise PermanentError(
                 f"cannot create the outbox folder {self.path}: {exc.strerror}; "

@@ -20,7 +20,7 @@ from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.worksheet import Worksheet
 
-from connectors.files import write_atomic
+from connectors.files import PRIVATE_DIR, write_atomic
 from connectors.xlsx import DATE_FORMAT, DATETIME_FORMAT, fit_cell, looks_like_formula
 from service.errors import PermanentError
 
@@ -254,7 +254,7 @@ def _save(book: XlWorkbook, path: Path) -> Path:
     buffer = io.BytesIO()
     book.save(buffer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
         raise PermanentError(f"cannot write the report to {path}: {exc.strerror}") from exc

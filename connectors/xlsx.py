@@ -60,7 +60,7 @@ from openpyxl.worksheet.table import Table as XlTable
 from openpyxl.worksheet.table import TableStyleInfo
 
 from connectors.base import CellUpdate, Formula, Table, TableSpec, UnsavedFormula
-from connectors.files import fsync_dir
+from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -743,10 +743,10 @@ class XlsxWorkbook:
         tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
         try:
             try:
+                create_private(tmp, like=self.path)  # never readable by others meanwhile
                 wb.save(tmp)
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
-                shutil.copymode(self.path, tmp)
             except OSError as exc:
                 raise PermanentError(
                     f"cannot write a new version of {self.path.name} in {folder}: "
@@ -783,7 +783,7 @@ class XlsxWorkbook:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = folder / f"{self.path.stem}.{stamp}{self.path.suffix}"
         try:
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(PRIVATE_DIR, exist_ok=True)
             try:  # os.replace swaps the directory entry, so a hard link keeps the old bytes
                 os.link(self.path, target)
             except OSError:
@@ -1064,6 +1064,7 @@ def create_workbook(path: Path, specs: Sequence[TableSpec], *, tz: tzinfo = UTC)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
+        create_private(tmp)
         wb.save(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -9,7 +9,9 @@ Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30�
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -181,7 +183,11 @@ class Ledger:
         # The service's clock (frozen in tests), so times recorded here agree with the App's.
         self.now = now or utcnow
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(0o700, parents=True, exist_ok=True)
+            # Created 0600 whatever the umask (SQLite would make it 0644; its -wal and -shm
+            # files copy this mode): item states and times are still about young people.
+            with contextlib.suppress(OSError):  # exists, or SQLite reports the problem below
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # One App (and ledger) serves the worker; the scheduler runs one job at a time.
         self.db = sqlite3.connect(
             str(path), isolation_level=None, timeout=30, check_same_thread=False

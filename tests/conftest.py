@@ -119,3 +119,13 @@ def memory_app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App
     )
     yield app
     app.close()
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The common default umask (files 0644): what the service creates must still be private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

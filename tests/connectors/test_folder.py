@@ -268,3 +268,16 @@ def test_files_still_settling_and_other_files_are_mentioned_without_names(
         assert list(box.fetch_new()) == []
     assert "taken on the next poll" in caplog.text and "not .eml" in caplog.text
     assert "Robin" not in caplog.text
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_processed_and_quarantine_are_private(inbox: Path) -> None:
+    """They hold concern text: the service's user only. The drop folder is left as people need."""
+    box = FolderMailbox(inbox, max_message_bytes=10_000, clock=lambda: NOW)
+    drop(inbox, "bad.eml", b"\x00\x01 not mail")
+    (item,) = list(box.fetch_new())
+    box.quarantine(item.item_id, "The message could not be parsed.")
+    assert (inbox / "processed").stat().st_mode & 0o777 == 0o700
+    assert (inbox / "quarantine").stat().st_mode & 0o777 == 0o700
+    (note,) = (inbox / "quarantine").glob("*.reason.txt")
+    assert note.stat().st_mode & 0o777 == 0o600

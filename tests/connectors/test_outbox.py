@@ -81,3 +81,22 @@ def test_a_failed_write_leaves_nothing_behind(
 def test_a_message_without_an_id_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="Message-ID"):
         OutboxSender(tmp_path).send(message("  "))
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_outbox_and_its_messages_are_private(tmp_path: Path) -> None:
+    """An alert with alert_detail = "full" holds the concern itself: 0600 in a 0700 folder."""
+    box = OutboxSender(tmp_path / "outbox")
+    box.send(message())
+    assert (tmp_path / "outbox").stat().st_mode & 0o777 == 0o700
+    (sent,) = (tmp_path / "outbox").iterdir()
+    assert sent.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_replaced_file_keeps_the_mode_it_was_given(tmp_path: Path) -> None:
+    target = tmp_path / "report.xlsx"
+    target.write_bytes(b"old")
+    target.chmod(0o640)  # e.g. readable by the DSP's group on purpose
+    files_mod.write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o640

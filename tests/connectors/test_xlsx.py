@@ -748,3 +748,25 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(
         XlsxWorkbook(bomb).read_table("Concerns")
     with pytest.raises(InputError, match=r"bomb\.xlsx unpacks to"):
         XlsxWorkbook(bomb, lock_wait_seconds=0.2).append_rows("Concerns", [{"Reference": "X"}])
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_new_workbook_is_private_and_a_saved_one_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "register.xlsx"
+    create_workbook(path, [SPEC])
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)  # the administrator's choice (e.g. the DSP's group) is kept
+    wb = XlsxWorkbook(path, lock_wait_seconds=0.2)
+    seen: list[int] = []
+    real_save = xlsx_mod.openpyxl.Workbook.save
+
+    def spy(book: object, target: Path) -> None:  # the temp file, before it is written
+        seen.append(Path(target).stat().st_mode & 0o777)
+        real_save(book, target)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(xlsx_mod.openpyxl.Workbook, "save", spy)
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0002", "Source key": "mail:b"}])
+    assert seen == [0o640] and path.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / ".backups").stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / ".backups").iterdir()} == {0o640}

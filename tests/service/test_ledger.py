@@ -6,6 +6,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from service.ledger import MIGRATIONS, ItemState, Ledger
 
 
@@ -87,3 +89,14 @@ def test_the_ledger_holds_no_free_text_columns_for_content(tmp_path: Path) -> No
     Ledger(tmp_path / "x.db").close()
     columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
     assert not columns & {"subject", "body", "text", "name", "sender", "from_address", "account"}
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_ledger_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    assert ledger.claim_item("mail:1", "mail", "<a@example.org>")
+    files = sorted((tmp_path / "state").iterdir())
+    assert files[0].name == "ledger.sqlite3" and len(files) >= 2  # and -wal, -shm
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o600}
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    ledger.close()

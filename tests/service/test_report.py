@@ -604,3 +604,10 @@ def test_a_starter_who_joins_after_the_end_date_is_not_counted(app: App) -> None
     t = report.training_total
     assert (t.staff, t.never) == (5, 0)
     assert {r.role: r.staff for r in report.training}["Assessor"] == 1
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_report_workbook_is_private(report: BoardReport, tmp_path: Path) -> None:
+    path = write_report_workbook(report, tmp_path / "out" / "report.xlsx")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
