@@ -27,6 +27,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service import register
 from service.app import App
+from service.config import EMAIL_RE
 from service.errors import (
     ConnectorError,
     InputError,
@@ -828,7 +829,9 @@ class Intake:
         return own
 
     def _ack_address(self, address: str | None) -> str | None:
-        if not address or "@" not in address:
+        # One plain address only: a typed Forms answer must never add recipients or headers.
+        address = (address or "").strip()
+        if not EMAIL_RE.match(address):
             return None
         if address.lower() in self._own_addresses():
             return None

@@ -735,3 +735,23 @@ def test_the_admin_is_warned_weeks_before_the_certificate_expires(
     assert len(notices) == (1 if warned else 0)
     if warned:
         assert f"in {days} days" in notices[0].subject and notices[0].high_importance
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "chris.tutor@example.org\r\nBcc: someone@example.net",
+        "chris.tutor@example.org, someone@example.net",
+        "Chris Tutor <chris.tutor@example.org>; someone@example.net",
+    ],
+)
+def test_a_form_email_answer_that_is_not_one_address_gets_no_acknowledgement(
+    memory_app: App, answer: str
+) -> None:
+    """The answer is typed text: it must never add headers or recipients to mail we send."""
+    add_forms(memory_app, [form_row(1, email=answer, account="x")])
+    result = pipeline.poll(memory_app)
+    assert result.done == 1 and len(alerts(memory_app)) == 1
+    assert acks(memory_app) == []
+    for message in sent(memory_app):
+        message.to_email()  # every message we sent is well formed
