@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import CheckResult, OutboundMessage
+from connectors.imap import _is_loopback
 from connectors.mail_auth import (
     TokenProvider,
     credentials_from_config,
@@ -97,6 +98,12 @@ class SmtpSender:
         self.timeout = timeout_seconds
         self._local_hostname = local_hostname
         self._tls = tls_context(ca_bundle) if security != "none" else None
+        if security == "none" and username and not _is_loopback(host):
+            log.warning(
+                "smtp: security = none to %s with a login: the password goes over the network "
+                "in clear; use starttls or tls",
+                host,
+            )
 
     @classmethod
     def from_config(cls, section: SmtpSenderConfig, config: Config, ledger: Ledger) -> SmtpSender:

@@ -431,3 +431,25 @@ def test_oauth2_token_refused_by_the_sign_in_host_is_permanent(
         PermanentError, match=r"mail \(IMAP/SMTP\) token.*PREVENT_TEST_GRAPH_SECRET"
     ):
         provider()
+
+
+def test_a_login_without_tls_over_the_network_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Constructing connects to nothing; the admin sees the warning before any send."""
+    secret = "s3cret-example-password"
+    SmtpSender(
+        host="relay.example.org",
+        security="none",
+        username="svc",
+        password=secret,
+        envelope_from="safeguarding@example.org",
+    )
+    assert "password goes over the network in clear" in caplog.text
+    assert secret not in caplog.text
+    caplog.clear()
+    SmtpSender(host="relay.example.org", security="none", envelope_from="a@example.org")
+    SmtpSender(
+        host="127.0.0.1", security="none", username="x", password="y", envelope_from="a@example.org"
+    )
+    assert "in clear" not in caplog.text
