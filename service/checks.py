@@ -61,7 +61,7 @@ def _report_folder(app: App) -> CheckResult:
     """The board report is written here before it is sent: find out now, not on 1 September."""
     folder = app.config.report_folder
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(0o700, parents=True, exist_ok=True)  # board reports: the service's user only
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
             pass
     except OSError as exc:

@@ -39,8 +39,10 @@ def init_folder(target: Path, *, demo: bool, today: date) -> Path:
     if target.exists() and any(target.iterdir()):
         raise InitError(f"{target} is not empty; choose a new or empty folder")
     try:
+        # The service's user only: these will hold concern text (outbox, state, workbooks).
+        target.mkdir(0o700, parents=True, exist_ok=True)
         for sub in ("inbox", "outbox", "workbooks", "state"):
-            (target / sub).mkdir(parents=True, exist_ok=True)
+            (target / sub).mkdir(0o700, parents=True, exist_ok=True)
         example = resources.files("config").joinpath("example-local.toml").read_text("utf-8")
         (target / "config.toml").write_text(example, encoding="utf-8")
         create = backend_class(WORKBOOKS, "xlsx").create

@@ -249,3 +249,21 @@ def test_a_full_disk_under_the_ledger_is_a_clear_message_not_a_crash(
     assert code == 1
     assert "the ledger could not be written (database or disk is full)" in err
     assert "free disk space" in err and "unexpected" not in err
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_what_the_demo_creates_is_private(tmp_path: Path) -> None:
+    """Under the usual umask (0644 files): nothing with concern data is readable by others."""
+    folder = tmp_path / "private"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    for command in ("poll", "check", "report"):
+        result = run_cli("--config", str(folder / "config.toml"), command)
+        assert result.returncode == 0, result.stdout + result.stderr
+    open_to_others = [
+        str(p.relative_to(folder))
+        for p in [folder, *folder.rglob("*")]
+        if p.stat().st_mode & 0o077
+        and p.name not in {"config.toml", "intake.lock"}  # no personal data in either
+        and not (p.suffix == ".eml" and "inbox" in p.parts)  # dropped mail keeps its mode
+    ]
+    assert open_to_others == []
