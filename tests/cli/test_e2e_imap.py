@@ -266,3 +266,27 @@ def test_uidvalidity_change_between_the_kill_and_the_rerun(site: Site) -> None:
     )
     assert (site.folder_count("INBOX"), site.folder_count("Processed")) == (0, 3)
     assert "open 0" in site.cli("status").stdout
+
+
+def test_no_password_or_concern_text_reaches_the_output(site: Site) -> None:
+    """With --debug, a wrong password and a right one: nothing secret or personal is printed."""
+    site.mail_concern()
+    wrong = "Wr0ng-example-Pa55word"
+    printed = ""
+    for command in ("check", "poll", "status"):
+        bad = run_cli("--debug", "--config", str(site.config), command, env={PASSWORD_ENV: wrong})
+        printed += bad.stdout + bad.stderr
+    assert "password" in printed.lower()  # the failure is explained…
+    for command in ("poll", "check", "status"):
+        good = site.cli("--debug", command)
+        printed += good.stdout + good.stderr
+    assert "PRV-" in printed
+    for secret in (
+        wrong,
+        site.servers.password,
+        site.reporter.address,
+        "Zoë",
+        "Leamington",
+        "Sorge",
+    ):
+        assert secret not in printed, secret
