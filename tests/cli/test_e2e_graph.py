@@ -318,3 +318,21 @@ def test_token_expiry_and_a_lost_delta_link_between_polls(site: Path, graph: Any
     assert len(alerts) == len(set(alerts)) == 6, output  # the resync re-offered five: no repeats
     assert graph.folder_messages(MAILBOX, "inbox") == [], output
     assert graph.folder_messages(MAILBOX, "drafts") == [], output
+
+
+def test_no_secret_token_or_concern_text_reaches_the_output(site: Path, graph: Any) -> None:
+    """With --debug, a wrong client secret and the right one: nothing secret or personal."""
+    wrong = "Wr0ng-example-client-secret"
+    printed = ""
+    for command in ("check", "poll", "status"):
+        bad = run_cli(
+            "--debug", "--config", str(site / "config.toml"), command, env={SECRET_ENV: wrong}
+        )
+        printed += bad.stdout + bad.stderr
+        assert command == "status" or bad.returncode != 0, command
+    for command in ("poll", "check", "status", "report"):
+        good = cli(site, "--debug", command)
+        printed += good.stdout + good.stderr
+    assert "PRV-" in printed
+    for secret in (wrong, SECRET, "Bearer ", "eyJ", "jordan.lee", "Avery", "isolated"):
+        assert secret not in printed, secret
