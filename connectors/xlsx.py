@@ -259,7 +259,8 @@ _EXT_FEATURES: dict[str, tuple[str, str]] = {
     "slicerList": ("slicers", "remove the slicers"),
     "timelineRefs": ("timelines", "remove the timeline filters"),
 }
-_EXTLST_RE = re.compile(rb"<(?:[A-Za-z0-9_]+:)?extLst\b.*?</(?:[A-Za-z0-9_]+:)?extLst>", re.S)
+_EXTLST_OPEN = re.compile(rb"<(?:[A-Za-z0-9_]+:)?extLst\b")
+_EXTLST_CLOSE = re.compile(rb"</(?:[A-Za-z0-9_]+:)?extLst>")
 _EXT_CHILD_RE = re.compile(rb"<ext\b[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z0-9_]+)")
 _SHEET_TAG_RE = re.compile(rb"<(?:[A-Za-z0-9_]+:)?(oleObjects|controls)\b")
 
@@ -305,7 +306,7 @@ def lossy_features(path: Path) -> list[tuple[str, str]]:
             #   <x14:dataValidations count="1"><x14:dataValidation type="list">
             #   <x14:formula1><xm:f>Lists!$A$1:$A$3</xm:f></x14:formula1><xm:sqref>B2:B50</xm:sqref>
             #   </x14:dataValidation></x14:dataValidations></ext></extLst>
-            for block in _EXTLST_RE.findall(xml):
+            for block in _extlst_blocks(xml):
                 children = _EXT_CHILD_RE.findall(block) or [b"unknown"]
                 for child in children:
                     local = child.decode("ascii", "replace")
@@ -328,6 +329,19 @@ def _defused(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _extlst_blocks(xml: bytes) -> Iterator[bytes]:
+    """Each ``<extLst>…</extLst>`` in ``xml``, in linear time: one lazy regex spanning both tags
+    rescans to the end for every unclosed opening tag, and a hostile sheet of them (a few KB
+    zipped) would hold the writer for hours."""
+    pos = 0
+    while (start := _EXTLST_OPEN.search(xml, pos)) is not None:
+        end = _EXTLST_CLOSE.search(xml, start.end())
+        if end is None:
+            return
+        yield xml[start.start() : end.end()]
+        pos = end.end()
 
 
 def _lossy_message(path: Path, features: list[tuple[str, str]]) -> str:

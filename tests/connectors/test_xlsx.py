@@ -770,3 +770,12 @@ def test_a_new_workbook_is_private_and_a_saved_one_keeps_its_mode(tmp_path: Path
     assert seen == [0o640] and path.stat().st_mode & 0o777 == 0o640
     assert (tmp_path / ".backups").stat().st_mode & 0o777 == 0o700
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / ".backups").iterdir()} == {0o640}
+
+
+def test_unclosed_extension_tags_do_not_stall_the_writer(path: Path, tmp_path: Path) -> None:
+    """Checked in linear time: a quadratic scan of 200,000 open tags would take hours."""
+    hostile = tmp_path / "hostile.xlsx"
+    _rewrite_sheet(path, hostile, lambda xml: xml.replace(b"</worksheet>", b"<extLst>" * 200_000))
+    assert xlsx_mod.lossy_features(hostile) == []  # (and returns at once)
+    blocks = list(xlsx_mod._extlst_blocks(b"<x:extLst><ext/></x:extLst><extLst>a</extLst><extLst>"))
+    assert blocks == [b"<x:extLst><ext/></x:extLst>", b"<extLst>a</extLst>"]
