@@ -7,6 +7,7 @@ Relative paths are resolved against the config file's folder.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -384,12 +385,15 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+_TAGS = {"folder", "memory", "imap", "graph", "outbox", "smtp", "xlsx"}  # backend union tags
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in {"folder", "memory", "imap", "graph", "outbox", "smtp", "xlsx"} and parts:
+        elif item in _TAGS and parts:
             continue  # the discriminated-union tag pydantic inserts; not a key the user wrote
         else:
             parts.append(str(item))
@@ -398,11 +402,41 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def _message(err: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; see config/example-local.toml)"
+        return f"unknown key ({_suggestion(err['loc'])}; see config/example-local.toml)"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "list_type":
+        return 'should be a list in square brackets, for example ["a@example.org"]'
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _models(annotation: Any) -> list[Any]:
+    """The section models an annotation allows (through Optional, unions, Annotated, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models(arg)]
+
+
+def _tag_of(model: Any) -> tuple[Any, ...]:
+    field = model.model_fields.get("backend")
+    return tuple(getattr(field.annotation, "__args__", ())) if field else ()
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """'did you mean …' for a misspelt key, from the keys its section accepts."""
+    candidates: list[Any] = [Config]
+    for item in loc[:-1]:
+        tagged = [m for m in candidates if item in _tag_of(m)]
+        if tagged:  # the backend tag pydantic puts in the path
+            candidates = tagged
+            continue
+        fields = [m.model_fields[item] for m in candidates if item in m.model_fields]
+        if fields:  # otherwise a dict key (a role or area name): stay on the value's model
+            candidates = _models(fields[0].annotation)
+    known = {k for m in candidates for k in m.model_fields if k != "source"}
+    close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else "check the spelling"
 
 
 def parse_config(data: dict[str, Any], *, source: Path | None = None) -> Config:
@@ -457,11 +491,21 @@ def load_config(path: Path | str) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # utf-8-sig: Notepad on Windows starts the file with a byte-order mark
+        text = raw.decode("utf-8-sig")
+        data = tomllib.loads(text)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        hint = ""
+        if "\\" in text and re.search(r"escape|hex value", str(exc), re.IGNORECASE):
+            hint = (
+                " (a Windows path in double quotes: write it with forward slashes, or in single"
+                " quotes, for example 'C:\\prevent\\register.xlsx')"
+            )
+        raise ConfigError(f"{path}: not valid TOML: {exc}{hint}") from None
+    if not data:
+        raise ConfigError(f"{path}: the file is empty (start from config/example-local.toml)")
     return parse_config(data, source=path.resolve())
 
 

@@ -82,3 +82,56 @@ def test_role_lookup_ignores_case_and_spacing() -> None:
     config = parse_config(BASE_CONFIG)
     assert config.role_addresses("executive  director") == ["executive.director@example.org"]
     assert config.role_addresses("Chief Wizard") == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"schedule": {"pol_seconds": 30}}, "schedule.pol_seconds", "did you mean 'poll_seconds'"),
+        (
+            {"register": {"workbook": {"backend": "xlsx", "path": "r.xlsx", "pth": "x"}}},
+            "register.workbook.pth",
+            "did you mean 'path'",
+        ),
+        ({"areas": {"Warwickshire": {"contact": []}}}, "areas.Warwickshire.contact", "'contacts'"),
+        ({"roles": {"Safeguarding Lead": "lead@example.org"}}, "roles.Safeguarding Lead", "["),
+    ],
+)
+def test_a_misspelt_key_or_a_missing_list_says_what_to_write(
+    changes: dict[str, Any], key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(merge(BASE_CONFIG, changes))
+    message = str(caught.value)
+    assert message.startswith(key) and words in message, message
+
+
+def test_notepads_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (EXAMPLES / "example-local.toml").read_bytes())
+    assert load_config(path).people.dsp.email.endswith("@example.org")
+
+
+def test_an_empty_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"config\.toml: the file is empty"):
+        load_config(path)
+
+
+def test_a_windows_path_in_double_quotes_names_the_line_and_says_what_to_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    text = (EXAMPLES / "example-local.toml").read_text()
+    line = next(
+        n
+        for n, t in enumerate(text.splitlines(), 1)
+        if t.startswith("workbook =") and "register" in t
+    )
+    path.write_text(text.replace("workbooks/concern-register.xlsx", r"C:\Users\dsp\register.xlsx"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message and f"line {line}" in message, message
+    assert "forward slashes" in message and "single quotes" in message, message
