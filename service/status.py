@@ -94,7 +94,8 @@ def status_report(app: App) -> tuple[bool, list[str]]:
                 "  ! no good intake cycle recently: is the worker running (prevent-service run)?"
                 " If it is, see the last cycle's problems above."
             )
-    else:
+    else:  # monitoring must not stay green for a worker that was never started
+        healthy = False
         lines.append("last intake cycle: never (run prevent-service poll or run)")
 
     counts = ledger.counts_by_state()

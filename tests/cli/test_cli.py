@@ -86,6 +86,14 @@ def test_status_reports_a_healthy_service(polled: Path) -> None:
     assert "done 5" in result.stdout and "healthy" in result.stdout
 
 
+def test_status_on_a_folder_never_run_is_not_healthy(tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    assert run_cli("init", str(folder)).returncode == 0
+    result = run_cli("--config", str(folder / "config.toml"), "status")
+    assert result.returncode == 1, result.stdout
+    assert "last intake cycle: never" in result.stdout and "NOT HEALTHY" in result.stdout
+
+
 def test_check_passes_on_the_demo(polled: Path) -> None:
     result = run_cli("--config", str(polled / "config.toml"), "check")
     assert result.returncode == 0, result.stdout
@@ -163,6 +171,13 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     result = run_cli("init", str(tmp_path / "x"))
     assert result.returncode == 1 and "not empty" in result.stderr
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_init_into_a_path_with_spaces_prints_a_next_step_that_pastes(tmp_path: Path) -> None:
+    folder = tmp_path / "Prevent service" / "demo"
+    result = run_cli("init", "--demo", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert f"--config '{folder / 'config.toml'}' poll" in result.stdout, result.stdout
 
 
 def test_init_without_demo_gives_empty_workbooks_that_poll_cleanly(tmp_path: Path) -> None:
