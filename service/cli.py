@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -168,7 +169,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
     created = init_folder(args.dir, demo=args.demo, today=date.today())
     print(f"Created {created}.", file=out)
-    config = created / "config.toml"
+    config = shlex.quote(str(created / "config.toml"))  # a path with spaces pastes as one
     if args.demo:
         print(f"Next: prevent-service --config {config} poll", file=out)
     else:
