@@ -11,6 +11,7 @@ Exit codes (for scripts and monitoring):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -106,7 +107,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         parser.print_help(out)
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command](args, out)
+        code = COMMANDS[args.command](args, out)
+        out.flush()  # a reader that stopped (| head) shows up here, not at exit
+        return code
+    except BrokenPipeError:  # the reader (head, less) stopped reading: nothing of ours failed
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ATTENTION
     except ConfigError as exc:
         print(f"prevent-service: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,21 @@ def test_status_on_a_folder_never_run_is_not_healthy(tmp_path: Path) -> None:
     result = run_cli("--config", str(folder / "config.toml"), "status")
     assert result.returncode == 1, result.stdout
     assert "last intake cycle: never" in result.stdout and "NOT HEALTHY" in result.stdout
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_an_unexpected_error(polled: Path) -> None:
+    """``prevent-service plan | head``: head exits early; no 'unexpected BrokenPipeError'."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "--config", str(polled / "config.toml"), "plan"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # the reader is gone before anything is written
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 1
+    assert "unexpected" not in stderr and "Traceback" not in stderr, stderr
 
 
 def test_check_passes_on_the_demo(polled: Path) -> None:
