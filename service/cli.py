@@ -42,33 +42,52 @@ def _parser() -> argparse.ArgumentParser:
         description="Concern intake, register, alerts and reminders for the Prevent duty.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"config file (default: $PREVENT_SERVICE_CONFIG or ./{DEFAULT_CONFIG})",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    config_help = f"config file (default: $PREVENT_SERVICE_CONFIG or ./{DEFAULT_CONFIG})"
+    debug_help = "show tracebacks and debug logs"
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # The global options are taken after the command too (`status --config PATH`); SUPPRESS
+    # keeps one given before the command when it is not repeated after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
 
-    p = sub.add_parser("init", help="lay out a working folder: config, inbox, outbox, workbooks")
+    p = sub.add_parser(
+        "init", parents=[common], help="lay out a working folder: config, inbox, outbox, workbooks"
+    )
     p.add_argument("dir", type=Path, help="folder to create (must be empty or new)")
     p.add_argument("--demo", action="store_true", help="add invented concerns and a demo plan")
 
-    p = sub.add_parser("check", help="check the config and every capability the service needs")
+    p = sub.add_parser(
+        "check", parents=[common], help="check the config and every capability the service needs"
+    )
     p.add_argument("--send-test", action="store_true", help="also send a test e-mail to the admin")
 
-    sub.add_parser("poll", help="run one intake cycle, then exit")
-    sub.add_parser("run", help="run the worker: intake, reminders, escalation, digests")
-    sub.add_parser("status", help="last cycle, counts per state, pending and quarantined items")
+    sub.add_parser("poll", parents=[common], help="run one intake cycle, then exit")
+    sub.add_parser(
+        "run", parents=[common], help="run the worker: intake, reminders, escalation, digests"
+    )
+    sub.add_parser(
+        "status",
+        parents=[common],
+        help="last cycle, counts per state, pending and quarantined items",
+    )
 
-    p = sub.add_parser("remind", help="run the reminder cycle (as if it were a given day)")
+    p = sub.add_parser(
+        "remind", parents=[common], help="run the reminder cycle (as if it were a given day)"
+    )
     p.add_argument("--as-of", type=_iso_date, metavar="YYYY-MM-DD", help="the day to run as")
     p.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
 
-    p = sub.add_parser("plan", help="print the coming deadlines and anything not understood")
+    p = sub.add_parser(
+        "plan", parents=[common], help="print the coming deadlines and anything not understood"
+    )
     p.add_argument("--days", type=int, default=90, help="how far ahead (default 90)")
 
-    p = sub.add_parser("report", help="the board / inspectors report (counts only): xlsx, e-mail")
+    p = sub.add_parser(
+        "report", parents=[common], help="the board / inspectors report (counts only): xlsx, e-mail"
+    )
     p.add_argument(
         "--from",
         dest="start",

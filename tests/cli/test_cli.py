@@ -111,6 +111,13 @@ def test_output_piped_into_a_reader_that_stops_is_not_an_unexpected_error(polled
     assert "unexpected" not in stderr and "Traceback" not in stderr, stderr
 
 
+def test_global_options_work_after_the_command_too(polled: Path) -> None:
+    result = run_cli("status", "--config", str(polled / "config.toml"), "--debug")
+    assert result.returncode in (0, 1) and "items: open 0, done 5" in result.stdout, result.stderr
+    before = run_cli("--config", str(polled / "config.toml"), "status")
+    assert "items: open 0, done 5" in before.stdout, before.stderr
+
+
 def test_check_passes_on_the_demo(polled: Path) -> None:
     result = run_cli("--config", str(polled / "config.toml"), "check")
     assert result.returncode == 0, result.stdout
