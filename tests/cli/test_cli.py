@@ -118,6 +118,29 @@ def test_global_options_work_after_the_command_too(polled: Path) -> None:
     assert "items: open 0, done 5" in before.stdout, before.stderr
 
 
+def test_the_m365_example_left_as_it_is_gives_clear_errors(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config" / "example-m365.toml").read_text()
+    config.write_text(text)
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "m365.certificate_path: file not found: /etc/prevent-service/app-cert.pem" in (
+        result.stderr
+    )
+    (tmp_path / "app-cert.pem").write_text("placeholder")
+    config.write_text(
+        text.replace("/etc/prevent-service/app-cert.pem", "app-cert.pem").replace(
+            "/var/lib/prevent-service", "state"
+        )
+    )
+    result = run_cli("--config", str(config), "check", env={"PREVENT_CERT_PASSWORD": ""})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        "m365.certificate_password_env: environment variable PREVENT_CERT_PASSWORD is not set"
+        in result.stdout
+    ), result.stdout
+
+
 def test_check_passes_on_the_demo(polled: Path) -> None:
     result = run_cli("--config", str(polled / "config.toml"), "check")
     assert result.returncode == 0, result.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,17 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "config"
 def test_shipped_examples_are_valid(name: str) -> None:
     config = load_config(EXAMPLES / name)
     assert config.people.dsp.email.endswith("@example.org")
+
+
+@pytest.mark.parametrize("name", ["example-local.toml", "example-m365.toml"])
+def test_every_key_commented_out_in_the_examples_exists(name: str) -> None:
+    """Uncommenting an optional line (`# link = …`, `# [report]`) gives a valid config."""
+    optional = re.compile(r"^# ?(\[[\w.]+\]|[a-z_]+ = .*)$")
+    text = (EXAMPLES / name).read_text()
+    lines = [(m[1] if (m := optional.match(line)) else line) for line in text.splitlines()]
+    assert lines != text.splitlines(), "nothing optional was found to uncomment"
+    config = parse_config(tomllib.loads("\n".join(lines)), source=EXAMPLES / name)
+    assert config.report.recipients == ["Executive Director", "dsp@example.org"]
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
