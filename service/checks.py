@@ -53,7 +53,27 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
 
         for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
             results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)
+    results += _config_roles(app)
     results.append(_report_folder(app))
+    return results
+
+
+def _config_roles(app: App) -> list[CheckResult]:
+    """A role the config names but [roles] lacks sends its mail to the admin instead: say so."""
+    compliance = app.config.compliance
+    if compliance is None:
+        return []
+    results = []
+    for key, role in (
+        ("compliance.plan_owner", compliance.plan_owner),
+        ("compliance.escalate_to_role", compliance.escalate_to_role),
+    ):
+        if role and not app.config.role_addresses(role):
+            results.append(
+                CheckResult(
+                    key, False, f"{role!r} is not in [roles]; its mail goes to the admin instead"
+                )
+            )
     return results
 
 

@@ -141,6 +141,19 @@ def test_the_m365_example_left_as_it_is_gives_clear_errors(tmp_path: Path) -> No
     ), result.stdout
 
 
+def test_check_fails_on_a_role_the_config_names_but_roles_lacks(tmp_path: Path) -> None:
+    folder = tmp_path / "svc"
+    assert run_cli("init", str(folder)).returncode == 0
+    config = folder / "config.toml"
+    text = config.read_text()
+    assert 'plan_owner = "Executive Director"' in text
+    config.write_text(text.replace('plan_owner = "Executive Director"', 'plan_owner = "Exec Dir"'))
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"FAIL +compliance\.plan_owner +'Exec Dir' is not in \[roles\]", result.stdout)
+    assert "escalate_to_role" not in result.stdout, result.stdout
+
+
 def test_check_passes_on_the_demo(polled: Path) -> None:
     result = run_cli("--config", str(polled / "config.toml"), "check")
     assert result.returncode == 0, result.stdout
