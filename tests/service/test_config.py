@@ -148,3 +148,11 @@ def test_a_windows_path_in_double_quotes_names_the_line_and_says_what_to_write(
     message = str(caught.value)
     assert str(path) in message and f"line {line}" in message, message
     assert "forward slashes" in message and "single quotes" in message, message
+
+
+def test_an_address_with_a_trailing_newline_is_not_an_address() -> None:
+    from service.config import EMAIL_RE
+
+    assert EMAIL_RE.match("dsp@example.org")
+    # "$" would match before the newline; a cell typed with Alt+Enter must not become a header
+    assert not EMAIL_RE.match("dsp@example.org\n")
