@@ -237,24 +237,24 @@ class GraphMailbox(_MailboxBase):
     def _inbound(self, entry: dict[str, Any]) -> InboundItem | None:
         item_id = str(entry["id"])
         try:
-            raw = self._mime(item_id)
+            return self._item(item_id, entry)
         except GraphNotFound:
             log.info("graph: message %s was deleted before it could be read", _short(item_id))
             return None
-        return InboundItem(
-            item_id=item_id,
-            raw=raw,
-            received_at=_parse_time(entry.get("receivedDateTime")),
-            web_link=entry.get("webLink") or None,
-        )
 
-    def _mime(self, item_id: str) -> bytes:
+    def _item(self, item_id: str, entry: dict[str, Any]) -> InboundItem:
+        """The message's MIME plus what ``entry`` (a delta or message entry) says about it."""
         response = self.http.request(
             "GET",
             f"{self.user}/messages/{quote(item_id)}/$value",
             self._call(f"read message {_short(item_id)} in {self.address}", kind="message"),
         )
-        return bytes(response.content)
+        return InboundItem(
+            item_id=item_id,
+            raw=bytes(response.content),
+            received_at=_parse_time(entry.get("receivedDateTime")),
+            web_link=entry.get("webLink") or None,
+        )
 
     def fetch(self, item_id: str) -> InboundItem:
         call = self._call(f"read message {_short(item_id)} in {self.address}", kind="message")
@@ -262,19 +262,13 @@ class GraphMailbox(_MailboxBase):
             entry = self.http.get_json(
                 f"{self.user}/messages/{quote(item_id)}", call, params={"$select": self.select}
             )
-            raw = self._mime(item_id)
+            return self._item(item_id, entry)
         except GraphNotFound as exc:
             raise InputError(
                 f"message {_short(item_id)} is no longer in {self.address} (deleted, or moved "
                 "to another mailbox, or deleted from Deleted Items too); an admin can recover it "
                 "from the mailbox's Recoverable Items"
             ) from exc
-        return InboundItem(
-            item_id=item_id,
-            raw=raw,
-            received_at=_parse_time(entry.get("receivedDateTime")),
-            web_link=entry.get("webLink") or None,
-        )
 
     # -- moving --------------------------------------------------------------------------
 
