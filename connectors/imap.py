@@ -39,7 +39,6 @@ import email.parser
 import email.policy
 import hashlib
 import imaplib
-import ipaddress
 import logging
 import re
 import ssl
@@ -53,7 +52,13 @@ from typing import TYPE_CHECKING, TypeVar
 from imap_tools.imap_utf7 import utf7_encode
 
 from connectors.base import CheckResult, InboundItem
-from connectors.mail_auth import TokenProvider, credentials_from_config, tls_context, xoauth2_string
+from connectors.mail_auth import (
+    TokenProvider,
+    credentials_from_config,
+    is_loopback,
+    tls_context,
+    xoauth2_string,
+)
 from service.config import ImapMailboxConfig
 from service.errors import (
     ConfigError,
@@ -89,15 +94,6 @@ def _quote(text: str) -> str:
 def _folder_arg(name: str) -> str:
     encoded = utf7_encode(name)
     return _quote(encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded))
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def fingerprint(raw: bytes) -> str:
@@ -170,7 +166,7 @@ class ImapMailbox:
         self._folders_ok: set[str] = set()
         self.account = f"{username.lower()}@{host.lower()}:{self.port}/{folder}"
         self.address = f"{username} on {host}"  # how the pipeline names the mailbox
-        if security == "none" and not _is_loopback(host):
+        if security == "none" and not is_loopback(host):
             log.warning(
                 "imap: security = none to %s: the login goes over the network in clear", host
             )

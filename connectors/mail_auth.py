@@ -8,6 +8,7 @@ app-only token from msal for Exchange Online), so the rules and their error text
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ def tls_context(ca_bundle: Path | str | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine, where a clear-text login does not cross the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def xoauth2_string(username: str, token: str) -> str:

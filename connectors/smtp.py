@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import CheckResult, OutboundMessage
-from connectors.imap import _is_loopback
 from connectors.mail_auth import (
     TokenProvider,
     credentials_from_config,
+    is_loopback,
     tls_context,
     xoauth2_string,
 )
@@ -98,7 +98,7 @@ class SmtpSender:
         self.timeout = timeout_seconds
         self._local_hostname = local_hostname
         self._tls = tls_context(ca_bundle) if security != "none" else None
-        if security == "none" and username and not _is_loopback(host):
+        if security == "none" and username and not is_loopback(host):
             log.warning(
                 "smtp: security = none to %s with a login: the password goes over the network "
                 "in clear; use starttls or tls",
