@@ -60,6 +60,7 @@ from service.duedates import (
 from service.errors import InputError, TransientError
 from service.ledger import Ledger
 from service.owners import RoleBook, norm
+from service.values import sheet_row
 
 log = logging.getLogger("prevent_service.compliance")
 
@@ -696,7 +697,7 @@ class _Row:
 
     def __init__(self, table: Table, index: int, values: Mapping[str, Any]) -> None:
         self.index = index
-        self.number = table.row_numbers[index] if index < len(table.row_numbers) else index + 2
+        self.number = sheet_row(table, index)
         self.sheet = table.sheet or table.name
         self.values = values
         self.item_id = ""

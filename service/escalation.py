@@ -30,7 +30,7 @@ from service.app import App
 from service.errors import ConnectorError, InputError
 from service.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
 from service.reminders import record_sent
-from service.values import as_datetime, as_text
+from service.values import as_datetime, as_text, sheet_row
 
 log = logging.getLogger("prevent_service.escalation")
 
@@ -95,7 +95,7 @@ def read_concerns(app: App) -> tuple[list[ConcernRow], list[int]]:
             continue
         recorded = as_datetime(row.get(RECORDED_AT), tz)
         if recorded is None:
-            bad.append(table.row_numbers[i] if i < len(table.row_numbers) else i + 2)
+            bad.append(sheet_row(table, i))
             continue
         rows.append(
             ConcernRow(

@@ -18,7 +18,7 @@ from connectors.base import ColumnSpec, Table, TableSpec
 from service.config import DEFAULT_FORM_COLUMNS
 from service.errors import InputError
 from service.indicators import form_choices
-from service.values import as_datetime, as_int, as_text, from_excel_serial
+from service.values import as_datetime, as_int, as_text, from_excel_serial, sheet_row
 
 FIXED_COLUMNS = ("ID", "Start time", "Completion time", "Email", "Name")
 ANONYMOUS = {"", "anonymous"}
@@ -74,7 +74,7 @@ def new_responses(
     responses = []
     seen: set[int] = set()
     for index, row in enumerate(table.rows):
-        number = table.row_numbers[index] if table.row_numbers else index + 2
+        number = sheet_row(table, index)
         response_id = as_int(row.get(by_norm["id"]))
         if response_id is None:
             if all(v in (None, "") for v in row.values()):

@@ -52,7 +52,7 @@ from service.indicators import GROUPS
 from service.owners import norm
 from service.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
 from service.reminders import record_sent
-from service.values import as_datetime, as_text
+from service.values import as_datetime, as_text, sheet_row
 
 log = logging.getLogger("prevent_service.report")
 
@@ -290,9 +290,7 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
         recorded = as_datetime(row.get(RECORDED_AT), tz)
         if recorded is None:
             figures.unreadable_rows += 1
-            figures.unreadable_at.append(
-                table.row_numbers[i] if i < len(table.row_numbers) else i + 2
-            )
+            figures.unreadable_at.append(sheet_row(table, i))
             continue
         day = recorded.astimezone(tz).date()
         if not period.start <= day <= period.end:
@@ -394,8 +392,7 @@ def _numbered_rows(workbook: Workbook, name: str) -> Iterator[tuple[str, int, di
     table = workbook.read_table(name)
     sheet = table.sheet or table.name
     for i, raw in enumerate(table.rows):
-        number = table.row_numbers[i] if i < len(table.row_numbers) else i + 2
-        yield sheet, number, {norm(k): v for k, v in raw.items()}
+        yield sheet, sheet_row(table, i), {norm(k): v for k, v in raw.items()}
 
 
 def _compliance(app: App, end: date, report: BoardReport) -> None:

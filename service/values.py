@@ -10,7 +10,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.base import Table
+
 EXCEL_EPOCH = datetime(1899, 12, 30)
+
+
+def sheet_row(table: Table, index: int) -> int:
+    """The 1-based sheet row of ``table.rows[index]``, for messages that name it; a backend
+    that gives no row numbers has the header on row 1."""
+    return table.row_numbers[index] if index < len(table.row_numbers) else index + 2
 
 
 def from_excel_serial(value: float) -> datetime:
