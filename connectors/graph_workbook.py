@@ -723,18 +723,17 @@ class GraphWorkbook:
         except PreventServiceError as exc:
             yield CheckResult("Graph token", False, str(exc))
             return
-        try:
-            self.site()
-            yield CheckResult(f"site {where}", True, "found")
-        except PreventServiceError as exc:
-            yield CheckResult(f"site {where}", False, str(exc))
-            return
-        try:
-            self.item()
-            yield CheckResult(f"file {self.path}", True, "found")
-        except PreventServiceError as exc:
-            yield CheckResult(f"file {self.path}", False, str(exc))
-            return
+        probes: tuple[tuple[str, Callable[[], object]], ...] = (
+            (f"site {where}", self.site),
+            (f"file {self.path}", self.item),
+        )
+        for name, probe in probes:
+            try:
+                probe()
+            except PreventServiceError as exc:
+                yield CheckResult(name, False, str(exc))
+                return
+            yield CheckResult(name, True, "found")
         if self.mode == "file":
             yield CheckResult(
                 f"mode for {self.name}",
