@@ -333,12 +333,6 @@ class Ledger:
             )
             return reference
 
-    def has_sequence(self, prefix: str, year: int) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM sequences WHERE prefix = ? AND year = ?", (prefix, year)
-        ).fetchone()
-        return row is not None
-
     def ensure_sequence_at_least(self, prefix: str, year: int, last: int) -> None:
         """Never hand out a number the register already shows (e.g. after a lost ledger)."""
         self.db.execute(
