@@ -23,11 +23,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from service import pipeline
+from service.admin.setup import init_folder
 from service.app import App
 from service.config import load_config
-from service.pipeline import poll
-from service.setup import init_folder
+from service.intake import pipeline
+from service.intake.pipeline import poll
 from tests.cli.test_e2e_graph import graphify, publish
 from tests.connectors.harness_graph import (
     MAILBOX,

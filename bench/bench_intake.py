@@ -19,11 +19,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from connectors.xlsx import XlsxWorkbook
+from service.admin.setup import init_folder
 from service.app import App
+from service.cases.register import SERVICE_COLUMNS, SOURCE_KEY
 from service.config import load_config
-from service.pipeline import poll
-from service.register import SERVICE_COLUMNS, SOURCE_KEY
-from service.setup import init_folder
+from service.intake.pipeline import poll
 
 BODY = (
     "During the session the learner said things that worried me about a group they have "

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from connectors.base import Workbook
 from connectors.memory import MemorySender, MemoryWorkbook
 from service.app import App
-from service.compliance import compliance_table_specs
+from service.compliance.reminders import run_cycle
+from service.compliance.workbook import compliance_table_specs
 from service.config import parse_config
 from service.ledger import Ledger
-from service.reminders import run_cycle
 
 TODAY = date(2026, 11, 25)
 MONTHS = ["Jan", "Feb", "March", "April", "May", "June", "July", "Aug", "Sept", "Oct", "Nov", "Dec"]

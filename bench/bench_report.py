@@ -35,10 +35,10 @@ from connectors.memory import MemorySender
 from connectors.report_xlsx import write_report_workbook
 from connectors.xlsx import XlsxWorkbook, create_workbook
 from service.app import App
+from service.cases.register import REGISTER_COLUMNS, STATUS_CHOICES, register_table_spec
 from service.config import Config, parse_config
 from service.ledger import Ledger
-from service.register import REGISTER_COLUMNS, STATUS_CHOICES, register_table_spec
-from service.report import BoardReport, Period, gather
+from service.reporting.report import BoardReport, Period, gather
 
 T = TypeVar("T")
 LONDON_TZ = "Europe/London"

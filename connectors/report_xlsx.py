@@ -25,7 +25,7 @@ from connectors.xlsx import DATE_FORMAT, DATETIME_FORMAT, fit_cell, looks_like_f
 from service.errors import PermanentError
 
 if TYPE_CHECKING:
-    from service.report import BoardReport
+    from service.reporting.report import BoardReport
 
 _BOLD = Font(bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="DBEAFE")
@@ -38,7 +38,7 @@ _RAG_FILL = {
 
 def write_report_workbook(report: BoardReport, path: Path) -> Path:
     """Write ``report`` to ``path`` (folders made as needed); returns the path."""
-    from service.report import POLICY_SOON_DAYS, SOON_DAYS
+    from service.reporting.report import POLICY_SOON_DAYS, SOON_DAYS
 
     book = XlWorkbook()
     summary = book.active

@@ -5,7 +5,7 @@ Jobs (stable ids, so a restart never doubles one):
 ===================  ===============================================  =========================
 id                   when                                             does
 ===================  ===============================================  =========================
-``intake-poll``      every ``schedule.poll_seconds`` (first at start)  ``service.pipeline.poll``
+``intake-poll``      every ``schedule.poll_seconds`` (first at start)  the intake cycle
 ``reminders-daily``  ``compliance.send_time``, organisation time zone  the reminder cycle
 ``escalation``       every ``schedule.escalation_check_minutes``       escalate concerns still New
 ``weekly-digest``    ``schedule.digest_day`` at ``digest_time``        the DSP's weekly digest
@@ -182,7 +182,7 @@ def add_jobs(scheduler: BaseScheduler, app_factory: AppFactory, config: Config) 
 
 
 def _run(job_id: str, app_factory: AppFactory, func: Callable[[App], Any]) -> Any:
-    from service.status import job_failed, job_succeeded
+    from service.admin.status import job_failed, job_succeeded
 
     started = time.monotonic()
     app = app_factory()
@@ -204,32 +204,32 @@ def _run(job_id: str, app_factory: AppFactory, func: Callable[[App], Any]) -> An
 
 
 def _poll(app: App) -> Any:
-    from service.pipeline import poll  # the intake pipeline loads its parsers only when used
+    from service.intake.pipeline import poll  # the intake pipeline loads its parsers only when used
 
     return poll(app)
 
 
 def _reminders(app: App) -> Any:
-    from service.reminders import scheduled_cycle
+    from service.compliance.reminders import scheduled_cycle
 
     return scheduled_cycle(app)
 
 
 def _escalation(app: App) -> Any:
-    from service.escalation import check
+    from service.cases.escalation import check
 
     return check(app)
 
 
 def _weekly(app: App) -> Any:
-    from service.escalation import scheduled_weekly
+    from service.cases.escalation import scheduled_weekly
 
     return scheduled_weekly(app)
 
 
 def _yearly_report(app: App) -> Any:
     from connectors.report_xlsx import write_report_workbook
-    from service.report import scheduled_yearly
+    from service.reporting.report import scheduled_yearly
 
     return scheduled_yearly(app, write_report_workbook)
 
@@ -237,8 +237,8 @@ def _yearly_report(app: App) -> Any:
 def _catch_up(app: App) -> None:
     """After downtime (or a misfire past its grace): today's reminders, this week's digest and
     the yearly report go out once their time has passed. All are no-ops when already done."""
-    from service.escalation import scheduled_weekly
-    from service.reminders import scheduled_cycle
+    from service.cases.escalation import scheduled_weekly
+    from service.compliance.reminders import scheduled_cycle
 
     if app.config.compliance is not None:
         scheduled_cycle(app)

@@ -191,7 +191,7 @@ def _app(args: argparse.Namespace) -> App:
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
-    from service.setup import init_folder
+    from service.admin.setup import init_folder
 
     created = init_folder(args.dir, demo=args.demo, today=date.today())
     print(f"Created {created}.", file=out)
@@ -204,7 +204,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    from service.checks import run_checks
+    from service.admin.checks import run_checks
 
     app = _app(args)
     try:
@@ -221,7 +221,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
-    from service.pipeline import poll
+    from service.intake.pipeline import poll
 
     app = _app(args)
     try:
@@ -267,7 +267,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from service.status import status_report
+    from service.admin.status import status_report
 
     app = _app(args)
     try:
@@ -280,7 +280,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_remind(args: argparse.Namespace, out: TextIO) -> int:
-    from service.reminders import remind_command
+    from service.compliance.reminders import remind_command
 
     app = _app(args)
     try:
@@ -290,7 +290,7 @@ def cmd_remind(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
-    from service.reminders import plan_command
+    from service.compliance.reminders import plan_command
 
     app = _app(args)
     try:
@@ -301,7 +301,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from connectors.report_xlsx import write_report_workbook
-    from service.report import report_command
+    from service.reporting.report import report_command
 
     if args.start and args.end and args.end < args.start:
         print(

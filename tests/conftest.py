@@ -100,8 +100,8 @@ def clock() -> Clock:
 def memory_app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App]:
     """An App on in-memory backends with an empty register and forms table."""
     from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
-    from service.forms import forms_table_spec
-    from service.register import register_table_spec
+    from service.cases.register import register_table_spec
+    from service.intake.forms import forms_table_spec
 
     config = make_config()
     register_wb = MemoryWorkbook()

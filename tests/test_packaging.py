@@ -6,14 +6,24 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
+from setuptools import find_packages
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_data_file_in_the_packages_is_declared_package_data() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = project["tool"]["setuptools"]["packages"]
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
     data = project["tool"]["setuptools"]["package-data"]
-    assert {"service", "connectors", "schedules", "templates", "config"} <= set(packages)
+    shipped = set(find_packages(ROOT, include=include))
+    roots = ("service", "connectors", "schedules", "templates", "config")
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for root in roots
+        for init in (ROOT / root).rglob("__init__.py")
+    }
+    assert set(roots) <= on_disk
+    assert on_disk <= shipped, f"packages pip install would leave out: {on_disk - shipped}"
     missing = []
     for package in ("templates", "config"):
         for path in (ROOT / package).rglob("*"):

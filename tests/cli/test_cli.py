@@ -308,8 +308,8 @@ def test_a_full_disk_under_the_ledger_is_a_clear_message_not_a_crash(
 ) -> None:
     import sqlite3
 
-    from service import pipeline
     from service.cli import main
+    from service.intake import pipeline
 
     folder = tmp_path / "full"
     assert run_cli("init", "--demo", str(folder)).returncode == 0

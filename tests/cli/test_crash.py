@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service import pipeline
+from service.intake import pipeline
 from tests.cli.helpers import ROOT, alerts_in, register_rows, run_cli
 
 STEPS = pipeline.STEPS
@@ -17,7 +17,7 @@ STEPS = pipeline.STEPS
 # Runs the real CLI, but SIGKILLs itself right after the given step of the first item.
 KILLER = """
 import os, signal, sys
-from service import pipeline
+from service.intake import pipeline
 from service.cli import main
 step = sys.argv[1]
 def step_done(self, name, key):

@@ -19,7 +19,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from service.duedates import next_working_day
+from service.compliance.duedates import next_working_day
 from tests.cli.helpers import run_cli
 from tests.connectors.harness_graph import (
     CLIENT_ID,

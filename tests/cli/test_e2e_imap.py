@@ -33,7 +33,7 @@ PASSWORD_ENV = "PREVENT_TEST_MAIL_PASSWORD"
 # server drop every IMAP connection of the intake user (then carries on).
 HOOKED = """
 import os, signal, subprocess, sys, time
-from service import pipeline
+from service.intake import pipeline
 from service.cli import main
 action, step, user, dovecot_conf = sys.argv[1:5]
 done = []

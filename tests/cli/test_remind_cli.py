@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.duedates import next_working_day
+from service.compliance.duedates import next_working_day
 from tests.cli.helpers import outbox_messages, run_cli
 
 TODAY = date.today()  # init --demo lays the plan out for today

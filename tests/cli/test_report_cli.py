@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from service.report import academic_year_start
+from service.reporting.report import academic_year_start
 from tests.cli.helpers import outbox_messages, run_cli
 
 TODAY = date.today()  # the demo's concerns are recorded today and yesterday

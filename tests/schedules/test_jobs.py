@@ -27,10 +27,10 @@ from schedules.jobs import (
     on_job_event,
 )
 from service.app import App
+from service.cases.register import REGISTER_COLUMNS
 from service.config import Config, parse_config
 from service.errors import LockedError
-from service.register import REGISTER_COLUMNS
-from tests.service.reminder_support import LONDON, make_app, make_config
+from tests.service.compliance.reminder_support import LONDON, make_app, make_config
 
 
 def config_with(**top: object) -> Config:
@@ -178,8 +178,8 @@ def test_a_failing_job_does_not_stop_the_worker(caplog: pytest.LogCaptureFixture
 def test_a_job_that_keeps_failing_tells_the_admin_once_a_day_and_shows_in_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from service.admin.status import status_report
     from service.errors import TransientError
-    from service.status import status_report
 
     register = MemoryWorkbook(tz=LONDON, name="register.xlsx")
     register.add_table("Concerns", [c.header for c in REGISTER_COLUMNS])

@@ -13,12 +13,17 @@ from connectors.base import OutboundMessage, Table
 from connectors.memory import MemorySender, MemoryWorkbook
 from schedules.jobs import JOB_CATCH_UP, JOB_REPORT, build_scheduler
 from service.app import App
-from service.compliance import compliance_table_specs
+from service.cases.register import REGISTER_COLUMNS
+from service.compliance.workbook import compliance_table_specs
 from service.config import Config, parse_config
 from service.errors import LockedError, PreventServiceError, TransientError
 from service.ledger import Ledger
-from service.register import REGISTER_COLUMNS
-from tests.service.reminder_support import LONDON, Clock, make_config, workbook_from_specs
+from tests.service.compliance.reminder_support import (
+    LONDON,
+    Clock,
+    make_config,
+    workbook_from_specs,
+)
 
 
 def config(tmp_path: Path, **report: Any) -> Config:
@@ -139,7 +144,7 @@ def test_a_worker_first_started_long_after_send_on_sends_nothing(tmp_path: Path)
 
 
 def test_a_manual_send_for_the_same_year_counts_as_the_yearly_report(tmp_path: Path) -> None:
-    from service.report import Period, gather, send
+    from service.reporting.report import Period, gather, send
 
     clock = Clock(at(date(2027, 8, 2), 9))
     app, sender = app_on(config(tmp_path), clock, Ledger(":memory:"))

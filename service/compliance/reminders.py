@@ -45,7 +45,13 @@ from typing import Any, TextIO
 
 from connectors.base import CellUpdate, OutboundMessage
 from service.app import App
-from service.compliance import (
+from service.compliance.duedates import (
+    DueCalendar,
+    excel_serial_to_date,
+    is_working_day,
+    next_working_day,
+)
+from service.compliance.workbook import (
     ACTION_TABLE,
     LAST_REMINDED,
     ComplianceData,
@@ -55,12 +61,6 @@ from service.compliance import (
     read_compliance,
 )
 from service.config import Compliance, Config
-from service.duedates import (
-    DueCalendar,
-    excel_serial_to_date,
-    is_working_day,
-    next_working_day,
-)
 from service.errors import ConnectorError, InputError
 
 log = logging.getLogger("prevent_service.reminders")

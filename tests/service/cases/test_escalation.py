@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from connectors.memory import MemoryWorkbook
-from service.escalation import (
+from service.cases.escalation import (
     check,
     level_for,
     scheduled_weekly,
     time_to_acknowledge,
     weekly_digest,
 )
-from service.register import REGISTER_COLUMNS, STATUS_CHOICES
-from service.reminders import report_bounce
-from tests.service.reminder_support import LONDON, make_app, make_config
+from service.cases.register import REGISTER_COLUMNS, STATUS_CHOICES
+from service.compliance.reminders import report_bounce
+from tests.service.compliance.reminder_support import LONDON, make_app, make_config
 
 HEADERS = [c.header for c in REGISTER_COLUMNS]
 START = datetime(2026, 11, 23, 9, 0)  # Monday 09:00 London (GMT), as the register holds it

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from service.admin.setup import init_folder
 from service.app import App
 from service.config import load_config
-from service.pipeline import poll
-from service.setup import init_folder
+from service.intake.pipeline import poll
 from tests.cli.helpers import alerts_in, outbox_messages, register_rows
 
 

@@ -1,7 +1,7 @@
 """Understanding the due dates people write in the compliance workbook, and working days.
 
 Managers type real dates and also text. The rules, each tested in
-``tests/service/test_duedates.py``:
+``tests/service/compliance/test_duedates.py``:
 
 - A real date (``datetime``/``date`` from openpyxl, an Excel serial number from Graph) is that
   day; a time of day is ignored. A formula is read by the value Excel saved for it; a formula

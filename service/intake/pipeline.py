@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
-from service import register
 from service.app import App
+from service.cases import register
 from service.config import EMAIL_RE
 from service.errors import (
     ConnectorError,
@@ -36,11 +36,11 @@ from service.errors import (
     PreventServiceError,
     TransientError,
 )
-from service.forms import FormResponse, new_responses
 from service.indicators import from_form_answer, suggest_from_text
+from service.intake.forms import FormResponse, new_responses
+from service.intake.mailparse import ParsedMail, classify, parse_message
 from service.ledger import ItemRow, ItemState, Ledger
 from service.ledger import iso as _iso
-from service.mailparse import ParsedMail, classify, parse_message
 from service.model import Concern
 
 log = logging.getLogger("prevent_service.intake")
@@ -733,7 +733,7 @@ class Intake:
 
     def _report_bounce(self, message_ids: Iterable[str]) -> None:
         try:
-            from service.reminders import report_bounce
+            from service.compliance.reminders import report_bounce
         except ImportError:  # reminders not installed in this build
             return
         for message_id in message_ids:

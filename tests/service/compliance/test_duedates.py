@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.duedates import (
+from service.compliance.duedates import (
     DueCalendar,
     Recurrence,
     add_months,

@@ -23,7 +23,7 @@ from service.indicators import (
     groups_of,
     suggest_from_text,
 )
-from service.mailparse import (
+from service.intake.mailparse import (
     MAX_FILENAME_CHARS,
     MAX_SUBJECT_CHARS,
     ParsedMail,
@@ -32,7 +32,7 @@ from service.mailparse import (
     parse_message,
 )
 
-FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "mail").glob("*.eml"))
+FIXTURES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "mail").glob("*.eml"))
 SEEDS = [path.read_bytes() for path in FIXTURES]
 
 FUZZ = settings(

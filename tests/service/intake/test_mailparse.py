@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import OutboundMessage
 from service.errors import InputError
-from service.mailparse import (
+from service.intake.mailparse import (
     MAX_FILENAME_CHARS,
     MAX_SUBJECT_CHARS,
     ParsedMail,
@@ -24,7 +24,7 @@ from service.mailparse import (
     parse_message,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
 OWN = ["prevent-service@example.org"]
 
 

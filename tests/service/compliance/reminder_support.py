@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from connectors.base import TableSpec
 from connectors.memory import MemorySender, MemoryWorkbook
 from service.app import App
-from service.compliance import compliance_table_specs
+from service.compliance.workbook import compliance_table_specs
 from service.config import Config, parse_config
 from service.ledger import Ledger
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import Table
 from service.config import DEFAULT_FORM_COLUMNS
-from service.forms import new_responses
+from service.intake.forms import new_responses
 
 LONDON = ZoneInfo("Europe/London")
 FIXED = ("ID", "Start time", "Completion time", "Email", "Name")

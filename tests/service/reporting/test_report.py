@@ -19,7 +19,8 @@ from connectors.base import TableSpec
 from connectors.memory import MemorySender, MemoryWorkbook
 from connectors.report_xlsx import write_report_workbook
 from service.app import App
-from service.compliance import (
+from service.cases.register import REGISTER_COLUMNS
+from service.compliance.workbook import (
     ACTION_COLUMNS,
     ACTION_SHEET,
     ACTION_TABLE,
@@ -33,9 +34,8 @@ from service.compliance import (
 from service.config import Config, parse_config
 from service.errors import ConfigError, InputError
 from service.ledger import Ledger
-from service.register import REGISTER_COLUMNS
 from service.render import render_email
-from service.report import (
+from service.reporting.report import (
     BoardReport,
     Period,
     already_sent,
@@ -47,7 +47,7 @@ from service.report import (
     send,
     yearly_period,
 )
-from tests.service.reminder_support import LONDON, Clock, workbook_from_specs
+from tests.service.compliance.reminder_support import LONDON, Clock, workbook_from_specs
 
 END = date(2026, 11, 25)
 PERIOD = Period(date(2026, 8, 1), END)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from connectors.base import OutboundMessage
-from service import pipeline
 from service.app import App
+from service.cases.register import SOURCE_KEY, STATUS, STATUS_NEW
 from service.errors import TransientError
-from service.forms import forms_table_spec
+from service.intake import pipeline
+from service.intake.forms import forms_table_spec
 from service.ledger import ItemState
-from service.register import SOURCE_KEY, STATUS, STATUS_NEW
 from tests.conftest import Clock
 
 
@@ -152,7 +152,7 @@ def test_full_detail_alert_carries_the_account(
 
     config = make_config(register={"alert_detail": "full"}, intake={"forms": None})
     register = MemoryWorkbook()
-    from service.register import register_table_spec
+    from service.cases.register import register_table_spec
 
     spec = register_table_spec()
     register.add_table("Concerns", [c.header for c in spec.columns], [])
@@ -432,7 +432,7 @@ def test_a_crash_at_any_step_resumes_with_one_row_and_one_alert(
 
 def test_references_never_repeat_one_the_register_already_shows(memory_app: App) -> None:
     """A new or restored ledger must not hand out PRV-2026-0001 again."""
-    from service.register import REGISTER_COLUMNS
+    from service.cases.register import REGISTER_COLUMNS
 
     register = memory_app.workbook("register")
     register.append_rows(  # type: ignore[union-attr]
@@ -509,7 +509,7 @@ def test_only_new_form_responses_are_taken_on_later_cycles(memory_app: App) -> N
 def app_starting_after(start_after_id: int, make_config: Callable[..., Any], clock: Clock) -> App:
     """An App on memory backends whose forms config says ``start_after_id``."""
     from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
-    from service.register import register_table_spec
+    from service.cases.register import register_table_spec
 
     register = MemoryWorkbook()
     register.add_table("Concerns", [c.header for c in register_table_spec().columns], [])

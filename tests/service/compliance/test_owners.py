@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.owners import RoleBook
+from service.compliance.owners import RoleBook
 
 BOOK = RoleBook(
     {

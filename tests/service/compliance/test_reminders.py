@@ -9,15 +9,7 @@ from datetime import UTC, date, datetime, time
 import pytest
 
 from connectors.memory import MemoryWorkbook
-from service.compliance import (
-    ACTION_COLUMNS,
-    ACTION_TABLE,
-    TRAINING_COLUMNS,
-    TRAINING_TABLE,
-    compliance_table_specs,
-)
-from service.errors import TransientError
-from service.reminders import (
+from service.compliance.reminders import (
     digest_anchor,
     plan_command,
     remind_command,
@@ -26,7 +18,15 @@ from service.reminders import (
     scheduled_cycle,
     steps_until,
 )
-from tests.service.reminder_support import (
+from service.compliance.workbook import (
+    ACTION_COLUMNS,
+    ACTION_TABLE,
+    TRAINING_COLUMNS,
+    TRAINING_TABLE,
+    compliance_table_specs,
+)
+from service.errors import TransientError
+from tests.service.compliance.reminder_support import (
     LONDON,
     make_app,
     make_config,

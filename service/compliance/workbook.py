@@ -48,8 +48,7 @@ from connectors.base import (
     UnsavedFormula,
     Workbook,
 )
-from service.config import EMAIL_RE, Compliance, Config
-from service.duedates import (
+from service.compliance.duedates import (
     DueCalendar,
     DueSpec,
     Recurrence,
@@ -57,9 +56,10 @@ from service.duedates import (
     parse_due,
     parse_recurrence,
 )
+from service.compliance.owners import RoleBook, norm
+from service.config import EMAIL_RE, Compliance, Config
 from service.errors import InputError, TransientError
 from service.ledger import Ledger
-from service.owners import RoleBook, norm
 from service.values import sheet_row
 
 log = logging.getLogger("prevent_service.compliance")

@@ -10,7 +10,8 @@ import pytest
 
 from connectors.memory import MemoryWorkbook
 from connectors.xlsx import XlsxWorkbook, create_workbook
-from service.compliance import (
+from service.compliance.duedates import Recurrence
+from service.compliance.workbook import (
     ACTION_COLUMNS,
     ACTION_TABLE,
     POLICY_TABLE,
@@ -23,10 +24,9 @@ from service.compliance import (
     seed_plan,
 )
 from service.config import Config
-from service.duedates import Recurrence
 from service.errors import InputError
 from service.ledger import Ledger
-from tests.service.reminder_support import LONDON, make_config, workbook_from_specs
+from tests.service.compliance.reminder_support import LONDON, make_config, workbook_from_specs
 
 TODAY = date(2026, 11, 25)
 HEADERS = [c.header for c in ACTION_COLUMNS]
@@ -124,7 +124,7 @@ def test_academic_year(today: date, start: int) -> None:
 def test_demo_has_due_soon_today_and_overdue_and_invented_staff() -> None:
     data = read(workbook_from_specs(compliance_table_specs(True, TODAY)))
     assert not data.problems
-    from service.compliance import calendar_for
+    from service.compliance.workbook import calendar_for
 
     cal = calendar_for(make_config().compliance)  # type: ignore[arg-type]
     dues = [i.first_due(cal) for i in data.items if not i.spec.recurring]
@@ -207,7 +207,7 @@ def test_policies_and_training_rows() -> None:
     )
     data = read(wb)
     items = {i.title: i for i in data.items}
-    from service.compliance import calendar_for
+    from service.compliance.workbook import calendar_for
 
     cal = calendar_for(make_config().compliance)  # type: ignore[arg-type]
     assert items["Review: Prevent"].first_due(cal) == date(2026, 2, 28)
@@ -345,7 +345,7 @@ def test_immediate_is_the_day_first_seen_and_stays() -> None:
     wb = empty_workbook()
     wb.add_table(ACTION_TABLE, HEADERS, [action("O", "Now", "Executive Director", "Immediate")])
     ledger = Ledger(":memory:")
-    from service.compliance import calendar_for
+    from service.compliance.workbook import calendar_for
 
     cal = calendar_for(make_config().compliance)  # type: ignore[arg-type]
     first = read(wb, ledger=ledger, today=date(2026, 11, 25)).items[0]

@@ -23,11 +23,11 @@ from typing import Any
 
 from connectors import WORKBOOKS, backend_class
 from connectors.base import TableSpec
+from service.cases.register import register_table_spec
 from service.config import DEFAULT_FORM_COLUMNS
 from service.errors import PreventServiceError
-from service.forms import forms_table_spec
 from service.indicators import form_choices
-from service.register import register_table_spec
+from service.intake.forms import forms_table_spec
 
 
 class InitError(PreventServiceError):
@@ -67,7 +67,7 @@ def init_folder(target: Path, *, demo: bool, today: date) -> Path:
 
 
 def _compliance_specs(demo: bool, today: date) -> list[TableSpec]:
-    from service.compliance import compliance_table_specs
+    from service.compliance.workbook import compliance_table_specs
 
     return list(compliance_table_specs(demo=demo, today=today))
 

@@ -10,10 +10,10 @@ import tempfile
 from collections.abc import Callable, Iterable
 
 from connectors.base import CheckResult
-from service import register
 from service.app import App
+from service.cases import register
 from service.errors import PreventServiceError
-from service.forms import column_map
+from service.intake.forms import column_map
 
 
 def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
@@ -49,7 +49,7 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
 
         results += _workbook_checks(app, "forms", forms.table, forms_columns, backend_checked)
     if app.config.compliance is not None:
-        from service.compliance import compliance_table_specs
+        from service.compliance.workbook import compliance_table_specs
 
         for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
             results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)

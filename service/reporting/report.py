@@ -15,8 +15,8 @@ out, for a period (default: the academic year to date, from 1 August):
 Least data: no names, learner refs, concern text or reporter details leave the register.
 Areas are counted by the config's ``[areas]`` names (free text that matches none is "Other"),
 statuses by the register's own choices ("Other" for anything else), so nothing a person typed
-in a concern row reaches the report. Due dates and owners are read by ``service.compliance``
-(the same rules as the reminders), never by a second parser.
+in a concern row reaches the report. Due dates and owners are read by
+``service.compliance.workbook`` (the same rules as the reminders), never by a second parser.
 
 The e-mail is ``templates/report.*.j2``; the workbook is written by
 ``connectors.report_xlsx`` (openpyxl, native charts). ``--send`` and the yearly job send once
@@ -36,7 +36,12 @@ from typing import Any, TextIO
 
 from connectors.base import Attachment, CellUpdate, Table, Workbook
 from service.app import App
-from service.compliance import (
+from service.cases.escalation import time_to_acknowledge
+from service.cases.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
+from service.compliance.duedates import next_working_day, parse_due
+from service.compliance.owners import norm
+from service.compliance.reminders import record_sent
+from service.compliance.workbook import (
     ACTION_TABLE,
     POLICY_TABLE,
     TRAINING_TABLE,
@@ -45,13 +50,8 @@ from service.compliance import (
     read_compliance,
     status_key,
 )
-from service.duedates import next_working_day, parse_due
 from service.errors import ConnectorError, InputError, PreventServiceError
-from service.escalation import time_to_acknowledge
 from service.indicators import GROUPS
-from service.owners import norm
-from service.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
-from service.reminders import record_sent
 from service.values import as_datetime, as_text, sheet_row
 
 log = logging.getLogger("prevent_service.report")

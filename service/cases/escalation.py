@@ -27,9 +27,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.app import App
+from service.cases.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
+from service.compliance.reminders import record_sent
 from service.errors import ConnectorError, InputError
-from service.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
-from service.reminders import record_sent
 from service.values import as_datetime, as_text, sheet_row
 
 log = logging.getLogger("prevent_service.escalation")

@@ -1,0 +1,1 @@
+"""The IT admin's commands: init, check and status."""

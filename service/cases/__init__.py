@@ -1,0 +1,1 @@
+"""The case record: the concern register, escalation and what happens after intake."""

@@ -1,0 +1,1 @@
+"""Compliance: the action plan, policies and training, and their reminders."""

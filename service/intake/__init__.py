@@ -1,0 +1,1 @@
+"""Intake: e-mail and Forms responses become logged, alerted concerns."""
