@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service.errors import ConfigError
 
 EMAIL_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+\Z")  # \Z: no trailing newline
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}\Z)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9]\Z"
+)
 
 
 def _check_email(value: str) -> str:
@@ -43,6 +46,25 @@ class Organisation(Section):
     short_name: str = ""
     timezone: str = "Europe/London"
     reference_prefix: str = Field("PRV", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    # The organisation's own mail domains: senders there are staff (trusted to add to a case,
+    # acknowledged without limit); anyone else is external. Subdomains count as the domain.
+    domains: list[str] = []
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for raw in value:
+            domain = raw.strip().lower().removeprefix("@")
+            if not _DOMAIN_RE.match(domain):
+                raise ValueError(f"{raw!r} is not a mail domain (write it as 'example.org')")
+            cleaned.append(domain)
+        return cleaned
+
+    def is_internal(self, address: str) -> bool:
+        """Whether ``address`` is at one of the organisation's own domains (or a subdomain)."""
+        domain = address.rpartition("@")[2].strip().lower().rstrip(".")
+        return any(domain == d or domain.endswith("." + d) for d in self.domains)
 
     @field_validator("timezone")
     @classmethod

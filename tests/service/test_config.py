@@ -57,6 +57,8 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
         ({"intake": {"mailbox": {"backend": "folder"}}}, "intake.mailbox.path", "missing"),
         ({"roles": {"Executive Director": ["nobody"]}}, "roles", "Executive Director"),
         ({"schedule": {"poll_seconds": 1}}, "schedule.poll_seconds", "greater than or equal"),
+        ({"organisation": {"domains": ["staff@example.org"]}}, "organisation.domains", "domain"),
+        ({"organisation": {"domains": "example.org"}}, "organisation.domains", "list"),
         (
             {"intake": {"forms": {"columns": {"shoe_size": "Q"}}}},
             "intake.forms.columns",
@@ -156,3 +158,18 @@ def test_an_address_with_a_trailing_newline_is_not_an_address() -> None:
     assert EMAIL_RE.match("dsp@example.org")
     # "$" would match before the newline; a cell typed with Alt+Enter must not become a header
     assert not EMAIL_RE.match("dsp@example.org\n")
+
+
+def test_organisation_domains_tell_staff_from_external_senders() -> None:
+    config = parse_config(
+        merge(BASE_CONFIG, {"organisation": {"domains": ["Example.ORG", "@college.example.net"]}}),
+        source=Path("config.toml"),
+    )
+    org = config.organisation
+    assert org.domains == ["example.org", "college.example.net"]
+    assert org.is_internal("tutor@example.org")
+    assert org.is_internal("Tutor@Leamington.Example.org")  # a subdomain is the organisation's
+    assert org.is_internal("a@college.example.net")
+    assert not org.is_internal("a@notexample.org")  # a suffix that is not a subdomain
+    assert not org.is_internal("a@example.org.evil.test")
+    assert not org.is_internal("not an address")
