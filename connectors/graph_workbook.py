@@ -21,7 +21,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -77,6 +77,11 @@ _FILE_LOCKS_GUARD = threading.Lock()
 def _file_lock(key: tuple[str, str, str]) -> threading.Lock:
     with _FILE_LOCKS_GUARD:
         return _FILE_LOCKS.setdefault(key, threading.Lock())
+
+
+class UploadSessionLost(AmbiguousWrite):
+    """404 from an upload URL: the session is gone (expired, dropped, or completed with the
+    answer lost). Unclear, never "file not found": re-read and start the upload over."""
 
 
 def graph_value(value: Any, tz: tzinfo, *, column: str) -> Any:
@@ -597,6 +602,7 @@ class GraphWorkbook:
 
     def _edit_file(self, change: Any) -> Any:
         """Download, change with the local xlsx rules, upload with If-Match; 412 → again."""
+        unclear: AmbiguousWrite | None = None
         for attempt in range(MAX_ETAG_ROUNDS):
             with tempfile.TemporaryDirectory(prefix="prevent-graph-") as tmp:
                 path, etag = self._download(Path(tmp))
@@ -612,23 +618,31 @@ class GraphWorkbook:
                 try:
                     self._upload(after, etag)
                 except PreconditionFailed:
+                    unclear = None
                     log.info(
                         "graph: %s changed while being updated (412); re-reading (%d)",
                         self.name,
                         attempt + 1,
                     )
                     continue
-                except AmbiguousWrite:
+                except AmbiguousWrite as exc:
                     # The upload may have gone in: read the file again; the change skips
                     # rows (by key) and cells already there, so nothing is written twice.
+                    unclear = exc
                     log.info(
-                        "graph: %s: no clear answer to the upload; re-reading (%d)",
+                        "graph: %s: no clear answer to the upload (%s); re-reading (%d)",
                         self.name,
+                        "upload session lost" if isinstance(exc, UploadSessionLost) else "unclear",
                         attempt + 1,
                     )
                     self.http.settle(attempt + 1)
                     continue
                 return result
+        if unclear is not None:
+            raise TransientError(
+                f"{self._where()}: no clear answer to the upload {MAX_ETAG_ROUNDS} times "
+                f"(last: {unclear}); the rows stay pending and the upload is started over later"
+            )
         raise TransientError(
             f"{self._where()}: the file kept changing while it was being updated (HTTP 412 "
             f"{MAX_ETAG_ROUNDS} times); will retry later"
@@ -655,21 +669,32 @@ class GraphWorkbook:
         upload_url = str(session.get("uploadUrl") or "")
         if not upload_url:
             raise TransientError(f"{self._where()}: Graph started an upload without a URL")
-        self.http.request(
-            "PUT",
-            upload_url,
-            self._call("upload the new version"),
-            content=data,
-            content_type="application/octet-stream",
-            headers={
-                "Content-Length": str(len(data)),
-                "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
-            },
-            naive=True,  # the upload URL carries its own authorisation: no bearer token
-            # Not repeated blindly: a completed upload session is gone (404), so an answer
-            # lost after the bytes went in would look like a missing file. Re-read instead.
-            retry_ambiguous=False,
-        )
+        try:
+            self.http.request(
+                "PUT",
+                upload_url,
+                # kind "upload": a 404 here is about the session, never the configured path
+                self._call("upload the new version", kind="upload"),
+                content=data,
+                content_type="application/octet-stream",
+                headers={
+                    "Content-Length": str(len(data)),
+                    "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+                },
+                naive=True,  # the upload URL carries its own authorisation: no bearer token
+                # Not repeated blindly: a completed upload session is gone (404), so an answer
+                # lost after the bytes went in would look like a missing file. Re-read instead.
+                retry_ambiguous=False,
+            )
+        except GraphNotFound as exc:
+            # 404 itemNotFound "The upload session was not found.": the session expired or
+            # was dropped (SharePoint has answered this on fresh sessions for Office files),
+            # or it completed and the answer was lost. Microsoft's createUploadSession
+            # guidance: start the whole upload over. Unclear, not a missing file.
+            raise UploadSessionLost(
+                f"{self._where()}: the upload session was not found (HTTP 404); the file is "
+                "read again and the upload started over"
+            ) from exc
 
     def _probe_upload(self) -> None:
         """Start an upload session on the current ETag and cancel it: 423 if someone has the
@@ -689,10 +714,15 @@ class GraphWorkbook:
         ).json()
         upload_url = str(session.get("uploadUrl") or "")
         if upload_url:
-            # DELETE {uploadUrl} → 204: cancels the unused session
-            self.http.request(
-                "DELETE", upload_url, self._call("cancel the check upload"), naive=True
-            )
+            # DELETE {uploadUrl} → 204: cancels the unused session; a 404 means it is gone
+            # already (expired or dropped), which is what cancelling wanted.
+            with suppress(GraphNotFound):
+                self.http.request(
+                    "DELETE",
+                    upload_url,
+                    self._call("cancel the check upload", kind="upload"),
+                    naive=True,
+                )
 
     # -- shared --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.base import CellUpdate
 from connectors.graph_http import Call
-from service.errors import InputError, LockedError, PermanentError
+from service.errors import InputError, LockedError, PermanentError, TransientError
 from tests.connectors.harness_graph import (
     CLIENT_ID,
     REGISTER_PATH,
@@ -464,3 +464,35 @@ def test_file_mode_reads_download_only_when_the_file_changed(file_setup: GraphSe
 
     assert [r["Source key"] for r in book.read_table(TABLE).rows] == ["mail:a", "mail:2"]
     assert count(file_setup, "GET", r"/content$") == 3
+
+
+SESSION_GONE = {"error": {"code": "itemNotFound", "message": "The upload session was not found."}}
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["not-stored", "stored"])
+def test_file_mode_a_lost_upload_session_starts_the_upload_over(
+    file_setup: GraphSetup, stored: bool
+) -> None:
+    # SharePoint answers 404 itemNotFound from the upload URL: the session expired, was
+    # dropped on a fresh session for an Office file, or completed with the answer lost.
+    file_setup.emu.add_fault("PUT", r"/_upload/", 404, body=SESSION_GONE, after_commit=stored)
+
+    file_setup.workbook().append_rows(TABLE, rows(1), key_column="Source key")
+
+    assert keys(file_setup) == ["mail:a", "mail:2"]
+    assert count(file_setup, "GET", r"/content$") == 2  # read again before starting over
+    assert count(file_setup, "POST", r"/createUploadSession$") == (1 if stored else 2)
+
+
+def test_file_mode_an_upload_session_that_keeps_vanishing_is_transient_not_config_advice(
+    file_setup: GraphSetup,
+) -> None:
+    file_setup.emu.add_fault("PUT", r"/_upload/", 404, body=SESSION_GONE, times=10)
+
+    with pytest.raises(TransientError) as caught:
+        file_setup.workbook().append_rows(TABLE, rows(1), key_column="Source key")
+
+    message = str(caught.value)
+    assert "upload session was not found" in message
+    assert "site_host" not in message and "check" not in message.lower()
+    assert keys(file_setup) == ["mail:a"]  # nothing written, nothing lost: the row stays pending
