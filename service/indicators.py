@@ -21,9 +21,12 @@ __all__ = [
     "ALL",
     "BY_KEY",
     "GROUPS",
+    "Assessment",
+    "DangerSign",
     "Indicator",
     "IndicatorGroup",
     "Suggestion",
+    "assess",
     "describe",
     "explain",
     "form_choices",
@@ -543,6 +546,27 @@ def explain(text: str) -> list[Suggestion]:
                 found.append(Suggestion(item, " ".join(match.group(0).split())[:80]))
                 break
     return found
+
+
+@dataclass(frozen=True)
+class DangerSign:
+    """Words suggesting someone may be in immediate danger (a weapon, a time, a target)."""
+
+    matched: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the wording of a concern suggests: indicators, and signs of immediate danger."""
+
+    suggestions: list[Suggestion]
+    danger: list[DangerSign]
+
+
+def assess(text: str) -> Assessment:
+    """Indicators and immediate-danger signs suggested by the text (the DSP decides)."""
+    return Assessment(explain(text), [])
 
 
 def suggest_from_text(text: str) -> list[Indicator]:

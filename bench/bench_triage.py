@@ -1,0 +1,136 @@
+"""How well the wording of a concern is triaged: the labelled set in bench/triage/.
+
+Prints, for the tuning part and the held-out part separately: recall and false-alarm rate for
+"critical" (one of the policy's more critical risk factors suggested), for "immediate danger"
+read from the text, and for each policy group; then every miss and false alarm with what was
+suggested and from which words. Last, the time to scan a 5 MB e-mail body (median of N runs).
+
+    python bench/bench_triage.py [--part tuning|heldout|both] [--runs 7] [--quiet]
+
+The held-out part (heldout.toml) was written and committed before any tuning; tune on
+tuning.toml only (``--part tuning``) and look at the held-out figures once, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.indicators import GROUPS, assess
+
+HERE = Path(__file__).resolve().parent / "triage"
+PARTS = {"tuning": HERE / "tuning.toml", "heldout": HERE / "heldout.toml"}
+GROUP_SLUG = {
+    "Vulnerability": "vulnerability",
+    "Access to extremist influences": "influences",
+    "Experiences, behaviours and influences": "experiences",
+    "More critical risk factors": "critical",
+}
+
+
+@dataclass
+class Rate:
+    hit: int = 0
+    positives: int = 0
+    false_alarm: int = 0
+    negatives: int = 0
+
+    def add(self, expected: bool, predicted: bool) -> None:
+        if expected:
+            self.positives += 1
+            self.hit += predicted
+        else:
+            self.negatives += 1
+            self.false_alarm += predicted
+
+    def __str__(self) -> str:
+        recall = f"{self.hit / self.positives:6.1%}" if self.positives else "   n/a"
+        alarms = f"{self.false_alarm / self.negatives:6.1%}" if self.negatives else "   n/a"
+        return (
+            f"recall {recall} ({self.hit}/{self.positives})   "
+            f"false alarms {alarms} ({self.false_alarm}/{self.negatives})"
+        )
+
+
+def load(path: Path) -> list[dict[str, object]]:
+    with path.open("rb") as handle:
+        cases: list[dict[str, object]] = tomllib.load(handle)["case"]
+    return cases
+
+
+def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple[Rate, Rate]:
+    critical, danger = Rate(), Rate()
+    groups = {slug: Rate() for slug in GROUP_SLUG.values()}
+    wrong: list[str] = []
+    for case in cases:
+        text = str(case["text"])
+        result = assess(text)
+        found_critical = any(s.indicator.critical for s in result.suggestions)
+        found_danger = bool(result.danger)
+        critical.add(bool(case["critical"]), found_critical)
+        danger.add(bool(case["danger"]), found_danger)
+        found_groups = {GROUP_SLUG[s.indicator.group] for s in result.suggestions}
+        labelled = set(case.get("groups", []))  # type: ignore[call-overload]
+        for slug, rate in groups.items():
+            rate.add(slug in labelled, slug in found_groups)
+        problems = []
+        if bool(case["critical"]) != found_critical:
+            problems.append("MISSED critical" if case["critical"] else "FALSE critical")
+        if bool(case["danger"]) != found_danger:
+            problems.append("MISSED danger" if case["danger"] else "FALSE danger")
+        if problems:
+            why = "; ".join(
+                f"'{s.matched}' → {s.indicator.label[:45]}" for s in result.suggestions
+            )
+            why += "".join(f"; danger: '{d.matched}'" for d in result.danger)
+            wrong.append(f"  {case['id']} {', '.join(problems)}: {text[:110]}\n      [{why}]")
+    print(f"\n== {name}: {len(cases)} narratives ==")
+    print(f"  critical risk factor   {critical}")
+    print(f"  immediate danger       {danger}")
+    for group in GROUPS:
+        print(f"  group {GROUP_SLUG[group.name]:<16} {groups[GROUP_SLUG[group.name]]}")
+    if not quiet:
+        print(f"  misses and false alarms ({len(wrong)}):")
+        print("\n".join(wrong) if wrong else "  none")
+    return critical, danger
+
+
+def timing(runs: int) -> None:
+    sentence = (
+        "During the session the learner said things that worried me about a group they have "
+        "joined online, and talked about the news with the others. "
+    )
+    body = (sentence * (5_000_000 // len(sentence) + 1))[:5_000_000]
+    body += " He said the Christchurch shooter was a hero."
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        assess(body)
+        times.append(time.perf_counter() - start)
+    print(
+        f"\nscan of a 5 MB body: median {statistics.median(times) * 1000:.1f} ms "
+        f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, {runs} runs)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("tuning", "heldout", "both"), default="both")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--quiet", action="store_true", help="figures only, no misses")
+    args = parser.parse_args()
+    names = ("tuning", "heldout") if args.part == "both" else (args.part,)
+    for name in names:
+        evaluate(name, load(PARTS[name]), quiet=args.quiet)
+    timing(args.runs)
+
+
+if __name__ == "__main__":
+    main()
