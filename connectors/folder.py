@@ -46,6 +46,8 @@ _ID_RE = re.compile(r"^(eml|aside)-[0-9a-f]{32}$")
 _IGNORED_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+# Windows' os.link has no follow_symlinks (NotImplementedError); the scan skips symlinks anyway.
+_LINK_NO_FOLLOW = {"follow_symlinks": False} if os.link in os.supports_follow_symlinks else {}
 _MAX_NAME_BYTES = 200  # leaves room for "<id>.<n>--" and ".reason.txt" under NAME_MAX (255)
 
 
@@ -402,7 +404,7 @@ class FolderMailbox:
 def _link_no_clobber(src: Path, dst: Path) -> None:
     """Give ``src`` the name ``dst`` too; ``FileExistsError`` if ``dst`` exists (no overwrite)."""
     try:
-        os.link(src, dst, follow_symlinks=False)
+        os.link(src, dst, **_LINK_NO_FOLLOW)
     except (FileExistsError, FileNotFoundError):
         raise
     except OSError:  # no hard links here, or not allowed to link another user's file

@@ -4,9 +4,9 @@ Safety with people in the loop (every write goes through ``XlsxWorkbook._write``
 
 * **Excel has it open** — an owner file ``~$<name>`` (or LibreOffice's ``.~lock.<name>#``) beside
   the workbook means someone has it open: ``LockedError``, the caller retries later.
-* **Another writer** — an exclusive OS lock (``fcntl.flock``; ``msvcrt.locking`` on Windows) on
-  ``.<name>.lock`` beside the workbook. The lock dies with its process, so a crash never leaves a
-  stale lock behind; the lock file itself stays (deleting it would race) and names the holder.
+* **Another writer** — an exclusive OS lock (``service.locks``: ``fcntl.flock``, or
+  ``msvcrt.locking`` on Windows) on ``.<name>.lock`` beside the workbook. The lock dies with its
+  process, so a crash never leaves a stale lock behind; the lock file stays and names the holder.
 * **Atomic** — the new version is saved to a temp file in the same folder, fsynced, then
   ``os.replace``-d over the old one; if the file changed on disk since it was read, nothing is
   written.
@@ -36,9 +36,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import sys
-import time as _time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -62,6 +59,7 @@ from openpyxl.worksheet.table import TableStyleInfo
 from connectors.base import CellUpdate, Formula, Table, TableSpec, UnsavedFormula
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
+from service.locks import exclusive_lock, holder
 
 if TYPE_CHECKING:
     from openpyxl.cell.cell import Cell
@@ -366,34 +364,6 @@ def owner_files(path: Path) -> list[Path]:
     return [path.with_name(c) for c in candidates if path.with_name(c).exists()]
 
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 def lock_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.lock")
 
@@ -402,36 +372,14 @@ def lock_path(path: Path) -> Path:
 def writer_lock(path: Path, wait_seconds: float) -> Iterator[None]:
     """Hold the exclusive writer lock on ``path``; ``LockedError`` after ``wait_seconds``."""
     lp = lock_path(path)
-    try:
-        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise PermanentError(
-            f"cannot create the lock file {lp}: {exc.strerror}; check the folder's permissions"
-        ) from exc
-    try:
-        deadline = _time.monotonic() + wait_seconds
-        while not _try_lock(fd):
-            if _time.monotonic() >= deadline:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-                raise LockedError(
-                    f"{path.name} is being written by another prevent-service process "
-                    f"({holder}); will retry",
-                    retry_after=5,
-                )
-            _time.sleep(0.05)
-        try:
-            stamp = datetime.now(UTC).isoformat(timespec="seconds")
-            info = f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode()
-            with contextlib.suppress(OSError):  # who holds it is only a hint; a full disk
-                os.ftruncate(fd, 0)  # must not stop the work (the save says what is wrong)
-                os.pwrite(fd, info, 0)
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            _unlock(fd)
-    finally:
-        os.close(fd)
+    with exclusive_lock(lp, wait_seconds=wait_seconds) as mine:
+        if not mine:
+            raise LockedError(
+                f"{path.name} is being written by another prevent-service process "
+                f"({holder(lp)}); will retry",
+                retry_after=5,
+            )
+        yield
 
 
 # ------------------------------------------------------------------ the backend

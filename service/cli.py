@@ -17,6 +17,7 @@ import os
 import shlex
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -195,12 +196,17 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
     created = init_folder(args.dir, demo=args.demo, today=date.today())
     print(f"Created {created}.", file=out)
-    config = shlex.quote(str(created / "config.toml"))  # a path with spaces pastes as one
+    config = _quote(str(created / "config.toml"))  # a path with spaces pastes as one
     if args.demo:
         print(f"Next: prevent-service --config {config} poll", file=out)
     else:
         print(f"Next: fill in {config}, then prevent-service --config {config} check", file=out)
     return EXIT_OK
+
+
+def _quote(path: str) -> str:
+    """A path as the local shell takes it: '…' for POSIX shells, "…" for cmd and PowerShell."""
+    return subprocess.list2cmdline([path]) if os.name == "nt" else shlex.quote(path)
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -251,6 +257,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break in the console window
+        signal.signal(signal.SIGBREAK, stop)
     print(f"prevent-service {__version__}: worker started (Ctrl-C or SIGTERM stops it)", file=out)
     out.flush()
     try:

@@ -10,7 +10,6 @@ Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30�
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from service.errors import PreventServiceError
+from service.locks import exclusive_lock
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -213,16 +213,8 @@ class Ledger:
         if str(self.path) == ":memory:":
             yield True
             return
-        with open(self.path.with_name(f"{name}.lock"), "a+b") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with exclusive_lock(self.path.with_name(f"{name}.lock")) as mine:
+            yield mine
 
     # -- schema -------------------------------------------------------------------------
 
