@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.base import InboundItem
-from connectors.files import PRIVATE_DIR, fsync_dir, write_atomic
+from connectors.files import PRIVATE_DIR, PRIVATE_FILE, fsync_dir, write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -365,6 +365,7 @@ class FolderMailbox:
                 raise TransientError(
                     f"cannot move a mailbox file into {folder}: {exc.strerror}; will retry"
                 ) from exc
+            _make_private(dst)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
             fsync_dir(folder)
@@ -399,6 +400,17 @@ class FolderMailbox:
             # notice carries the reason; raising would only stop the cycle
             log.warning("could not write a quarantine reason note: %s", exc.strerror)
         log.warning("quarantined a mailbox file (%s)", dst.name.partition("--")[0][:40])
+
+
+def _make_private(path: Path) -> None:
+    """A dropped file keeps the mode it was written with (often 0644); once taken, it holds
+    concern text, so processed/ and quarantine/ hold files for the service's user only."""
+    try:
+        os.chmod(path, PRIVATE_FILE)
+    except FileNotFoundError:
+        pass
+    except OSError:  # a file another account owns: the 0700 folder still keeps others out
+        log.warning("could not make a moved mailbox file private (it is owned by another user)")
 
 
 def _link_no_clobber(src: Path, dst: Path) -> None:

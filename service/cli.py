@@ -241,6 +241,7 @@ def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from apscheduler.jobstores.base import JobLookupError
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from schedules.jobs import build_scheduler
@@ -262,7 +263,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     print(f"prevent-service {__version__}: worker started (Ctrl-C or SIGTERM stops it)", file=out)
     out.flush()
     try:
-        scheduler.start()
+        if not stopped.is_set():  # Ctrl-C before the scheduler started: do not start it
+            try:
+                scheduler.start()
+            except JobLookupError:
+                # Stopped in the middle of a job (they run in this thread): the job finished,
+                # then found its entry gone from the job store that shutdown had cleared.
+                if not stopped.is_set():
+                    raise
         if not isinstance(scheduler, BlockingScheduler):
             while not stopped.wait(1.0):
                 pass

@@ -281,3 +281,20 @@ def test_processed_and_quarantine_are_private(inbox: Path) -> None:
     assert (inbox / "quarantine").stat().st_mode & 0o777 == 0o700
     (note,) = (inbox / "quarantine").glob("*.reason.txt")
     assert note.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_moved_mail_files_are_private_whatever_mode_they_were_dropped_with(inbox: Path) -> None:
+    """A file dropped 0644 holds concern text once taken: 0600 in processed/ and quarantine/."""
+    box = FolderMailbox(inbox, max_message_bytes=10_000, clock=lambda: NOW)
+    good = drop(inbox, "good.eml", b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n")
+    bad = drop(inbox, "bad.eml", b"\x00\x01 not mail")
+    good.chmod(0o644)
+    bad.chmod(0o644)
+    items = {i.raw[:4]: i for i in box.fetch_new()}
+    box.mark_processed(items[b"From"].item_id)
+    box.quarantine(items[b"\x00\x01 n"].item_id, "The message could not be parsed.")
+    (done,) = (inbox / "processed").iterdir()
+    moved = [p for p in (inbox / "quarantine").iterdir() if not p.name.endswith(".reason.txt")]
+    assert len(moved) == 1
+    assert {oct(p.stat().st_mode & 0o777) for p in (done, *moved)} == {oct(0o600)}
