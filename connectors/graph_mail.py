@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -54,6 +55,11 @@ WELL_KNOWN_FOLDERS = frozenset(
         "searchfolders",
     }
 )
+
+# Ledger states of a send (key graph.send:{mailbox}:{Message-ID}): "planned:{time}" (a draft
+# may be being made), "draft:{id}", "sent:{time}".
+PLANNED = "planned:"
+SENT = "\0sent"
 
 
 def _user_path(address: str) -> str:
@@ -397,6 +403,7 @@ class GraphSender(_MailboxBase):
         return cls(connect(config.m365), ledger, address=section.address)
 
     def _key(self, message: OutboundMessage) -> str:
+        # stale_drafts reads these keys back by their prefix
         return f"graph.send:{self.address.lower()}:{message.message_id}"
 
     def send(self, message: OutboundMessage) -> None:
@@ -415,7 +422,17 @@ class GraphSender(_MailboxBase):
                 return
             if status == "missing":
                 draft_id = self._redraft(key, message)
+        elif state.startswith(PLANNED):
+            # An earlier attempt was stopped (killed) after planning this message: it may have
+            # made a draft whose id never reached the ledger. Look before drafting again.
+            found = self._adopt(message)
+            if found == SENT:
+                self._sent(key, message, how="found in Sent Items from an earlier attempt")
+                return
+            draft_id = found or self._create_draft(message)
+            self.ledger.set(key, f"draft:{draft_id}")
         else:
+            self._plan(key)
             draft_id = self._create_draft(message)
             self.ledger.set(key, f"draft:{draft_id}")
         for attempt in range(3):
@@ -461,9 +478,44 @@ class GraphSender(_MailboxBase):
             message.message_id,
             self.address,
         )
+        self._plan(key)
         draft_id = self._create_draft(message)
         self.ledger.set(key, f"draft:{draft_id}")
         return draft_id
+
+    def _plan(self, key: str) -> None:
+        """Record, before drafting, that a draft of this message may come to exist: a kill
+        between Graph's 201 and recording the draft's id then leaves a trace to follow."""
+        self.ledger.set(key, f"{PLANNED}{datetime.now(UTC).isoformat(timespec='seconds')}")
+
+    def _adopt(self, message: OutboundMessage) -> str | None:
+        """After a stopped attempt: ``SENT`` if the message is in Sent Items; else the id of a
+        draft of it left in Drafts (any further copies deleted for good); else None."""
+        if self._find(message, "sentitems"):
+            return SENT
+        drafts = self._find_all(message, "drafts")
+        if not drafts:
+            return None
+        keep, *extra = drafts
+        for draft in extra:
+            self._purge(draft, message)
+        log.info(
+            "graph: reusing the draft of %s left by a stopped attempt%s",
+            message.message_id,
+            f" ({len(extra)} more deleted)" if extra else "",
+        )
+        return keep
+
+    def _purge(self, draft_id: str, message: OutboundMessage) -> None:
+        """Delete a spare draft for good (a plain DELETE would leave a sendable copy in
+        Deleted Items). POST …/messages/{id}/permanentDelete → 204."""
+        with suppress(GraphNotFound):  # already gone
+            self.http.request(
+                "POST",
+                f"{self.user}/messages/{quote(draft_id)}/permanentDelete",
+                self._call(f"delete a spare draft of {message.message_id}", kind="message"),
+                retry_ambiguous=True,  # deleting twice: the second finds nothing (404)
+            )
 
     def _sent(self, key: str, message: OutboundMessage, *, how: str) -> None:
         self.ledger.set(key, f"sent:{datetime.now(UTC).isoformat(timespec='seconds')}")
@@ -493,24 +545,49 @@ class GraphSender(_MailboxBase):
                 return str(response.json()["id"])
             except AmbiguousWrite:
                 self.http.settle()
-                found = self._find(message, "drafts")
+                found = self._find_all(message, "drafts")
                 if found:
-                    return found
+                    for spare in found[1:]:
+                        self._purge(spare, message)
+                    return found[0]
         raise TransientError(f"{call.what}: no clear answer from Graph; will retry later")
 
     def _find(self, message: OutboundMessage, folder: str) -> str | None:
         """The id of a message with this Message-ID in a folder, if there is one."""
+        found = self._find_all(message, folder, top=1)
+        return found[0] if found else None
+
+    def _find_all(self, message: OutboundMessage, folder: str, top: int = 10) -> list[str]:
+        """Ids of the messages with this Message-ID in a folder, oldest first."""
         data = self.http.get_json(
             f"{self.user}/mailFolders/{folder}/messages",
             self._call(f"look for {message.message_id} in {folder} of {self.address}"),
             params={
                 "$filter": f"internetMessageId eq '{_odata_quote(message.message_id)}'",
-                "$select": "id,isDraft",
-                "$top": "1",
+                "$select": "id,isDraft,createdDateTime",
+                "$top": str(top),
             },
         )
-        values = data.get("value") or []
-        return str(values[0]["id"]) if values else None
+        values = sorted(data.get("value") or [], key=lambda v: str(v.get("createdDateTime")))
+        return [str(v["id"]) for v in values if v.get("id")]
+
+    @staticmethod
+    def stale_drafts(
+        ledger: Ledger, address: str, now: datetime, older_than: timedelta
+    ) -> list[tuple[str, str]]:
+        """Messages planned or drafted but not recorded as sent for longer than ``older_than``
+        (from the ledger: no network, no credential): (Message-ID, since). A draft of one may
+        sit in the mailbox's Drafts, where anyone with access could send it; the worker sends
+        or tidies it on its next attempt, so one that lingers needs a look."""
+        prefix = f"graph.send:{address.lower()}:"
+        out = []
+        for key, value, updated in ledger.kv_with_prefix(prefix):
+            if not value.startswith((PLANNED, "draft:")):
+                continue
+            since = _parse_time(updated)
+            if since is not None and now - since > older_than:
+                out.append((key.removeprefix(prefix), since.isoformat(timespec="minutes")))
+        return out
 
     def _status(self, message: OutboundMessage, draft_id: str, attempt: int = 1) -> str:
         """'in Sent Items', 'draft' (not sent yet) or 'missing' (neither: make a new draft)."""

@@ -410,6 +410,14 @@ class Ledger:
     def delete(self, key: str) -> None:
         self.db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
+    def kv_with_prefix(self, prefix: str) -> list[tuple[str, str, str]]:
+        """(key, value, updated_at) of every key starting with ``prefix``."""
+        rows = self.db.execute(
+            "SELECT key, value, updated_at FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [(str(k), str(v), str(u)) for k, v, u in rows]
+
     # -- runs ---------------------------------------------------------------------------
 
     def start_run(self, kind: str) -> int:

@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 
+from connectors import SENDERS, backend_class
 from service.app import App
 from service.errors import PreventServiceError
 from service.ledger import ItemState
@@ -145,5 +146,32 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             f"  ! job {job_id} has failed {state['count']} time(s) in a row since "
             f"{_age(str(state['since']), now)}: {state['error']}"
         )
+    drafts = stale_draft_lines(app)
+    healthy = healthy and not drafts
+    lines.extend(drafts)
     lines.append("healthy" if healthy else "NOT HEALTHY")
     return healthy, lines
+
+
+STALE_DRAFT_AFTER = timedelta(minutes=10)
+
+
+def stale_draft_lines(app: App) -> list[str]:
+    """Mail drafted in the shared mailbox but not known to be sent after a few minutes (a
+    backend that drafts before sending says which; others have none). Anyone with access to
+    the mailbox could send such a draft, so a person should look."""
+    section = app.config.sending.sender
+    finder = getattr(backend_class(SENDERS, section.backend), "stale_drafts", None)
+    address = getattr(section, "address", None)
+    if finder is None or not address:
+        return []
+    stale = finder(app.ledger, address, app.now(), STALE_DRAFT_AFTER)
+    if not stale:
+        return []
+    lines = [
+        f"  ! {len(stale)} message(s) drafted in {address} but not known to be sent after "
+        f"{int(STALE_DRAFT_AFTER.total_seconds() // 60)} min (the worker sends or removes the "
+        "draft on its next try; if this stays, look in the mailbox's Drafts):"
+    ]
+    lines += [f"    {message_id} since {since}" for message_id, since in stale[:20]]
+    return lines

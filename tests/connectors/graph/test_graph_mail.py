@@ -4,10 +4,12 @@ folder moves, and sends that happen exactly once."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.graph_http import Call
+from connectors.graph_mail import GraphSender
 from service.errors import ConnectorError, InputError, PermanentError, TransientError
 from tests.connectors.harness_graph import (
     CLIENT_ID,
@@ -460,3 +462,109 @@ def test_a_message_a_person_deleted_mid_poll_is_still_filed_in_processed(
 
     assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "Processed")] == [item_id]
     assert setup.emu.folder_messages(MAILBOX, "deleteditems") == []
+
+
+# ---------------------------------------------------------------------------- drafts after a kill
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no except clause catches it."""
+
+
+def kill_after_drafting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies after Graph answered 201 to the draft and before its id is recorded."""
+    original = GraphSender._create_draft
+
+    def create_then_die(self: GraphSender, msg: Any) -> str:
+        original(self, msg)
+        raise Killed
+
+    monkeypatch.setattr(GraphSender, "_create_draft", create_then_die)
+
+
+@pytest.mark.parametrize("kills", [1, 2])
+def test_a_draft_left_by_a_kill_is_reused_and_no_copy_stays_in_drafts(
+    setup: GraphSetup, monkeypatch: pytest.MonkeyPatch, kills: int
+) -> None:
+    with monkeypatch.context() as patch:
+        kill_after_drafting(patch)
+        for _ in range(kills):
+            # A second orphan: one left by a version that did not plan drafts in the ledger.
+            setup.ledger.delete(f"graph.send:{MAILBOX}:<alert.0001@example.org>")
+            with pytest.raises(Killed):
+                setup.sender().send(message())
+    assert len(setup.emu.folder_messages(MAILBOX, "drafts")) == kills  # the orphans
+
+    setup.sender().send(message())  # the next process
+    setup.sender().send(message())  # and one more: recorded as sent
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+    assert setup.emu.folder_messages(MAILBOX, "deleteditems") == []  # purged, not binned
+    assert setup.emu.count_requests("POST", r"/users/[^/]+/messages$") == kills  # none new
+
+
+def test_a_kill_before_the_draft_was_made_drafts_once(
+    setup: GraphSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+
+        def die(self: GraphSender, msg: Any) -> str:
+            raise Killed
+
+        patch.setattr(GraphSender, "_create_draft", die)
+        with pytest.raises(Killed):
+            setup.sender().send(message())
+
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+
+
+def test_a_message_sent_by_a_stopped_attempt_is_not_sent_again(
+    setup: GraphSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed after the send went through but before the ledger said so, with the ledger
+    # still at "planned" (the draft id was never recorded): Sent Items tells.
+    sender = setup.sender()
+    sender.send(message())
+    key = f"graph.send:{MAILBOX}:<alert.0001@example.org>"
+    setup.ledger.set(key, "planned:2026-01-01T00:00:00+00:00")
+
+    setup.sender().send(message())
+
+    assert sent_ids(setup) == ["<alert.0001@example.org>"]
+
+
+def test_a_fresh_send_does_not_search_drafts(setup: GraphSetup) -> None:
+    setup.sender().send(message())
+
+    assert setup.emu.count_requests("GET", r"/mailFolders/drafts/messages$") == 0
+
+
+def test_stale_drafts_are_listed_from_the_ledger_without_a_credential(
+    setup: GraphSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with monkeypatch.context() as patch:
+        kill_after_drafting(patch)
+        with pytest.raises(Killed):
+            setup.sender().send(message())
+    now = datetime.now(UTC)
+
+    listed = GraphSender.stale_drafts(setup.ledger, MAILBOX, now, timedelta(minutes=10))
+    later = GraphSender.stale_drafts(
+        setup.ledger, MAILBOX, now + timedelta(minutes=11), timedelta(minutes=10)
+    )
+
+    assert listed == []  # just made: the worker may still be on it
+    assert [message_id for message_id, _ in later] == ["<alert.0001@example.org>"]
+    setup.sender().send(message())
+    assert (
+        GraphSender.stale_drafts(
+            setup.ledger, MAILBOX, now + timedelta(minutes=11), timedelta(minutes=10)
+        )
+        == []
+    )
