@@ -359,6 +359,9 @@ warnings.filterwarnings("ignore", message='Field name "register"', category=User
 
 
 class Config(Section):
+    # A folder made by `init --demo`: invented people, so `check` lets example.org and other
+    # placeholders pass. Never set it for real use.
+    demo: bool = False
     organisation: Organisation
     people: People
     roles: dict[str, list[str]] = {}

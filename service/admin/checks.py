@@ -54,6 +54,7 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
         for spec in compliance_table_specs(demo=False, today=app.local_now().date()):
             results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)
     results += _config_roles(app)
+    results += _placeholders(app)
     results.append(_report_folder(app))
     return results
 
@@ -75,6 +76,25 @@ def _config_roles(app: App) -> list[CheckResult]:
                 )
             )
     return results
+
+
+def _placeholders(app: App) -> list[CheckResult]:
+    """Each example address, host or id still in the config, by key (a demo excepted)."""
+    from service.admin.placeholders import placeholder_keys
+
+    found = placeholder_keys(app.config)
+    if not found:
+        return [CheckResult("placeholders", True, "no example addresses or ids left")]
+    if app.config.demo:
+        return [
+            CheckResult(
+                "placeholders",
+                True,
+                f"{len(found)} example value(s) allowed: demo = true (an 'init --demo' folder; "
+                "remove that line for real use)",
+            )
+        ]
+    return [CheckResult(key, False, f"{why}: replace it with your own") for key, why in found]
 
 
 def _report_folder(app: App) -> CheckResult:

@@ -44,6 +44,8 @@ def init_folder(target: Path, *, demo: bool, today: date) -> Path:
         for sub in ("inbox", "outbox", "workbooks", "state"):
             (target / sub).mkdir(0o700, parents=True, exist_ok=True)
         example = resources.files("config").joinpath("example-local.toml").read_text("utf-8")
+        if demo:  # invented people: `check` allows the placeholders (service/admin/placeholders)
+            example = example.replace("\n# demo = true ", "\ndemo = true   ", 1)
         (target / "config.toml").write_text(example, encoding="utf-8")
         create = backend_class(WORKBOOKS, "xlsx").create
         create(target / "workbooks" / "concern-register.xlsx", [register_table_spec()])
