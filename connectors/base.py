@@ -232,6 +232,14 @@ class Workbook(Protocol):
         """A cheap pre-check: ``None`` if a write could go ahead now, else why not."""
         ...
 
+    def ensure_table(self, spec: TableSpec) -> bool:
+        """Add ``spec``'s sheet and table (header row only) if the workbook has no table of
+        that name; True if it was added. A table that exists is left exactly as it is (its
+        columns, their order, rows and formatting are people's). Used to upgrade a workbook
+        made by an earlier version (the register's ``Chronology``). ``LockedError`` when the
+        file is open elsewhere (local) or locked."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from connectors.base import CellUpdate, CheckResult, Table
+from connectors.base import CellUpdate, CheckResult, Table, TableSpec
 from connectors.graph_http import (
     AmbiguousWrite,
     Call,
@@ -325,6 +325,130 @@ class GraphWorkbook:
         except TransientError as exc:
             return f"{self._where()} cannot be reached now: {exc}"
         return None
+
+    def ensure_table(self, spec: TableSpec) -> bool:
+        """Add the table when missing: in one session, a new sheet (``worksheets/add``), its
+        header row (a range ``PATCH``), the table over it (``tables/add``), named (a table
+        ``PATCH``) and its hidden columns hidden (``range/format``). File mode edits the file
+        with the local rules. ``tables/add`` is not idempotent: after an unclear answer the
+        next try finds the sheet it made (named as asked, header row ours, no table) and
+        uses it rather than adding a second sheet."""
+        self.http.ensure_token()
+        with self._lock, self._remember_lock():
+            if self.mode == "file":
+                return bool(
+                    self._same_path(lambda: self._edit_file(lambda wb: wb.ensure_table(spec)))
+                )
+            if spec.table.casefold() in self._same_path(lambda: self._table_names_strict(None)):
+                return False
+            return bool(
+                self._same_path(lambda: self._in_session(lambda s: self._add_table(spec, s)))
+            )
+
+    def _table_names_strict(self, session: str | None) -> set[str]:
+        """The table names (casefolded); unlike ``_table_names``, a failure raises."""
+        headers = {"workbook-session-id": session} if session else None
+        # GET …/workbook/tables?$select=name → {"value": [{"name": "Concerns"}, …]}
+        data = self.http.get_json(
+            f"{self.item()}/workbook/tables",
+            self._call("list the tables", kind="workbook"),
+            headers=headers,
+            params={"$select": "name"},
+        )
+        return {str(t.get("name")).casefold() for t in data.get("value", []) if t.get("name")}
+
+    def _add_table(self, spec: TableSpec, session: str) -> bool:
+        headers = {"workbook-session-id": session}
+        if spec.table.casefold() in self._table_names_strict(session):
+            return False
+        wanted = [c.header for c in spec.columns]
+        # GET …/workbook/worksheets?$select=name → {"value": [{"name": "Register"}, …]}
+        sheets = [
+            str(w.get("name"))
+            for w in self._get(
+                f"{self.item()}/workbook/worksheets", "list the sheets", session
+            ).get("value", [])
+        ]
+        taken = {name.casefold() for name in sheets}
+        sheet, n = spec.sheet, 1
+        last = get_column_letter(len(wanted))
+        while sheet.casefold() in taken:
+            if self._our_empty_sheet(sheet, wanted, session):
+                break  # made by an earlier try whose tables/add got no clear answer
+            n += 1
+            sheet = f"{spec.sheet} {n}"
+        quoted = quote(sheet.replace("'", "''"), safe="")
+        if sheet.casefold() not in taken:
+            # POST …/workbook/worksheets/add {"name": "Chronology"} → 201 {"id": "{…}", "name": …}
+            self.http.request(
+                "POST",
+                f"{self.item()}/workbook/worksheets/add",
+                self._call(f"add the sheet {sheet!r}", kind="workbook"),
+                json={"name": sheet},
+                headers=headers,
+                retry_ambiguous=False,  # a second try meets the sheet it made (above)
+            )
+            # PATCH …/worksheets('Chronology')/range(address='A1:F1') {"values": [[…]]}
+            self.http.request(
+                "PATCH",
+                f"{self.item()}/workbook/worksheets('{quoted}')/range(address='A1:{last}1')",
+                self._call(f"write the header row of {sheet!r}", kind="workbook"),
+                json={"values": [wanted]},
+                headers=headers,
+                retry_ambiguous=True,
+            )
+        # POST …/workbook/tables/add {"address": "'Chronology'!A1:F1", "hasHeaders": true}
+        #   → 201 {"id": "{…}", "name": "Table3", "showHeaders": true, …}
+        address = "'" + sheet.replace("'", "''") + f"'!A1:{last}1"
+        table = self.http.request(
+            "POST",
+            f"{self.item()}/workbook/tables/add",
+            self._call(f"add the table {spec.table!r}", kind="workbook"),
+            json={"address": address, "hasHeaders": True},
+            headers=headers,
+            retry_ambiguous=False,
+        ).json()
+        table_id = str(table.get("id") or table.get("name") or "")
+        # PATCH …/workbook/tables/{id} {"name": "Chronology"} → 200 workbookTable
+        self.http.request(
+            "PATCH",
+            f"{self.item()}/workbook/tables/{quote(table_id, safe='')}",
+            self._call(f"name the table {spec.table!r}", kind="workbook"),
+            json={"name": spec.table},
+            headers=headers,
+            retry_ambiguous=True,
+        )
+        for index, column in enumerate(spec.columns, start=1):
+            if column.kind != "hidden" and column.width is None:
+                continue
+            letter = get_column_letter(index)
+            fmt: dict[str, Any] = (
+                {"columnHidden": True}
+                if column.kind == "hidden"
+                else {"columnWidth": round((column.width or 10) * 7, 1)}
+            )
+            # PATCH …/worksheets('Chronology')/range(address='F1')/format {"columnHidden": true}
+            self.http.request(
+                "PATCH",
+                f"{self.item()}/workbook/worksheets('{quoted}')/range(address='{letter}1')/format",
+                self._call(f"format column {letter} of {sheet!r}", kind="workbook"),
+                json=fmt,
+                headers=headers,
+                retry_ambiguous=True,
+            )
+        log.info("graph: added the table %s on a new sheet of %s", spec.table, self.name)
+        return True
+
+    def _our_empty_sheet(self, sheet: str, headers: Sequence[str], session: str) -> bool:
+        """Whether ``sheet`` holds no table and our header row only (an earlier try's)."""
+        quoted = quote(sheet.replace("'", "''"), safe="")
+        base = f"{self.item()}/workbook/worksheets('{quoted}')"
+        if self._get(f"{base}/tables", f"list the tables of {sheet!r}", session).get("value"):
+            return False
+        # GET …/worksheets('Chronology')/usedRange → {"address": "Chronology!A1:F1", …}
+        used = self._get(f"{base}/usedRange", f"read the sheet {sheet!r}", session)
+        values = used.get("values") or []
+        return len(values) == 1 and [str(v) for v in values[0]] == list(headers)
 
     def _probe_session(self) -> None:
         with self._session():

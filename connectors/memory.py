@@ -19,6 +19,7 @@ from connectors.base import (
     InboundItem,
     OutboundMessage,
     Table,
+    TableSpec,
     UnsavedFormula,
 )
 from connectors.xlsx import (
@@ -295,6 +296,19 @@ class MemoryWorkbook:
         if self.locked:
             return f"{self.name} is open in Excel (locked); will retry"
         return None
+
+    def ensure_table(self, spec: TableSpec) -> bool:
+        if any(name.casefold() == spec.table.casefold() for name in self.tables):
+            return False
+        self._before_write()
+        sheets = {t.sheet.casefold() for t in self.tables.values()}
+        sheet, n = spec.sheet, 1
+        while sheet.casefold() in sheets:  # a sheet of that name holding something else
+            n += 1
+            sheet = f"{spec.sheet} {n}"
+        self.add_table(spec.table, [c.header for c in spec.columns], spec.rows, sheet=sheet)
+        self._after_write()
+        return True
 
     def close(self) -> None:
         self.closed = True

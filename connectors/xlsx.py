@@ -40,13 +40,14 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import openpyxl
 from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as DefusedET
 from openpyxl.formatting.formatting import ConditionalFormatting
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.styles.numbers import is_date_format, is_datetime
@@ -497,6 +498,48 @@ class XlsxWorkbook:
         if not os.access(self.path.parent, os.W_OK):
             return f"cannot write in the folder {self.path.parent}; check its permissions"
         return None
+
+    def ensure_table(self, spec: TableSpec) -> bool:
+        """Add the table on a new sheet under the usual write rules (lock, owner file,
+        features openpyxl would drop, atomic save, backup) when no table has its name. The
+        check first reads only the zip's table parts, so an upgraded file costs no load."""
+        if spec.table.casefold() in self._table_names():
+            return False
+
+        def mutate(wb: XlWorkbook) -> bool:
+            names = {t.displayName.casefold() for ws in wb.worksheets for t in ws.tables.values()}
+            if spec.table.casefold() in names:
+                return False  # added meanwhile by another process
+            sheets = {ws.title.casefold() for ws in wb.worksheets}
+            sheet, n = spec.sheet, 1
+            while sheet.casefold() in sheets:  # a person's sheet of that name: leave it be
+                n += 1
+                sheet = f"{spec.sheet} {n}"
+            _lay_out_sheet(wb, replace(spec, sheet=sheet), self.tz)
+            return True
+
+        return bool(self._write(mutate))
+
+    def _table_names(self) -> set[str]:
+        """The workbook's table names (casefolded), from its ``xl/tables/*.xml`` parts."""
+        self._stat_key()
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                check_unpacked_size(self.path, zf)
+                names = set()
+                for part in zf.namelist():
+                    if part.startswith("xl/tables/") and part.endswith(".xml"):
+                        root = DefusedET.fromstring(zf.read(part))
+                        names.add(str(root.get("displayName") or root.get("name")).casefold())
+                return names
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
+                "open it in Excel and save it as .xlsx, or restore a copy from the "
+                f"{self.path.parent / '.backups'} folder"
+            ) from exc
 
     def close(self) -> None:
         self._tables.clear()

@@ -4,7 +4,8 @@ It holds ids, states and times only, never concern text or names. Steps are clai
 conditional updates so that a crash anywhere resumes without doing a step twice. The schema
 changes by numbered migrations, each in its own transaction, recorded in ``migrations``.
 
-Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30–39 IMAP/SMTP.
+Migration numbers: 1–9 intake, 10–19 reminders, 20–29 Microsoft Graph, 30–39 IMAP/SMTP,
+40–49 the case record (chronology, follow-ups).
 """
 
 from __future__ import annotations
@@ -124,6 +125,40 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX imap_messages_fingerprint ON imap_messages(account, fingerprint);
     """,
+    40: """
+    -- The case record. Chronology events the service writes, keyed so that each goes to the
+    -- register's Chronology table once (tried_at: an append was started, so read the key
+    -- column back before trying again). Notes are content-free: roles, configured
+    -- addresses, statuses and dates, never concern text or a reporter's address.
+    CREATE TABLE case_events (
+        key        TEXT PRIMARY KEY,        -- 'PRV-2026-0001|alert', '…|Status|2', …
+        reference  TEXT NOT NULL,
+        at         TEXT NOT NULL,           -- UTC ISO: when it happened (or was first seen)
+        event      TEXT NOT NULL,
+        by_whom    TEXT NOT NULL,
+        note       TEXT NOT NULL,
+        tried_at   TEXT,
+        written_at TEXT
+    );
+    CREATE INDEX case_events_pending ON case_events(written_at);
+    -- Message-IDs of mail the service sent about a case, so a reply threads back to it.
+    CREATE TABLE case_messages (
+        message_id TEXT PRIMARY KEY,
+        reference  TEXT NOT NULL,
+        kind       TEXT NOT NULL
+    );
+    -- The DSP's columns as the escalation check last saw them (choices and dates only).
+    CREATE TABLE case_fields (
+        reference TEXT NOT NULL,
+        field     TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        changes   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (reference, field)
+    );
+    -- A follow-up item joins an existing case: no reference of its own.
+    ALTER TABLE items ADD COLUMN case_ref TEXT;
+    ALTER TABLE concern_watch ADD COLUMN decided_at TEXT;
+    """,
 }
 
 
@@ -173,6 +208,7 @@ class ItemRow:
     attempts: int
     retry_at: str | None
     last_error: str | None
+    case_ref: str | None = None  # a follow-up: the case it was added to
 
 
 class Ledger:

@@ -3,7 +3,7 @@
     DIR/config.toml                        the config (from config/example-local.toml)
     DIR/inbox/                             drop .eml files here (the intake mailbox)
     DIR/outbox/                            mail the service sends appears here as .eml
-    DIR/workbooks/concern-register.xlsx    the register (table Concerns)
+    DIR/workbooks/concern-register.xlsx    the register (tables Concerns and Chronology)
     DIR/workbooks/forms-responses.xlsx     what Microsoft Forms writes (sheet Form1, table Table1)
     DIR/workbooks/compliance.xlsx          action plan, policies, training (tables)
     DIR/state/                             the ledger
@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors import WORKBOOKS, backend_class
 from connectors.base import TableSpec
+from service.cases.chronology import chronology_table_spec
 from service.cases.register import register_table_spec
 from service.config import DEFAULT_FORM_COLUMNS
 from service.errors import PreventServiceError
@@ -48,7 +49,10 @@ def init_folder(target: Path, *, demo: bool, today: date) -> Path:
             example = example.replace("\n# demo = true ", "\ndemo = true   ", 1)
         (target / "config.toml").write_text(example, encoding="utf-8")
         create = backend_class(WORKBOOKS, "xlsx").create
-        create(target / "workbooks" / "concern-register.xlsx", [register_table_spec()])
+        create(
+            target / "workbooks" / "concern-register.xlsx",
+            [register_table_spec(), chronology_table_spec()],
+        )
         form_rows = _demo_form_rows(today) if demo else ()
         create(target / "workbooks" / "forms-responses.xlsx", [forms_table_spec(form_rows)])
         create(target / "workbooks" / "compliance.xlsx", _compliance_specs(demo, today))

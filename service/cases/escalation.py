@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.app import App
+from service.cases import chronology
 from service.cases.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
 from service.compliance.reminders import record_sent
 from service.errors import ConnectorError, InputError
@@ -71,6 +72,7 @@ class EscalationReport:
     acknowledged: list[str] = field(default_factory=list)
     unreadable: list[int] = field(default_factory=list)  # sheet rows with no usable time
     failed: int = 0
+    chronology_problem: str | None = None  # events left pending (the register was locked)
 
 
 def _norm(text: str) -> str:
@@ -170,6 +172,7 @@ def check(app: App) -> EscalationReport:
         log.warning(
             "escalation: %d register row(s) without a readable time", len(report.unreadable)
         )
+    report.chronology_problem = chronology.flush(app)
     log.info(
         "escalation check: %d concern(s), %d new, %d escalated, %d acknowledged",
         report.checked,
@@ -236,6 +239,15 @@ def _escalate(app: App, concern: ConcernRow, level: int, now: datetime) -> None:
                     "VALUES (?, ?, 'superseded', ?) ON CONFLICT DO NOTHING",
                     (concern.reference, lower, at),
                 )
+    chronology.record(
+        app,
+        concern.reference,
+        f"escalated|{level}",
+        f"Escalated (level {level})",
+        note=f"Still New after {_hours_text(hours)}. To {chronology.people_text(app, to)}"
+        + (f"; copied to {chronology.people_text(app, cc)}" if cc else ""),
+        at=now,
+    )
     record_sent(app, message.message_id, "escalation", (*to, *cc), now.astimezone(tz).date())
     log.info("escalated %s to level %d", concern.reference, level)
 

@@ -26,7 +26,7 @@ from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service.app import App
-from service.cases import register
+from service.cases import chronology, register
 from service.config import EMAIL_RE
 from service.errors import (
     ConnectorError,
@@ -154,6 +154,8 @@ def poll(app: App) -> CycleResult:
         started = time.monotonic()
         try:
             Intake(app, result).run()
+            if problem := chronology.flush(app):
+                result.problems.append(problem)
         except PreventServiceError as exc:
             result.problems.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -574,6 +576,7 @@ class Intake:
                 continue
             concern = work.concern
             self.ledger.set_critical(concern.source_key, concern.critical)
+            chronology.reported(self.app, concern)
             message = self._alert_message(concern, register_status)
             self.ledger.mark_tried(concern.source_key, "alert")
             try:
@@ -584,6 +587,12 @@ class Intake:
                 self.result.problems.append(f"{concern.reference}: alert not sent: {exc}")
                 continue
             self.step_done("alert_sent", concern.source_key)
+            # Queued before the step is marked: a crash between them resends (same
+            # Message-ID) and queues again, a no-op; never a step without its event.
+            recipients = (*message.to, *message.cc)
+            chronology.alert_sent(
+                self.app, concern.reference, "alert", recipients, urgent=concern.critical
+            )
             self.ledger.mark_step(concern.source_key, "alerted")
             self.result.alerts += 1
             log.info(
@@ -684,6 +693,9 @@ class Intake:
             except ConnectorError as exc:
                 self._park(concern.source_key, exc)
                 continue
+            chronology.record(
+                self.app, concern.reference, "ack", "Acknowledgement sent", note="To the reporter"
+            )
             self.ledger.mark_step(concern.source_key, "acked")
             self.result.acks += 1
             self.step_done("acked", concern.source_key)

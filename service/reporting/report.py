@@ -34,7 +34,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.base import Attachment, CellUpdate, Table, Workbook
+from connectors.base import Attachment, CellUpdate, Table, TableSpec, Workbook
 from service.app import App
 from service.cases.escalation import time_to_acknowledge
 from service.cases.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
@@ -381,6 +381,9 @@ class _ReadOnce:
 
     def writable(self) -> str | None:
         return self.inner.writable()
+
+    def ensure_table(self, spec: TableSpec) -> bool:
+        return self.inner.ensure_table(spec)
 
     def close(self) -> None:
         self.inner.close()

@@ -12,18 +12,23 @@ import pytest
 from service.intake import pipeline
 from tests.cli.helpers import ROOT, alerts_in, register_rows, run_cli
 
-STEPS = pipeline.STEPS
+STEPS = (*pipeline.STEPS, "chronology:appended")
 
 # Runs the real CLI, but SIGKILLs itself right after the given step of the first item.
 KILLER = """
 import os, signal, sys
 from service.intake import pipeline
 from service.cli import main
+from service.cases import chronology
 step = sys.argv[1]
 def step_done(self, name, key):
     if name == step:
         os.kill(os.getpid(), signal.SIGKILL)
+def chronology_step(name):
+    if "chronology:" + name == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 pipeline.Intake.step_done = step_done
+chronology.step_done = chronology_step
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -62,3 +67,11 @@ def test_kill_at_each_step_then_rerun(tmp_path: Path, step: str) -> None:
     assert len(references) == len(set(references)) == 5
     status = run_cli("--config", config, "status")
     assert "open 0" in status.stdout, status.stdout
+    # The chronology has each event once: reported, alerted, acknowledged (if one was due).
+    events = register_rows(demo / "workbooks" / "concern-register.xlsx", "Chronology")
+    event_keys = [e["Service key"] for e in events]
+    assert len(event_keys) == len(set(event_keys)), event_keys
+    for reference in references:
+        mine = [e["Event"] for e in events if e["Reference"] == reference]
+        assert mine[:2] == ["Reported", "Alert sent"], (reference, mine)
+        assert mine[2:] in ([], ["Acknowledgement sent"]), (reference, mine)

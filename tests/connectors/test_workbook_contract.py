@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import CellUpdate
+from connectors.base import CellUpdate, ColumnSpec, TableSpec
 from service.errors import InputError, LockedError
 from tests.connectors.harness import WorkbookHarness
 
@@ -222,3 +222,55 @@ def test_after_unlock_writes_go_through(wb: WorkbookHarness) -> None:
     wb.workbook.append_rows("Concerns", [{"Reference": "PRV-2026-0008"}])
 
     assert wb.workbook.read_table("Concerns").rows[-1]["Reference"] == "PRV-2026-0008"
+
+
+CHRONOLOGY = TableSpec(
+    sheet="Chronology",
+    table="Chronology",
+    columns=(
+        ColumnSpec("Reference", "text", width=16),
+        ColumnSpec("When", "datetime", width=17),
+        ColumnSpec("Event", "text", width=22),
+        ColumnSpec("Service key", "hidden", width=12),
+    ),
+)
+
+
+def test_ensure_table_adds_a_missing_table_once_and_leaves_others(wb: WorkbookHarness) -> None:
+    assert wb.workbook.ensure_table(CHRONOLOGY) is True
+    assert wb.workbook.ensure_table(CHRONOLOGY) is False  # there now: nothing done
+
+    added = wb.workbook.read_table("Chronology")
+    assert list(added.headers) == ["Reference", "When", "Event", "Service key"]
+    assert added.rows == ()
+    wb.workbook.append_rows(
+        "Chronology",
+        [{"Reference": "PRV-2026-0001", "Event": "Reported", "Service key": "k1"}],
+        key_column="Service key",
+    )
+    assert wb.workbook.find_rows("Chronology", "Service key", ["k1"]) != {}
+    # The table that was there is as it was: same columns, same rows.
+    concerns = wb.workbook.read_table("Concerns")
+    assert list(concerns.headers) == HEADERS
+    assert [r["Reference"] for r in concerns.rows] == ["PRV-2026-0001", "PRV-2026-0002"]
+
+
+def test_ensure_table_leaves_an_existing_table_of_that_name_alone(wb: WorkbookHarness) -> None:
+    # A person's own "Chronology" with their columns in their order: never reshaped.
+    wb.create_table("Chronology", ["Event", "Reference", "Mine"], [["Call", "PRV-1", "x"]])
+
+    assert wb.workbook.ensure_table(CHRONOLOGY) is False
+
+    table = wb.workbook.read_table("Chronology")
+    assert list(table.headers) == ["Event", "Reference", "Mine"]
+    assert [r["Mine"] for r in table.rows] == ["x"]
+
+
+def test_ensure_table_waits_while_the_workbook_is_locked(wb: WorkbookHarness) -> None:
+    wb.lock()
+    with pytest.raises(LockedError):
+        wb.workbook.ensure_table(CHRONOLOGY)
+    wb.unlock()
+    with pytest.raises(InputError):
+        wb.workbook.read_table("Chronology")  # nothing half-made
+    assert wb.workbook.ensure_table(CHRONOLOGY) is True

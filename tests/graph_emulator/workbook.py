@@ -21,7 +21,7 @@ from openpyxl.cell.cell import Cell
 from openpyxl.utils import get_column_letter, range_boundaries
 from openpyxl.utils.datetime import to_excel
 from openpyxl.workbook.workbook import Workbook
-from openpyxl.worksheet.table import Table
+from openpyxl.worksheet.table import Table, TableStyleInfo
 from openpyxl.worksheet.worksheet import Worksheet
 
 from .common import GraphError, Request, Response, empty_response, json_response
@@ -31,6 +31,7 @@ from .faults import EDIT_MODE_LOCK_MESSAGE
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[ ](\d\d):(\d\d)(?::(\d\d))?)?")
 _ADDRESS = re.compile(r"^range\(address='((?:[^']|'')*)'\)$", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.]{0,254}$")
 _ITEM_AT = re.compile(r"^itemAt\(index=(\d+)\)$", re.IGNORECASE)
 
 
@@ -447,11 +448,21 @@ class WorkbookService:
         if lower == ["worksheets"] and method == "GET":
             value = [self._sheet_json(ctx, ws) for ws in ctx.book.worksheets]
             return json_response(200, {"value": value})
+        if lower == ["worksheets", "add"] and method == "POST":
+            return self._add_sheet(ctx)
+        if lower == ["tables", "add"] and method == "POST":
+            return self._add_table(ctx, sheet=None)
         if lower[:1] == ["worksheets"] and len(segments) >= 2:
             ws = self._sheet(ctx, segments[1])
             rest = segments[2:]
             if not rest and method == "GET":
                 return json_response(200, self._sheet_json(ctx, ws))
+            if len(rest) == 2 and rest[1].lower() == "format" and _ADDRESS.match(rest[0]):
+                address = _ADDRESS.match(rest[0])
+                assert address is not None
+                return self._range_format(ctx, ws, address.group(1).replace("''", "'"))
+            if lower[2:] == ["tables", "add"] and method == "POST":
+                return self._add_table(ctx, sheet=ws)
             if len(rest) == 1:
                 address = _ADDRESS.match(rest[0])
                 if address:
@@ -537,6 +548,8 @@ class WorkbookService:
         lower = [s.lower() for s in rest]
         if not rest and method == "GET":
             return json_response(200, self._table_json(ctx, geo.ws, geo.table))
+        if not rest and method == "PATCH":
+            return self._rename_table(ctx, geo)
         if lower == ["columns"] and method == "GET":
             return json_response(200, {"value": self._columns(geo)})
         if lower == ["rows"] and method == "GET":
@@ -561,6 +574,143 @@ class WorkbookService:
                     200, _range_json(geo.ws, geo.min_col, first, geo.max_col, last)
                 )
         return None
+
+    # --- adding sheets and tables -------------------------------------------------------------
+
+    def _add_sheet(self, ctx: Context) -> Response:
+        """POST …/workbook/worksheets/add {"name": "Chronology"} -> 201 workbookWorksheet
+        (a taken name: 409 ItemAlreadyExists; no name: Excel picks "SheetN")."""
+        body = ctx.req.json_object()
+        name = body.get("name")
+        taken = {ws.title.lower() for ws in ctx.book.worksheets}
+        if name is None:
+            n = len(ctx.book.worksheets) + 1
+            while f"sheet{n}" in taken:
+                n += 1
+            name = f"Sheet{n}"
+        if (
+            not isinstance(name, str)
+            or not name
+            or len(name) > 31
+            or any(c in name for c in "[]:*?/\\")
+        ):
+            raise GraphError(400, "InvalidArgument", "The argument is invalid or missing.")
+        if name.lower() in taken:
+            raise GraphError(
+                409,
+                "ItemAlreadyExists",
+                "A resource with the same name or identifier already exists.",
+            )
+        ws = ctx.book.create_sheet(name)
+        self._commit(ctx)
+        return json_response(201, self._sheet_json(ctx, ws))
+
+    def _add_table(self, ctx: Context, sheet: Worksheet | None) -> Response:
+        """POST …/workbook/tables/add {"address": "Chronology!A1:F1", "hasHeaders": true} ->
+        201 workbookTable named "TableN". Headers come from the range's first row (a blank one
+        becomes "ColumnN"); a range of the header row alone gets one empty data row, as Excel
+        gives every table at least one."""
+        body = ctx.req.json_object()
+        address = body.get("address")
+        if not isinstance(address, str) or not address:
+            raise GraphError(400, "InvalidArgument", "The argument is invalid or missing.")
+        sheet_part, _, cells = address.rpartition("!")
+        if sheet_part:
+            ws = self._sheet(ctx, sheet_part.strip("'").replace("''", "'"))
+        elif sheet is not None:
+            ws = sheet
+        else:
+            raise GraphError(400, "InvalidArgument", "The address must name a worksheet.")
+        try:
+            min_col, min_row, max_col, max_row = range_boundaries(cells.replace("$", ""))
+        except ValueError as exc:
+            raise GraphError(400, "InvalidArgument", "The argument is invalid.") from exc
+        assert min_col and min_row and max_col and max_row
+        for other in ws.tables.values():
+            o_min_col, o_min_row, o_max_col, o_max_row = range_boundaries(other.ref)
+            if not (
+                max_col < o_min_col
+                or min_col > o_max_col
+                or max_row < o_min_row
+                or min_row > o_max_row
+            ):
+                raise GraphError(400, "InvalidArgument", "A table can't overlap another table.")
+        has_headers = body.get("hasHeaders", True) not in (False, "false")
+        if not has_headers:
+            ws.insert_rows(min_row)
+            max_row += 1
+        if max_row == min_row:
+            max_row += 1
+        seen: set[str] = set()
+        for offset, col in enumerate(range(min_col, max_col + 1), start=1):
+            cell = ws.cell(min_row, col)
+            header = "" if cell.value is None else str(cell.value)
+            if not header or header.lower() in seen:
+                header = f"Column{offset}"
+            seen.add(header.lower())
+            cell.value = header
+        names = {t.displayName.lower() for w in ctx.book.worksheets for t in w.tables.values()}
+        n = 1
+        while f"table{n}" in names:
+            n += 1
+        ref = f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{max_row}"
+        table = Table(displayName=f"Table{n}", ref=ref)
+        table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
+        ws.add_table(table)
+        self._commit(ctx)
+        return json_response(201, self._table_json(ctx, ws, table))
+
+    def _rename_table(self, ctx: Context, geo: TableGeometry) -> Response:
+        """PATCH …/workbook/tables/{id} {"name": "Chronology"} -> 200 workbookTable."""
+        body = ctx.req.json_object()
+        name = body.get("name")
+        if name is not None:
+            if not isinstance(name, str) or not _TABLE_NAME.match(name):
+                raise GraphError(400, "InvalidArgument", "The argument is invalid or missing.")
+            others = {
+                t.displayName.lower()
+                for w in ctx.book.worksheets
+                for t in w.tables.values()
+                if t is not geo.table
+            }
+            if name.lower() in others:
+                raise GraphError(409, "ItemAlreadyExists", "A table with that name already exists.")
+            old = geo.table.displayName
+            geo.table.displayName = name
+            geo.table.name = name
+            del geo.ws.tables[old]
+            geo.ws.tables[name] = geo.table
+        self._commit(ctx)
+        return json_response(200, self._table_json(ctx, geo.ws, geo.table))
+
+    def _range_format(self, ctx: Context, ws: Worksheet, address: str) -> Response:
+        """PATCH …/worksheets/{w}/range(address='F1')/format {"columnHidden": true,
+        "columnWidth": 90} -> 200 workbookRangeFormat. Both act on the range's whole columns;
+        ``columnWidth`` is in points (Excel's character width is about 7 points)."""
+        _, _, cells = address.rpartition("!")
+        min_col, _, max_col, _ = range_boundaries(cells.replace("$", ""))
+        if min_col is None or max_col is None:
+            raise GraphError(400, "InvalidArgument", "The argument is invalid.")
+        body = ctx.req.json_object() if ctx.req.method == "PATCH" else {}
+        for col in range(min_col, max_col + 1):
+            dim = ws.column_dimensions[get_column_letter(col)]
+            if "columnHidden" in body:
+                dim.hidden = bool(body["columnHidden"])
+            if isinstance(body.get("columnWidth"), int | float):
+                dim.width = float(body["columnWidth"]) / 7
+        if ctx.req.method == "PATCH":
+            self._commit(ctx)
+        dim = ws.column_dimensions[get_column_letter(min_col)]
+        return json_response(
+            200,
+            {
+                "columnWidth": (dim.width or 8.43) * 7,
+                "columnHidden": bool(dim.hidden),
+                "horizontalAlignment": "General",
+                "verticalAlignment": "Bottom",
+                "wrapText": False,
+            },
+        )
 
     # --- tables -------------------------------------------------------------------------------
 
