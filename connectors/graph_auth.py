@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +97,32 @@ class PinnedSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+class SharedSignIn:
+    """One msal app and token cache for every Graph backend built from one ``[m365]`` section:
+    one token request per process instead of one per backend (mailbox, sender, each
+    workbook). msal's cache is thread-safe and serves the token until 5 minutes before expiry."""
+
+    def __init__(self) -> None:
+        self.token_backend = MemoryTokenBackend()
+        self.msal_client: msal.ConfidentialClientApplication | None = None
+        self.lock = threading.Lock()
+
+
+# Keyed by the identity of the loaded M365 section (a config loaded again, or another test's
+# config, gets its own); the section is kept with it so its id is never reused meanwhile.
+_SIGN_INS: dict[int, tuple[M365, SharedSignIn]] = {}
+_SIGN_INS_GUARD = threading.Lock()
+
+
+def shared_sign_in(m365: M365) -> SharedSignIn:
+    with _SIGN_INS_GUARD:
+        entry = _SIGN_INS.get(id(m365))
+        if entry is None or entry[0] is not m365:
+            entry = (m365, SharedSignIn())
+            _SIGN_INS[id(m365)] = entry
+        return entry[1]
+
+
 class AppOnlyConnection(Connection):
     """A Connection that renews app-only tokens and builds msal for our authority."""
 
@@ -109,12 +136,14 @@ class AppOnlyConnection(Connection):
         graph_scope: str,
         authority_url: str,
         instance_discovery: bool,
+        shared: SharedSignIn | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(credentials, **kwargs)
         self.graph_scope = graph_scope
         self._msal_authority = authority_url
         self._instance_discovery = instance_discovery
+        self.shared = shared
 
     def get_session(self, load_token: bool = False) -> requests.Session:
         session = super().get_session(load_token=load_token)
@@ -132,6 +161,14 @@ class AppOnlyConnection(Connection):
 
     @property
     def msal_client(self) -> msal.ConfidentialClientApplication:
+        if self._msal_client is None and self.shared is not None:
+            with self.shared.lock:
+                if self.shared.msal_client is None:
+                    self.shared.msal_client = self._build_msal_client()
+                self._msal_client = self.shared.msal_client
+        return self._build_msal_client() if self._msal_client is None else self._msal_client
+
+    def _build_msal_client(self) -> msal.ConfidentialClientApplication:
         if self._msal_client is None:
             try:
                 self._msal_client = msal.ConfidentialClientApplication(
@@ -266,12 +303,13 @@ def build_account(m365: M365) -> AppOnlyAccount:
     if m365.ca_bundle and not Path(m365.ca_bundle).is_file():
         raise ConfigError(f"CA bundle not found: {m365.ca_bundle}", key="m365.ca_bundle")
     read = float(m365.timeout_seconds)
+    shared = shared_sign_in(m365)
     account = AppOnlyAccount(
         (m365.client_id, credential),
         protocol=GraphProtocol(m365.graph_url),
         auth_flow_type="credentials",
         tenant_id=m365.tenant_id,
-        token_backend=MemoryTokenBackend(),
+        token_backend=shared.token_backend,
         timeout=(min(10.0, read), read),  # (connect, read); O365's default is no timeout at all
         request_retries=0,  # our policy in graph_http is the only retry
         requests_delay=0,  # our policy paces on 429/Retry-After instead of a fixed gap
@@ -281,6 +319,7 @@ def build_account(m365: M365) -> AppOnlyAccount:
         graph_scope=graph_scope(m365.graph_url),
         authority_url=f"https://{host}/{m365.tenant_id}",
         instance_discovery=is_microsoft_authority(host),
+        shared=shared,
     )
     account.con.credential_hint = hint
     return account

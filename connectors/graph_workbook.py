@@ -170,8 +170,10 @@ class GraphWorkbook:
         path: str,
         mode: str = "workbook",
         tz: tzinfo = UTC,
+        ledger: Ledger | None = None,
     ) -> None:
         self.http = http
+        self.ledger = ledger
         self.site_host = site_host
         self.site_path = "/" + site_path.strip("/")
         self.path = "/" + path.strip("/")
@@ -195,6 +197,7 @@ class GraphWorkbook:
             path=section.path,
             mode=section.mode,
             tz=config.organisation.tz,
+            ledger=ledger,
         )
 
     # -- locating the file --------------------------------------------------------------
@@ -221,8 +224,16 @@ class GraphWorkbook:
             )
         return self._site
 
+    @property
+    def _item_key(self) -> str:
+        return f"graph.item:{self.site_host.lower()}:{self.site_path.lower()}:{self.path.lower()}"
+
     def item(self) -> str:
-        """The file's Graph path, resolved by site host + path and file path once."""
+        """The file's Graph path, resolved by site host + path and file path once, and kept in
+        the ledger so a new process asks no site or path lookups (``_same_path`` looks it up
+        again when the id stops answering)."""
+        if self._item is None and self.ledger is not None:
+            self._item = self.ledger.get(self._item_key)
         if self._item is None:
             site = self.site()
             # O365: GET sites/{id}/drive/root:/Registers/Concern register.xlsx
@@ -239,6 +250,8 @@ class GraphWorkbook:
             self._item = (
                 f"sites/{quote(str(site.object_id))}/drive/items/{quote(str(found.object_id))}"
             )
+            if self.ledger is not None:
+                self.ledger.set(self._item_key, self._item)
         return self._item
 
     # -- Workbook protocol ---------------------------------------------------------------
@@ -462,9 +475,12 @@ class GraphWorkbook:
         try:
             return op()
         except (GraphNotFound, InputError):
+            cached = cached or self._item
             if cached is None:
                 raise
             self._item = None
+            if self.ledger is not None:
+                self.ledger.delete(self._item_key)
             if self.item() == cached:
                 raise
             log.info("graph: %s was replaced (new item id); using the new one", self.name)

@@ -23,6 +23,7 @@ from tests.connectors.harness_graph import (
     m365_section,
 )
 from tests.connectors.test_mailbox_contract import make_raw
+from tests.connectors.test_sender_contract import message
 from tests.graph_emulator import make_certificate
 
 TOKEN_PATH = r"/oauth2/v2\.0/token"
@@ -246,3 +247,30 @@ def test_check_warns_weeks_before_the_certificate_expires(
         ).days
         <= days + 1
     )
+
+
+def test_every_graph_backend_of_one_config_shares_one_token(
+    setup: GraphSetup, tmp_path: Path
+) -> None:
+    setup.emu.add_site("example.sharepoint.com", "/sites/Safeguarding")
+    backends = [setup.mailbox(), setup.sender(), setup.workbook(), setup.workbook()]
+
+    for backend in backends:
+        backend.http.ensure_token()
+
+    assert setup.emu.count_requests("POST", TOKEN_PATH) == 1
+    assert setup.emu.count_requests("GET", r"/openid-configuration$") == 1
+    other = _with_m365(setup, tmp_path)  # another loaded config: its own sign-in
+    other.mailbox().http.ensure_token()
+    assert setup.emu.count_requests("POST", TOKEN_PATH) == 2
+
+
+def test_a_shared_token_refused_with_401_is_renewed_for_every_backend(setup: GraphSetup) -> None:
+    box, sender = setup.mailbox(), setup.sender()
+    box.http.ensure_token()
+    setup.emu.expire_tokens()  # Graph now refuses the token msal still thinks fresh
+
+    assert list(box.fetch_new()) == []  # 401 → renewed once → carries on
+    sender.send(message())  # the sender uses the renewed token from the shared cache
+
+    assert setup.emu.count_requests("POST", TOKEN_PATH) == 2

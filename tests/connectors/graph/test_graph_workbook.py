@@ -496,3 +496,33 @@ def test_file_mode_an_upload_session_that_keeps_vanishing_is_transient_not_confi
     assert "upload session was not found" in message
     assert "site_host" not in message and "check" not in message.lower()
     assert keys(file_setup) == ["mail:a"]  # nothing written, nothing lost: the row stays pending
+
+
+SITE_OR_PATH_LOOKUP = r"(/sites/[^/]+:/sites/[^/]+:$|/drive/root:/)"
+
+
+def test_a_new_process_finds_the_file_by_the_id_in_the_ledger(setup: GraphSetup) -> None:
+    setup.workbook().read_table(TABLE)
+    assert count(setup, "GET", SITE_OR_PATH_LOOKUP) == 2  # the site, then the file by path
+
+    setup.workbook().read_table(TABLE)  # a new process: the ids come from the ledger
+
+    assert count(setup, "GET", SITE_OR_PATH_LOOKUP) == 2
+
+
+@pytest.mark.parametrize("mode", ["workbook", "file"])
+def test_a_file_replaced_between_processes_is_found_again_by_path(
+    tmp_path: Path, request: pytest.FixtureRequest, mode: str
+) -> None:
+    setup = make(tmp_path, request, mode=mode)
+    book = setup.workbook()
+    book.read_table(TABLE)
+    book.http.request("DELETE", book.item(), Call(what="a person"))
+    setup.put_workbook({TABLE: (HEADERS, [["PRV-2026-0001", None, "Restored", "Open", "mail:a"]])})
+
+    again = setup.workbook()  # the next process: the ledger's id answers 404
+    again.append_rows(TABLE, rows(1), key_column="Source key")
+
+    assert keys(setup) == ["mail:a", "mail:2"]
+    setup.workbook().read_table(TABLE)  # and the new id was kept for the one after
+    assert count(setup, "GET", SITE_OR_PATH_LOOKUP) == 4  # site + path, twice: no more
