@@ -86,9 +86,7 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
         if bool(case["danger"]) != found_danger:
             problems.append("MISSED danger" if case["danger"] else "FALSE danger")
         if problems:
-            why = "; ".join(
-                f"'{s.matched}' → {s.indicator.label[:45]}" for s in result.suggestions
-            )
+            why = "; ".join(f"'{s.matched}' → {s.indicator.label[:45]}" for s in result.suggestions)
             why += "".join(f"; danger: '{d.matched}'" for d in result.danger)
             wrong.append(f"  {case['id']} {', '.join(problems)}: {text[:110]}\n      [{why}]")
     print(f"\n== {name}: {len(cases)} narratives ==")

@@ -4,18 +4,19 @@ The wording of groups, labels and descriptions is copied from the seed policy
 ("VULNERABILITY/RISK INDICATORS"), typos included, so the register speaks the policy's words.
 Keys are stable slugs for storage; labels may be corrected later without breaking them.
 
-``suggest_from_text`` proposes indicators from the words of an e-mail. It is deliberately
-simple and explainable: each indicator has a few case-insensitive, word-bounded patterns
-(British and American spellings), and a match is only a suggestion that the DSP decides on.
-The one guard against negation is narrow ("no evidence of …", "no concerns about …" earlier in
-the same sentence): over-alerting is the safe side, so a plain "not" does not cancel a match.
+``assess`` / ``explain`` / ``suggest_from_text`` propose indicators, and signs that someone
+may be in immediate danger, from the words of an e-mail or a Form answer, each with the words
+that suggested it. The phrases are data with their sources (service/triage/knowledge.toml)
+and the matcher is service/triage/engine.py; a match is only a suggestion the DSP decides on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from service.triage import KNOWLEDGE_FILE, KnowledgeError, knowledge
 
 __all__ = [
     "ALL",
@@ -37,19 +38,17 @@ __all__ = [
 ]
 
 MAX_SCAN_CHARS = 200_000  # of an e-mail's text that suggestions look at
-MAX_MATCHES_TRIED = 50  # per indicator, when earlier matches were negated
 
 
 @dataclass(frozen=True)
 class Indicator:
-    """One item of the policy's lists. ``patterns`` are the regexes that suggest it."""
+    """One item of the policy's lists (the phrases that suggest it are in the knowledge file)."""
 
     group: str
     label: str
     critical: bool
     key: str
     description: str = ""
-    patterns: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def choice(self) -> str:
@@ -64,39 +63,10 @@ class IndicatorGroup:
     items: tuple[Indicator, ...]
 
 
-# Reusable pattern pieces. Everything is matched case-insensitively with word boundaries.
-_EXTREMIST = (
-    r"(?:extremis[mt]s?|extremist|terroris[mt]s?|terrorist|jihad\w*|radical(?:s|ised|ized)?|"
-    r"isis|isil|daesh|islamic state|al[- ]?qa[ei]da|taliban|far[- ]right|extreme[- ]right|"
-    r"neo[- ]?nazis?|nazis?|white supremac(?:y|ist)s?|white power|national action|"
-    r"proscribed)"
-)
-_HIS = r"(?:his|her|their|my|the)"
-_VIEWING = (
-    r"(?:watch\w*|view\w*|look\w* at|looked up|brows\w*|visit\w*|access\w*|search\w* for|"
-    r"stream\w*|download\w*|shar\w+|show\w*)"
-)
-_MEDIA = (
-    r"(?:videos?|websites?|web ?sites?|sites?|content|clips?|footage|forums?|channels?|"
-    r"pages?|posts?|accounts?|propaganda|livestreams?|live streams?)"
-)
-_GROUPS_OF_PEOPLE = (
-    r"(?:muslims|jews|immigrants|migrants|refugees|asylum seekers|christians|hindus|sikhs|"
-    r"non-?believers|unbelievers|infidels|kuffar|kafirs?|foreigners|white people|black people|"
-    r"gay people|police|soldiers)"
-)
-
-
 def _item(
-    group: str,
-    key: str,
-    label: str,
-    patterns: Sequence[str],
-    *,
-    critical: bool = False,
-    description: str = "",
+    group: str, key: str, label: str, *, critical: bool = False, description: str = ""
 ) -> Indicator:
-    return Indicator(group, label, critical, key, description, tuple(patterns))
+    return Indicator(group, label, critical, key, description)
 
 
 _V = "Vulnerability"
@@ -113,14 +83,6 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _V,
                 "vulnerability.identity-crisis",
                 "Identity crisis",
-                [
-                    r"identity crisis",
-                    rf"(?:distanc\w+|disconnect\w*|cut off|cutting \w+ off) from {_HIS}? ?"
-                    r"(?:own )?(?:cultur\w*|religio\w*|heritage|faith|community|roots)",
-                    r"(?:doesn'?t|does not|don'?t|do not|didn'?t|did not) (?:feel (?:like )?"
-                    r"(?:he|she|they) )?(?:belongs?|fits? in)(?:\s+anywhere)?",
-                    rf"uncomfortable (?:with|about) {_HIS} (?:place|identity|heritage)",
-                ],
                 description="Distance from cultural/religious heritage and uncomfortable with "
                 "their place in the society around them",
             ),
@@ -128,19 +90,6 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _V,
                 "vulnerability.personal-crisis",
                 "Personal crisis",
-                [
-                    r"family (?:tensions?|breakdown|conflict|problems|difficult(?:y|ies))",
-                    r"isolat(?:ed|ion|ing (?:himself|herself|themselves))",
-                    r"low self[- ]?esteem",
-                    r"new (?:group of |set of )?friends",
-                    r"(?:new|different) (?:friendship )?(?:group|crowd)",
-                    rf"(?:dropped|left|distanc\w+ (?:himself |herself |themselves )?from|"
-                    rf"stopped (?:seeing|talking to)|fallen out with) {_HIS} "
-                    r"(?:old |usual |existing )?(?:friends|friendship group)",
-                    r"(?:searching|looking) for (?:answers|meaning|belonging|a sense of belonging)",
-                    r"questions about (?:identity|faith|belonging)",
-                    r"(?:become|became|becoming|is|seems|very|more|increasingly) withdrawn",
-                ],
                 description="Family tensions; sense of isolation; adolescence; low self-esteem; "
                 "Disassociating from existing friendship group and becoming involved with a new "
                 "and different group of friends; searching for answers to questions about "
@@ -150,15 +99,6 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _V,
                 "vulnerability.personal-circumstances",
                 "Personal circumstances",
-                [
-                    r"migra(?:nt|nts|tion|ted)",
-                    r"refugees?",
-                    r"community tensions?",
-                    r"(?:sense of )?grievances?",
-                    r"(?:reject\w*|hostil\w+ (?:to|towards)|alienat\w+ from|against|hates?) "
-                    r"(?:british|uk|western) values",
-                    rf"events (?:in|affecting) {_HIS} (?:home )?(?:country|region)",
-                ],
                 description="Migration; local community tensions, events affecting country or "
                 "region of origin; alienation from UK values; having a sense of grievance that "
                 "is triggered by personal experience of racism or discrimination or aspects of "
@@ -168,24 +108,12 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _V,
                 "vulnerability.unmet-aspirations",
                 "Unmet Aspirations",
-                [
-                    r"injustices?",
-                    r"(?:feel\w*|feeling of|sense of|sees? (?:himself|herself|themselves) as) "
-                    r"(?:like )?(?:a )?failure",
-                    r"reject\w* (?:of )?civic life",
-                ],
                 description="Perceptions of injustice; feeling of failure; rejection of civic life",
             ),
             _item(
                 _V,
                 "vulnerability.criminality",
                 "Criminality",
-                [
-                    r"imprison\w*|prison|jail(?:ed)?|gaol|young offenders?'? institution",
-                    r"resettlement|reintegrat\w+",
-                    r"criminal (?:groups?|gangs?|associates?)|gangs?|county lines",
-                    r"probation officer|youth offending (?:team|service)",
-                ],
                 description="Experiences of imprisonment; poor resettlement/reintegration; "
                 "previous involvement with criminal groups",
             ),
@@ -200,38 +128,18 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 "influences.associates-with-extremists",
                 "Reason to believe that the young person associates with those known to be "
                 "involved in extremism",
-                [
-                    rf"(?:associat\w+|friends?|mix\w*|hang\w* (?:out|around)|spend\w* time|"
-                    rf"involved|in touch|in contact) with (?:the |a |an |some |other )?"
-                    rf"(?:known |local )?{_EXTREMIST}",
-                    r"known to be involved in extremism",
-                ],
             ),
             _item(
                 _A,
                 "influences.extremist-material",
                 "Possession of distribution of extremist literature/other media material likely "
                 "to incite racial/religious hatred or acts of violence",
-                [
-                    rf"(?:distribut\w+|shar\w+|hand\w* out|post\w*|spread\w*|circulat\w+|"
-                    rf"stick\w*|put\w* up) (?:\w+ ){{0,2}}(?:{_EXTREMIST}|racist|hate|hateful|"
-                    r"antisemitic|anti-semitic|islamophobic) (?:material|literature|leaflets?|"
-                    r"flyers?|stickers?|videos?|content|posts?|memes?|images?|propaganda|music)",
-                    r"hate (?:material|leaflets|stickers|propaganda)",
-                    r"incit\w+ (?:racial |religious )?(?:hatred|violence)",
-                ],
             ),
             _item(
                 _A,
                 "influences.closed-network-groups",
                 "Use of closed network groups via electronic media for the purpose of extremist "
                 "activity",
-                [
-                    r"(?:closed|private|secret|encrypted|invite-only) (?:online |group )?"
-                    r"(?:groups?|chats?|networks?|channels?|servers?|forums?)",
-                    r"(?:telegram|discord) (?:groups?|chats?|servers?|channels?)",
-                    r"4chan|8chan|8kun|dark ?web",
-                ],
             ),
         ),
     ),
@@ -243,114 +151,48 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _E,
                 "experiences.group-rejection",
                 "Experience of peer, social, family or faith group rejection",
-                [
-                    rf"(?:reject\w*|disown\w*|ostraci[sz]\w*|shunned|thrown out|kicked out|"
-                    rf"cut off) by {_HIS}? ?(?:peers|friends|family|parents|community|mosque|"
-                    r"church|temple|gurdwara|synagogue|faith group|classmates)",
-                    r"(?:peer|social|family|faith)(?: group)? rejection",
-                ],
             ),
             _item(
                 _E,
                 "experiences.international-events",
                 "International events in areas of conflict and civil unrest had a personal "
                 "impact on the young person resulting in a noticeable change of behaviour",
-                [
-                    r"international events|areas? of conflict|conflict zones?|war zones?",
-                    r"(?:war|conflict|civil unrest|unrest|atrocit(?:y|ies)|genocide|invasion|"
-                    r"bombing) (?:in|of|over) (?:the )?(?:syria|iraq|gaza|palestine|israel|"
-                    r"ukraine|russia|afghanistan|kashmir|yemen|somalia|libya|sudan|myanmar|"
-                    r"middle east)",
-                ],
             ),
             _item(
                 _E,
                 "experiences.supports-terrorist-attacks",
                 "Verbal or written support of terrorist attacks",
-                [
-                    r"(?:support\w*|prais\w+|celebrat\w+|glorif\w+|admir\w+|approv\w+ of|"
-                    r"cheer\w*|jok\w+ about|laugh\w* about|happy about|pleased about|justif\w+) "
-                    r"(?:for |of )?(?:the |a |an |recent |these |those )*(?:terror\w*|"
-                    r"suicide|mass) (?:attacks?|bombings?|atrocit(?:y|ies)|shootings?)",
-                    r"(?:terror\w*|suicide) (?:attacks?|bombings?) (?:was|were|is|are) "
-                    r"(?:a )?(?:good|justified|deserved|right|brilliant|great)",
-                ],
             ),
             _item(
                 _E,
                 "experiences.hate-crime-victim",
                 "First-hand experience of racial or religious hate crime",
-                [
-                    r"hate crimes?",
-                    r"(?:racially|religiously) (?:motivated|aggravated)",
-                    r"(?:victim|target\w*) of (?:a |an )?(?:racis[mt]|racial\w*|religious\w*|"
-                    r"islamophobi\w+|antisemiti\w+|anti-semiti\w+) ?(?:abuse|attacks?|assault|"
-                    r"harassment|incidents?|comments)?",
-                    r"(?:racist|islamophobic|antisemitic|anti-semitic) (?:abuse|attacks?|assault|"
-                    r"harassment|incidents?) (?:against|towards|on|directed at) (?:him|her|them)",
-                ],
             ),
             _item(
                 _E,
                 "experiences.travel-to-extremist-locations",
                 "Extended periods of travel to international locations known to be associated "
                 "with extremism",
-                [
-                    r"(?:extended|long|prolonged|unexplained|lengthy) (?:periods? of )?"
-                    r"(?:travel|trips?|absences?|stays?) (?:abroad|overseas)",
-                    r"extended periods? of travel",
-                    r"(?:travel\w*|trips?|went|gone|going|flew|fly\w*|been|visit\w*|stay\w*) "
-                    r"(?:back |abroad |overseas )?(?:to|in) (?:syria|iraq|afghanistan|somalia|"
-                    r"yemen|libya|mali|a conflict zone|a war zone)",
-                ],
             ),
             _item(
                 _E,
                 "experiences.fraudulent-identity",
                 "Evidence of fraudulent identity/use of documents to support this",
-                [
-                    r"(?:fake|false|forged|fraudulent|stolen|someone else'?s|counterfeit) "
-                    r"(?:id|ids|identity|identities|identification|passports?|documents?|papers|"
-                    r"driving licen[cs]es?)",
-                    r"(?:us\w+|gave|giving|goes by) (?:a )?(?:false|fake|made-up) "
-                    r"(?:names?|identity|date of birth)",
-                ],
             ),
             _item(
                 _E,
                 "experiences.disadvantage-discrimination",
                 "Experience of disadvantage, discrimination or social exclusion",
-                [
-                    r"social(?:ly)? exclu\w+|disadvantaged?",
-                    r"(?:experienc\w+|fac\w+|suffer\w*|subject\w* to|victim of|target of) "
-                    r"(?:\w+ ){0,2}(?:racism|discrimination|prejudice)",
-                    r"discriminated against",
-                ],
             ),
             _item(
                 _E,
                 "experiences.criminal-history",
                 "History of criminal activity",
-                [
-                    r"criminal (?:records?|history|activit(?:y|ies)|convictions?|past)",
-                    r"(?:previous|previously|prior|past|earlier) (?:convictions?|arrests?|"
-                    r"offen[cs]es?|cautions?)",
-                    r"(?:has been|had been|was|were|been|got) (?:\w+ )?(?:arrested|convicted)",
-                    r"cautioned by (?:the )?police",
-                    r"known to (?:the )?police",
-                ],
             ),
             _item(
                 _E,
                 "experiences.immigration-decision-pending",
                 "Pending a decision on their immigration/national status",
-                [
-                    r"(?:immigration|asylum|visa|leave to remain|residency|refugee|citizenship|"
-                    r"settled) (?:status|claims?|applications?|appeals?|decisions?|cases?|"
-                    r"hearings?)|national status",
-                    r"asylum seekers?|seeking asylum",
-                    r"home office (?:decisions?|interviews?|appeals?|hearings?)",
-                ],
             ),
         ),
     ),
@@ -362,102 +204,42 @@ GROUPS: tuple[IndicatorGroup, ...] = (
                 _C,
                 "critical.extremist-recruiters",
                 "Being in contact with extremist recruiters",
-                [
-                    rf"{_EXTREMIST}\W+(?:\w+\W+){{0,6}}?recruit\w*",
-                    rf"recruit\w*\W+(?:\w+\W+){{0,6}}?{_EXTREMIST}",
-                    r"(?:tried|trying|try|tries|attempt\w*|wants?|wanted) to recruit "
-                    r"(?:him|her|them|me|others|other (?:students|learners|young people))",
-                    r"(?:tried|trying|attempt\w*) to radicali[sz]e",
-                    r"(?:being|been|is|was|were) (?:groomed|radicali[sz]ed) (?:online )?by",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.supports-extremist-causes",
                 "Voicing support for extremist causes or leaders",
-                [
-                    rf"(?:support\w*|prais\w+|admir\w+|glorif\w+|idoli[sz]\w+|fan of|agree\w* "
-                    rf"with|sympathi[sz]\w+ with|talk\w* (?:positively|approvingly) about) "
-                    rf"(?:the |a )?{_EXTREMIST}",
-                    rf"{_EXTREMIST} (?:views|ideology|ideolog\w+|ideas|beliefs|opinions|rhetoric|"
-                    r"comments|remarks|slogans|symbols|songs|causes?|leaders?|salute)",
-                    r"far[- ]right|extreme[- ]right|neo[- ]?nazi\w*|white supremac\w+|"
-                    r"white power|jihadi|jihadis[mt]s?|jihadis|race war|swastikas?|"
-                    r"nazi salute|sieg heil",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.extremist-websites",
                 "Accessing extremist websites, especially those with a social networking element",
-                [
-                    rf"{_EXTREMIST} {_MEDIA}",
-                    rf"{_VIEWING} (?:\w+ ){{0,3}}?(?:{_EXTREMIST}|beheading|execution|"
-                    rf"terror attack) {_MEDIA}",
-                    r"(?:beheading|execution) (?:videos?|clips?|footage)",
-                    r"(?:attack|shooting|massacre) (?:livestreams?|live streams?|videos?|"
-                    r"footage|manifestos?)",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.possesses-extremist-literature",
                 "Possessing extremist literature",
-                [
-                    rf"{_EXTREMIST} (?:literature|books?|leaflets?|pamphlets?|magazines?|"
-                    r"manifestos?|flags?|material|publications?|documents?|manuals?|texts?)",
-                    r"(?:bomb|weapons?|explosives?)[- ]making (?:manuals?|instructions|guides?)",
-                    r"(?:bomb|weapons?|explosives?) (?:manuals?|instructions)",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.justifies-violence",
                 "Justifying the use of violence to solve societal issues",
-                [
-                    r"justif\w+ (?:the |a |an )?(?:use of )?(?:terror\w* )?(?:violence|violent|"
-                    r"killing|killings|attacks?|bombings?|murders?)",
-                    r"violence (?:is|was|would be) (?:justified|necessary|needed|the (?:only )?"
-                    r"(?:answer|way|solution)|acceptable|ok|okay)",
-                    r"(?:attacks?|bombings?|killings?|murders?|shootings?) (?:was|were|is|are) "
-                    r"(?:justified|deserved|necessary)",
-                    rf"(?:kill\w*|shoot\w*|bomb\w*|attack\w*|exterminat\w+|wipe out|wiping out) "
-                    rf"(?:all )?(?:the |those |these )?{_GROUPS_OF_PEOPLE}",
-                    rf"{_GROUPS_OF_PEOPLE} (?:should|deserve to|ought to|need to) "
-                    r"(?:be )?(?:killed|die|shot|bombed|attacked|wiped out|exterminated)",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.joined-extremist-organisation",
                 "Joining extremist organisation",
-                [
-                    rf"(?:join\w*|member\w* of|signed up (?:to|for|with)|pledg\w+ "
-                    rf"(?:allegiance|loyalty) to|swor\w+ allegiance to) (?:an? |the )?"
-                    rf"{_EXTREMIST}",
-                    r"(?:go|going|went|travel\w*|leave|left) (?:abroad |overseas )?"
-                    r"(?:and |to )fight (?:in|for|with)",
-                ],
                 critical=True,
             ),
             _item(
                 _C,
                 "critical.changed-appearance-behaviour",
                 "Significant changes to appearance/behaviour",
-                [
-                    r"(?:sudden|significant|marked|noticeable|big|dramatic|drastic|major|huge) "
-                    r"(?:\w+ ){0,2}?changes? (?:in|to|of) (?:\w+ ){0,2}?(?:appearance|behaviour|"
-                    r"behavior|dress|clothing|attitude|personality|views)",
-                    r"chang\w+ (?:(?:his|her|their) )?(?:appearance|dress|clothing)",
-                    r"chang\w+ (?:his|her|their) (?:look|style|image)",
-                    r"(?:appearance|behaviour|behavior) (?:has )?(?:changed|changing) "
-                    r"(?:significantly|dramatically|suddenly|drastically|a lot|completely)",
-                ],
                 critical=True,
             ),
         ),
@@ -470,82 +252,21 @@ _ORDER: dict[str, int] = {item.key: n for n, item in enumerate(ALL)}
 _GROUP_ORDER: dict[str, int] = {group.name: n for n, group in enumerate(GROUPS)}
 
 
-def _flexible_spaces(pattern: str) -> str:
-    """Let each space in a pattern match any run of whitespace (line breaks included);
-    an optional space (" ?") matches none or any run."""
-    out: list[str] = []
-    in_class = escaped = False
-    n = 0
-    while n < len(pattern):
-        ch = pattern[n]
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == " " and in_class:
-            ch = r"\s"
-        elif ch == " " and pattern[n + 1 : n + 2] == "?":
-            ch = r"\s*"
-            n += 1
-        elif ch == " ":
-            ch = r"\s+"
-        elif ch == "[" and not in_class:
-            in_class = True
-        elif ch == "]" and in_class:
-            in_class = False
-        out.append(ch)
-        n += 1
-    return "".join(out)
-
-
-def _compile(item: Indicator) -> re.Pattern[str]:
-    body = "|".join(f"(?:{_flexible_spaces(p)})" for p in item.patterns)
-    return re.compile(rf"(?<![\w-])(?:{body})(?![\w])", re.IGNORECASE)
-
-
-_COMPILED: tuple[tuple[Indicator, re.Pattern[str]], ...] = tuple(
-    (item, _compile(item)) for item in ALL
-)
-# "There is no evidence that he …", "no concerns about …": only these cancel a match.
-_NEGATION = re.compile(
-    r"\b(?:no (?:concerns?|evidence|signs?|indications?|suggestion|reason to (?:believe|think))|"
-    r"nothing to suggest|not aware of any|there (?:is|was|are|were) no|none of)\b",
-    re.IGNORECASE,
-)
-# Where a clause ends, a negation before it no longer applies ("No concerns about X, but …").
-_CLAUSE_END = re.compile(r"[.!?;\n]\s|\b(?:but|however|although|though|except)\b", re.I)
-
-
 @dataclass(frozen=True)
 class Suggestion:
-    """An indicator suggested from text, with the words that matched (for the DSP to see)."""
+    """An indicator suggested from text, with the words that matched (for the DSP to see)
+    and the knowledge rule and source behind it."""
 
     indicator: Indicator
     matched: str
+    rule: str = ""
+    source: str = ""
 
-
-def _negated(text: str, start: int) -> bool:
-    window = text[max(0, start - 80) : start]
-    ends = list(_CLAUSE_END.finditer(window))
-    if ends:
-        window = window[ends[-1].end() :]
-    return bool(_NEGATION.search(window))
-
-
-def explain(text: str) -> list[Suggestion]:
-    """Suggested indicators, in policy order, each with the first words that matched."""
-    if not text:
-        return []
-    text = text[:MAX_SCAN_CHARS]
-    found: list[Suggestion] = []
-    for item, pattern in _COMPILED:
-        for n, match in enumerate(pattern.finditer(text)):
-            if n >= MAX_MATCHES_TRIED:
-                break
-            if not _negated(text, match.start()):
-                found.append(Suggestion(item, " ".join(match.group(0).split())[:80]))
-                break
-    return found
+    @property
+    def explanation(self) -> str:
+        """ "'bombing the mosque' → Justifying the use of violence …" (quotes the text: only
+        where the words of the concern may be shown)."""
+        return f"'{self.matched}' → {self.indicator.label}"
 
 
 @dataclass(frozen=True)
@@ -553,20 +274,66 @@ class DangerSign:
     """Words suggesting someone may be in immediate danger (a weapon, a time, a target)."""
 
     matched: str
-    reason: str
+    rule: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
 class Assessment:
-    """What the wording of a concern suggests: indicators, and signs of immediate danger."""
+    """What the wording of a concern suggests: indicators (policy order, the first words that
+    suggested each) and signs that someone may be in immediate danger."""
 
     suggestions: list[Suggestion]
     danger: list[DangerSign]
 
+    @property
+    def indicators(self) -> list[Indicator]:
+        return [s.indicator for s in self.suggestions]
+
+
+MAX_DANGER_SIGNS = 3
+
+
+def _check_knowledge() -> None:
+    """Every rule names indicators the policy has (or "danger"): a typo in the data file is
+    an error at start-up naming the rule, not a silently dead rule."""
+    for rule in knowledge().rules:
+        for key in rule.indicators:
+            if key != "danger" and key not in BY_KEY:
+                raise KnowledgeError(
+                    f"{KNOWLEDGE_FILE}: rule {rule.id}: unknown indicator {key!r} "
+                    f"(one of {', '.join(BY_KEY)} or 'danger')"
+                )
+
+
+_check_knowledge()
+
 
 def assess(text: str) -> Assessment:
     """Indicators and immediate-danger signs suggested by the text (the DSP decides)."""
-    return Assessment(explain(text), [])
+    if not text:
+        return Assessment([], [])
+    known = knowledge()
+    first: dict[str, Suggestion] = {}
+    danger: list[DangerSign] = []
+    for finding in known.find(text[:MAX_SCAN_CHARS]):
+        rule = finding.rule
+        source = known.sources.get(rule.source, "")
+        for key in rule.indicators:
+            if key == "danger":
+                if len(danger) < MAX_DANGER_SIGNS and all(
+                    d.matched != finding.matched for d in danger
+                ):
+                    danger.append(DangerSign(finding.matched, rule.id, source))
+            elif key not in first:
+                first[key] = Suggestion(BY_KEY[key], finding.matched, rule.id, source)
+    suggestions = sorted(first.values(), key=lambda s: _ORDER[s.indicator.key])
+    return Assessment(suggestions, danger)
+
+
+def explain(text: str) -> list[Suggestion]:
+    """Suggested indicators, in policy order, each with the first words that matched."""
+    return assess(text).suggestions
 
 
 def suggest_from_text(text: str) -> list[Indicator]:

@@ -33,6 +33,14 @@ def test_every_data_file_in_the_packages_is_declared_package_data() -> None:
             if not any(fnmatch(relative, pattern) for pattern in data.get(package, [])):
                 missing.append(f"{package}/{relative}")
     assert not missing, f"not shipped by pip install: {missing}"
+    # Data beside the code (the triage knowledge file) is declared too.
+    for path in (ROOT / "service").rglob("*"):
+        if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+            continue
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        if not any(fnmatch(path.name, pattern) for pattern in data.get(package, [])):
+            missing.append(path.relative_to(ROOT).as_posix())
+    assert not missing, f"not shipped by pip install: {missing}"
 
 
 def test_the_demo_and_templates_load_from_the_installed_packages() -> None:
@@ -41,6 +49,7 @@ def test_the_demo_and_templates_load_from_the_installed_packages() -> None:
     assert resources.files("config").joinpath("example-local.toml").is_file()
     names = {p.name for p in resources.files("config").joinpath("demo", "mail").iterdir()}
     assert any(n.endswith(".eml") for n in names)
+    assert resources.files("service.triage").joinpath("knowledge.toml").is_file()
     templates = {p.name for p in resources.files("templates").iterdir()}
     for pair in ("alert_summary", "alert_full", "acknowledgement", "quarantine_notice"):
         assert {f"{pair}.html.j2", f"{pair}.txt.j2"} <= templates

@@ -1,0 +1,416 @@
+"""A small phrase matcher over normalised words, driven by the knowledge file.
+
+Why not regular expressions: a few hundred alternations tried at every position of a long
+e-mail cost hundreds of milliseconds in Python's ``re``; here the text is split into words
+once, each word is reduced to a stem (so "bombing", "bombed" and "bombs" are one word, and
+"radicalized" is "radicalised"), and only the rules whose first word occurs are tried.
+
+Pattern language (one string per pattern, words separated by spaces, all within a sentence):
+
+- ``word``           the word in any inflection (``praise`` matches praised, praising, praises)
+- ``a|b|{class}``    any of these; ``{class}`` is any phrase listed under ``[classes]``
+- ``[a|b]``          optional
+- ``..`` / ``...``   up to 3 / up to 8 other words (never a negation such as "not" or "never")
+
+A match is dropped when a negation stands just before it ("would never support …", "doesn't
+think violence is justified") or when its clause opens with "no evidence", "no concerns",
+"nothing to suggest" and the like. A rule marked ``mention = true`` only names something
+(an organisation, a symbol, a video); it is also dropped in a sentence about a lesson, a
+debate, an essay, the news or training, or the sentence after one. Over-alerting is the safe
+side: nothing else cancels a match.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Finding", "Knowledge", "KnowledgeError", "Rule", "load_knowledge", "normalise", "stem"]
+
+# Words, numbers and a few symbols (swastika, runes). Apostrophes stay inside ("didn't").
+_WORDS = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*|[\u5350\u534d\u16a0-\u16ff]")
+# A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single
+# line break is not an end (mail wraps lines); a blank line is.
+_SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
+_GAP = {"..": 3, "...": 8}
+# Endings not stripped from these (they would collide with another word).
+_KEEP = frozenset({"news", "isis", "isil", "this", "bus", "gas", "ss", "has", "was", "is", "as"})
+_VOWELS = set("aeiouy")
+
+
+class KnowledgeError(ValueError):
+    """The knowledge file is malformed; the message names the file, rule and pattern."""
+
+
+def stem(word: str) -> str:
+    """A light, consistent stemmer: one form for a word's inflections and British/American
+    spellings. It need not give real words, only the same one for pattern and text."""
+    w = word.lower().replace("\u2019", "'")
+    if w.endswith("n't") or w == "cannot":
+        return "not"
+    if w.endswith("'ll"):
+        return "will"  # he'll, they'll
+    if "'" in w:
+        w = w.split("'", 1)[0]  # he's, they're, John's
+    if w in _KEEP or not w.isalpha():
+        return w
+    w = w.replace("yze", "yse").replace("ize", "ise").replace("izat", "isat")
+    if w.endswith("iour"):
+        w = w[:-4] + "ior"
+    if len(w) > 4 and w.endswith(("ies", "ied")):
+        w = w[:-3] + "y"
+    elif len(w) > 5 and w.endswith("ing"):
+        w = _undouble(w[:-3])
+    elif len(w) > 4 and w.endswith("ed"):
+        w = _undouble(w[:-2])
+    elif len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        w = w[:-2]
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def _undouble(w: str) -> str:
+    if len(w) > 2 and w[-1] == w[-2] and w[-1] not in _VOWELS and w[-1] not in "lsz":
+        return w[:-1]
+    return w
+
+
+_STEMS: dict[str, str] = {}
+
+
+def _stem_cached(word: str) -> str:
+    if len(_STEMS) > 200_000:  # a hostile text of unique words must not grow this forever
+        _STEMS.clear()
+    _STEMS[word] = result = stem(word)
+    return result
+
+
+def normalise(text: str) -> list[str]:
+    """The stems of a phrase, as patterns and class entries are read."""
+    return [stem(w) for w in _WORDS.findall(text)]
+
+
+@dataclass(frozen=True)
+class _Element:
+    options: tuple[tuple[str, ...], ...] = ()
+    optional: bool = False
+    gap: int = 0
+    # first word → the options starting with it, longest first (a class may hold hundreds)
+    by_first: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    indicators: tuple[str, ...]  # indicator keys, or "danger"
+    source: str  # a key of [sources]
+    mention: bool
+    patterns: tuple[str, ...]
+    needs: tuple[tuple[str, ...], ...] = ()  # one of these phrases must be in the sentence
+    unless: tuple[tuple[str, ...], ...] = ()  # none of these may be in the sentence
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: Rule
+    matched: str  # the words as written, spacing collapsed
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: Rule
+    elements: tuple[_Element, ...]
+    first: tuple[tuple[str, ...], ...]
+
+
+@dataclass
+class Knowledge:
+    """The knowledge file, compiled: rules indexed by the first word they need."""
+
+    sources: dict[str, str]
+    classes: dict[str, tuple[tuple[str, ...], ...]]
+    rules: tuple[Rule, ...]
+    cues: tuple[tuple[str, ...], ...]
+    negators: frozenset[str]
+    negations: tuple[tuple[str, ...], ...]
+    clause_breaks: frozenset[str]
+    index: dict[str, list[_Compiled]] = field(default_factory=dict)
+    cue_first: frozenset[str] = frozenset()
+
+    def find(self, text: str) -> list[Finding]:
+        """Every rule match in the text, in text order (a rule may match more than once)."""
+        found: list[Finding] = []
+        cue_before = False
+        index = self.index
+        for sentence in _SENTENCES.finditer(text):
+            raw = _WORDS.findall(sentence.group())
+            if not raw:
+                continue
+            words = [_STEMS.get(w) or _stem_cached(w) for w in raw]
+            cue: bool | None = None
+            if not index.keys().isdisjoint(words):
+                cue = self._sentence(text, sentence, words, found, cue_before)
+            if cue is None:
+                cue = self._has_cue(words)
+            cue_before = cue
+        return found
+
+    def _sentence(
+        self,
+        text: str,
+        sentence: re.Match[str],
+        words: list[str],
+        found: list[Finding],
+        cue_before: bool,
+    ) -> bool | None:
+        """Match one sentence; returns whether it is about a lesson, the news and the like
+        (None when that was not needed to decide)."""
+        cue: bool | None = None
+        index = self.index
+        end = len(words)
+        for i, word in enumerate(words):
+            candidates = index.get(word)
+            if not candidates:
+                continue
+            for compiled in candidates:
+                stop = _match(compiled.elements, 0, words, i, end, self.negators)
+                if stop is None or stop == i:
+                    continue
+                rule = compiled.rule
+                if rule.needs and not any(_contains(words, p) for p in rule.needs):
+                    continue
+                if rule.unless and any(_contains(words, p) for p in rule.unless):
+                    continue
+                if self._negated(words, i):
+                    continue
+                if rule.mention:
+                    if cue is None:
+                        cue = self._has_cue(words)
+                    if cue or cue_before:
+                        continue
+                spans = [m.span() for m in _WORDS.finditer(sentence.group())]
+                offset = sentence.start()
+                start, finish = spans[i][0] + offset, spans[stop - 1][1] + offset
+                found.append(Finding(rule, " ".join(text[start:finish].split())[:120]))
+        return cue
+
+    def _has_cue(self, words: list[str]) -> bool:
+        present = self.cue_first.intersection(words)
+        return any(_contains(words, p) for p in self.cues if p[0] in present)
+
+    def _negated(self, words: list[str], i: int) -> bool:
+        if any(w in self.negators for w in words[max(0, i - 3) : i]):
+            return True
+        start = 0
+        for n in range(i - 1, -1, -1):
+            if words[n] in self.clause_breaks:
+                start = n + 1
+                break
+        clause = words[start:i]
+        return any(_contains(clause, p) for p in self.negations)
+
+
+def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:
+    first = phrase[0]
+    if len(phrase) == 1:
+        return first in words
+    n = len(phrase)
+    start = 0
+    while True:
+        try:
+            i = words.index(first, start)
+        except ValueError:
+            return False
+        if tuple(words[i : i + n]) == phrase:
+            return True
+        start = i + 1
+
+
+def _match(
+    elements: tuple[_Element, ...],
+    k: int,
+    words: list[str],
+    i: int,
+    end: int,
+    negators: frozenset[str],
+) -> int | None:
+    """Where a match of elements[k:] starting at word i ends (exclusive), or None."""
+    if k == len(elements):
+        return i
+    element = elements[k]
+    if element.gap:
+        j = i
+        limit = min(i + element.gap, end)
+        while True:
+            stop = _match(elements, k + 1, words, j, end, negators)
+            if stop is not None:
+                return stop
+            if j >= limit or words[j] in negators:
+                return None
+            j += 1
+    if i < end:
+        for option in element.by_first.get(words[i], ()):
+            n = len(option)
+            if n > 1 and tuple(words[i : i + n]) != option:
+                continue
+            stop = _match(elements, k + 1, words, i + n, end, negators)
+            if stop is not None:
+                return stop
+    if element.optional:
+        return _match(elements, k + 1, words, i, end, negators)
+    return None
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _compile_pattern(
+    pattern: str, classes: dict[str, tuple[tuple[str, ...], ...]], where: str
+) -> tuple[_Element, ...]:
+    elements: list[_Element] = []
+    for piece in pattern.split():
+        if piece in _GAP:
+            elements.append(_Element(gap=_GAP[piece]))
+            continue
+        optional = piece.startswith("[") and piece.endswith("]")
+        if optional:
+            piece = piece[1:-1]
+        options: list[tuple[str, ...]] = []
+        for alternative in piece.split("|"):
+            if alternative.startswith("{") and alternative.endswith("}"):
+                name = alternative[1:-1]
+                if name not in classes:
+                    raise KnowledgeError(f"{where}: unknown class {{{name}}} in {pattern!r}")
+                options.extend(classes[name])
+            else:
+                words = tuple(normalise(alternative.replace("+", " ")))
+                if not words:
+                    raise KnowledgeError(f"{where}: empty word {alternative!r} in {pattern!r}")
+                options.append(words)
+        # Longest first, so "black sun" is tried before "black".
+        options = sorted(set(options), key=lambda o: -len(o))
+        by_first: dict[str, list[tuple[str, ...]]] = {}
+        for option in options:
+            by_first.setdefault(option[0], []).append(option)
+        elements.append(
+            _Element(
+                options=tuple(options),
+                optional=optional,
+                by_first={k: tuple(v) for k, v in by_first.items()},
+            )
+        )
+    if not elements or elements[0].gap or elements[0].optional:
+        raise KnowledgeError(f"{where}: a pattern must start with a word: {pattern!r}")
+    if elements[-1].gap:
+        raise KnowledgeError(f"{where}: a pattern must end with a word: {pattern!r}")
+    return tuple(elements)
+
+
+def _phrases(values: Any, where: str) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise KnowledgeError(f"{where}: expected a list of phrases")
+    out = []
+    for value in values:
+        words = tuple(normalise(value))
+        if not words:
+            raise KnowledgeError(f"{where}: {value!r} has no words")
+        out.append(words)
+    return tuple(out)
+
+
+def _expand(
+    values: Any, classes: dict[str, tuple[tuple[str, ...], ...]], where: str
+) -> tuple[tuple[str, ...], ...]:
+    """Phrases and {class} names, as a list of phrases."""
+    if not isinstance(values, list):
+        raise KnowledgeError(f"{where}: expected a list")
+    out: list[tuple[str, ...]] = []
+    for value in values:
+        if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+            if value[1:-1] not in classes:
+                raise KnowledgeError(f"{where}: unknown class {value}")
+            out.extend(classes[value[1:-1]])
+        else:
+            out.extend(_phrases([value], where))
+    return tuple(out)
+
+
+def load_knowledge(path: Path) -> Knowledge:
+    """Read and compile a knowledge file; a mistake names the file and the rule."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise KnowledgeError(f"{path}: {err}") from err
+    sources = data.get("sources", {})
+    classes: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for name, spec in data.get("classes", {}).items():
+        values = spec.get("phrases") if isinstance(spec, dict) else spec
+        if isinstance(spec, dict) and spec.get("source") not in sources:
+            raise KnowledgeError(f"{path}: class {name}: unknown source {spec.get('source')!r}")
+        classes[name] = _phrases(values, f"{path}: class {name}")
+    language = data.get("language", {})
+    rules: list[Rule] = []
+    compiled: list[_Compiled] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(data.get("rule", []), 1):
+        rule_id = str(raw.get("id") or f"#{n}")
+        where = f"{path}: rule {rule_id}"
+        if rule_id in seen:
+            raise KnowledgeError(f"{where}: duplicate id")
+        seen.add(rule_id)
+        allowed = {"id", "indicators", "source", "mention", "patterns", "needs", "unless", "note"}
+        unknown = set(raw) - allowed
+        if unknown:
+            raise KnowledgeError(f"{where}: unknown keys {sorted(unknown)}")
+        if raw.get("source") not in sources:
+            raise KnowledgeError(f"{where}: source {raw.get('source')!r} is not in [sources]")
+        indicators = tuple(raw.get("indicators") or ())
+        patterns = tuple(raw.get("patterns") or ())
+        if not indicators or not patterns:
+            raise KnowledgeError(f"{where}: needs indicators and patterns")
+        needs = _expand(raw.get("needs", []), classes, f"{where}: needs")
+        unless = _expand(raw.get("unless", []), classes, f"{where}: unless")
+        rule = Rule(
+            rule_id,
+            indicators,
+            str(raw["source"]),
+            bool(raw.get("mention", False)),
+            patterns,
+            needs,
+            unless,
+            str(raw.get("note", "")),
+        )
+        rules.append(rule)
+        for pattern in patterns:
+            elements = _compile_pattern(pattern, classes, where)
+            compiled.append(_Compiled(rule, elements, elements[0].options))
+    knowledge = Knowledge(
+        sources=dict(sources),
+        classes=classes,
+        rules=tuple(rules),
+        cues=_phrases(language.get("discussion_cues", []), f"{path}: language"),
+        negators=frozenset(w for p in _phrases(language.get("negators", []), "") for w in p),
+        negations=_phrases(language.get("clause_negations", []), f"{path}: language"),
+        clause_breaks=frozenset(
+            w for p in _phrases(language.get("clause_breaks", []), "") for w in p
+        ),
+    )
+    knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
+    for item in compiled:
+        for first in {option[0] for option in item.first}:
+            knowledge.index.setdefault(first, []).append(item)
+    return knowledge
+
+
+def iter_sources(knowledge: Knowledge) -> Iterator[tuple[str, str]]:
+    """(rule id, source text) for every rule: what the docs and tests check."""
+    for rule in knowledge.rules:
+        yield rule.id, knowledge.sources[rule.source]
