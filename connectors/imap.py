@@ -16,11 +16,14 @@ How the queue works (never by the ``\\Seen`` flag: people read the shared mailbo
   UIDVALIDITY and the last UID the consumer has *taken* (saved when the generator resumes after
   a ``yield``), so a crash replays the last message instead of skipping it.
 * A changed UIDVALIDITY (folder re-created, server restored or migrated) means every UID is
-  new: the whole folder is read again. Messages already taken under the old UIDVALIDITY are
-  recognised by their Message-ID (or, without one, a SHA-256 of the bytes) in the
-  ``imap_messages`` ledger table and skipped; the pipeline's own Message-ID check is a second
-  net. ``fetch``/``mark_processed``/``quarantine`` with an old-UIDVALIDITY id find the message
-  by the same fingerprint.
+  new: the whole folder is read again, as on a first run. A message taken under the old
+  UIDVALIDITY and not yet moved out (still being worked on) is recognised by its Message-ID
+  (or, without one, a SHA-256 of the bytes) in the ``imap_messages`` ledger table and left to
+  the intake, which has it under its old id: ``fetch``/``mark_processed``/``quarantine`` with
+  an old-UIDVALIDITY id find the message by the same fingerprint. Every other message is
+  handed on under its new id, copies included (two copies in one scan, a restored copy of a
+  message already in ``Processed``): the intake records those as duplicates and moves them,
+  so nothing stays in the intake folder without a ledger record.
 * ``mark_processed``/``quarantine`` create the folder if missing and use ``UID MOVE`` where the
   server has ``MOVE``, else ``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` (plain ``EXPUNGE``
   without UIDPLUS); the COPY is skipped when the target already holds this very message (same
@@ -418,12 +421,13 @@ class ImapMailbox:
             (self.account, item_id, print_, utcnow().isoformat(timespec="seconds")),
         )
 
-    def _taken(self, item_id: str, validity: int, uid: int) -> None:
+    def _taken(self, item_id: str | None, validity: int, uid: int) -> None:
         with self.ledger.transaction() as db:
-            db.execute(
-                "UPDATE imap_messages SET taken_at = ? WHERE account = ? AND item_id = ?",
-                (utcnow().isoformat(timespec="seconds"), self.account, item_id),
-            )
+            if item_id is not None:
+                db.execute(
+                    "UPDATE imap_messages SET taken_at = ? WHERE account = ? AND item_id = ?",
+                    (utcnow().isoformat(timespec="seconds"), self.account, item_id),
+                )
             db.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
@@ -431,13 +435,12 @@ class ImapMailbox:
                 (self._cursor_key(), f"{validity}:{uid}", utcnow().isoformat(timespec="seconds")),
             )
 
-    def _taken_before(self, print_: str) -> bool:
-        row = self.ledger.db.execute(
-            "SELECT 1 FROM imap_messages WHERE account = ? AND fingerprint = ? "
-            "AND taken_at IS NOT NULL LIMIT 1",
-            (self.account, print_),
-        ).fetchone()
-        return row is not None
+    def _moved_out(self, item_id: str) -> None:
+        self.ledger.db.execute(
+            "UPDATE imap_messages SET moved_at = COALESCE(moved_at, ?) "
+            "WHERE account = ? AND item_id = ?",
+            (utcnow().isoformat(timespec="seconds"), self.account, item_id),
+        )
 
     def _print_of(self, item_id: str) -> str | None:
         row = self.ledger.db.execute(
@@ -465,11 +468,13 @@ class ImapMailbox:
             if cursor is not None:
                 log.warning(
                     "imap: UIDVALIDITY of %s changed; reading the whole folder again "
-                    "(messages already taken are recognised and skipped)",
+                    "(messages still being worked on are recognised; copies of finished ones "
+                    "are handed on and recorded as duplicates)",
                     self.folder,
                 )
             uids = self._run("listing the folder", lambda c: self._checked(c, validity, "ALL"))
-        skipped = 0
+        in_flight = 0
+        renumbered: set[str] = set()
         for uid in uids:
             try:
                 got = self._run(
@@ -485,18 +490,37 @@ class ImapMailbox:
             raw, received = got
             item_id = f"{validity}:{uid}"
             print_ = fingerprint(raw)
-            self._remember(item_id, print_)
-            if rescan and self._taken_before(print_):
-                skipped += 1
-                self._taken(item_id, validity, uid)
+            if rescan and self._in_flight(item_id, print_, validity, renumbered):
+                # Taken before and not yet moved out: the intake has it under its id (which
+                # finds it by fingerprint) and moves it when done. Anything else, copies of
+                # finished messages included, is handed on, so that it leaves with a record.
+                in_flight += 1
+                self._taken(None, validity, uid)
                 continue
+            self._remember(item_id, print_)
             yield InboundItem(item_id=item_id, raw=raw, received_at=received)
             # The consumer has taken the item (it asked for the next): move the cursor.
             self._taken(item_id, validity, uid)
-        if skipped:
-            log.info(
-                "imap: %d message(s) already taken before the UIDVALIDITY change skipped", skipped
-            )
+        if in_flight:
+            log.info("imap: %d message(s) already being worked on left to the intake", in_flight)
+
+    def _in_flight(self, item_id: str, print_: str, validity: int, renumbered: set[str]) -> bool:
+        """Whether the message at ``item_id`` was taken before and is not yet moved out: under
+        this very id, or (after a UIDVALIDITY change) under an older id with its fingerprint,
+        each older id standing for one message of this scan."""
+        rows = self.ledger.db.execute(
+            "SELECT item_id FROM imap_messages WHERE account = ? AND fingerprint = ? "
+            "AND taken_at IS NOT NULL AND moved_at IS NULL ORDER BY rowid",
+            (self.account, print_),
+        ).fetchall()
+        earlier = [str(r[0]) for r in rows]
+        if item_id in earlier:
+            return True
+        for old in earlier:
+            if not old.startswith(f"{validity}:") and old not in renumbered:
+                renumbered.add(old)
+                return True
+        return False
 
     def _checked(self, client: imaplib.IMAP4, validity: int, *criteria: str) -> list[int]:
         if self._select(client, self.folder) != validity:
@@ -585,6 +609,7 @@ class ImapMailbox:
             where = self._locate(client, item_id, [self.folder])
             if where is None:
                 log.info("imap: %s already out of %s", item_id, self.folder)
+                self._moved_out(item_id)
                 return
             _, uid = where
             # A person's \\Deleted on the intake copy would travel along (MOVE and COPY keep
@@ -601,6 +626,7 @@ class ImapMailbox:
                 except imaplib.IMAP4.error:
                     log.info("imap: server refused the %s keyword", keyword)
             self._move(client, uid, target)
+            self._moved_out(item_id)
             log.info("imap: %s %s", item_id, done)
 
         self._run(f"moving {item_id} to {target}", op)
@@ -630,7 +656,11 @@ class ImapMailbox:
 
     def _copied_already(self, client: imaplib.IMAP4, uid: int, target: str) -> bool:
         """Whether ``target`` already holds a copy of intake message ``uid`` (same fingerprint,
-        same bytes, same INTERNALDATE, which COPY keeps). Leaves the intake folder selected."""
+        same bytes, same INTERNALDATE, which COPY keeps). Leaves the intake folder selected.
+
+        A byte-identical copy with the same INTERNALDATE (a backup restored on top of the
+        original) cannot be told from a cut-off COPY of this one, so it is kept once in the
+        target; its ledger record (a duplicate) stays. Only servers without MOVE."""
         got = self._fetch(client, uid)
         if got is None:
             raise imaplib.IMAP4.error(f"message UID {uid} vanished while being moved")

@@ -125,6 +125,15 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX imap_messages_fingerprint ON imap_messages(account, fingerprint);
     """,
+    31: """
+    -- When the mailbox moved the message out of the intake folder (to Processed or Quarantine).
+    -- Taken and not moved means in flight: after a UIDVALIDITY change, a message with its
+    -- fingerprint is that message renumbered; once moved, a copy is a duplicate to record.
+    ALTER TABLE imap_messages ADD COLUMN moved_at TEXT;
+    -- Rows from before: an item the intake has finished was moved out (or found gone).
+    UPDATE imap_messages SET moved_at = taken_at WHERE taken_at IS NOT NULL
+        AND ('mail:' || item_id) IN (SELECT source_key FROM items WHERE state != 'open');
+    """,
     40: """
     -- The case record. Chronology events the service writes, keyed so that each goes to the
     -- register's Chronology table once (tried_at: an append was started, so read the key

@@ -16,6 +16,7 @@ pending (written on a later cycle) while the alert goes out now saying so.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -309,8 +310,9 @@ class Intake:
         except InputError as exc:
             self._quarantine(item.item_id, key, f"could not be read as e-mail: {exc}")
             return
+        identity = mail_identity(parsed.message_id, item.raw)
         if existing is None:
-            if not self.ledger.claim_item(key, "mail", parsed.message_id):
+            if not self.ledger.claim_item(key, "mail", identity):
                 existing = self.ledger.item(key)
             else:
                 self.result.new += 1
@@ -321,13 +323,16 @@ class Intake:
         if kind is not None:
             self._ignore(item.item_id, key, kind, parsed)
             return
-        if parsed.message_id and existing.reference is None:
-            earlier = self.ledger.earlier_with_message_id(parsed.message_id, key)
+        if existing.reference is None:
+            earlier = self.ledger.earlier_with_message_id(identity, key)
             if earlier is not None:
-                self._mark_processed(item.item_id, key)
-                self.ledger.finish(key, ItemState.DUPLICATE, note=f"same Message-ID as {earlier}")
-                self.result.duplicates += 1
-                log.info("duplicate of %s ignored", earlier)
+                # Final only once it has left the intake folder: a failed move parks it and
+                # the next cycle tries again (nothing re-reads a finished item's mail).
+                if self._mark_processed(item.item_id, key):
+                    same = "Message-ID" if parsed.message_id else "bytes"
+                    self.ledger.finish(key, ItemState.DUPLICATE, note=f"same {same} as {earlier}")
+                    self.result.duplicates += 1
+                    log.info("duplicate of %s ignored", earlier)
                 return
         reference = self._reference(key)
         concern = self._concern_from_mail(parsed, item, key, reference)
@@ -873,6 +878,12 @@ class Intake:
             {"area": name, "contacts": [c.model_dump() for c in area.contacts]}
             for name, area in chosen.items()
         ]
+
+
+def mail_identity(message_id: str | None, raw: bytes) -> str:
+    """What makes two mails the same message: the Message-ID, else the bytes' SHA-256 (a copy
+    of a message without one, e.g. from a restored folder, is still recognised)."""
+    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _where(section: object, table: str) -> str:

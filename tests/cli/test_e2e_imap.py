@@ -112,6 +112,36 @@ class Site:
             smtp.login(self.reporter.address, self.reporter.password)
             smtp.send_message(msg)
 
+    def concern_bytes(self, n: int, *, message_id: bool = True, resend: bool = False) -> bytes:
+        msg = EmailMessage()
+        msg["From"] = f"Zoë Teacher <{self.reporter.address}>"
+        msg["To"] = self.intake.address
+        msg["Subject"] = f"Sorge um einen Schüler – Überweisung {n}"
+        if message_id:
+            msg["Message-ID"] = f"<concern.{n}.{self.intake.address}>"
+        msg["Date"] = "Mon, 02 Feb 2026 09:30:00 +0000"
+        msg.set_content(f"A learner said something worrying in class today{'!' if resend else '.'}")
+        return msg.as_bytes()
+
+    def append(self, folder: str, *raws: bytes) -> None:
+        """Put messages straight into a folder (a delivery agent, a restore, a mail loop)."""
+        session = self.servers.imap(self.intake)
+        try:
+            for raw in raws:
+                typ, data = session.append(f'"{folder}"', "", None, raw)
+                assert typ == "OK", data
+        finally:
+            session.logout()
+
+    def new_uidvalidity(self) -> None:
+        status = self.servers.doveadm(
+            "-f", "flow", "mailbox", "status", "-u", self.intake.address, "uidvalidity", "INBOX"
+        )
+        new = int(status.split("=")[1]) + 1000
+        self.servers.doveadm(
+            "mailbox", "update", "--uid-validity", str(new), "-u", self.intake.address, "INBOX"
+        )
+
     def alerts(self) -> list[EmailMessage]:
         return [
             m
@@ -290,3 +320,53 @@ def test_no_password_or_concern_text_reaches_the_output(site: Site) -> None:
         "Sorge",
     ):
         assert secret not in printed, secret
+
+
+def items_line(status: str) -> str:
+    return next(line for line in status.splitlines() if line.startswith("items: "))
+
+
+def test_first_poll_over_a_mailbox_holding_duplicates(site: Site) -> None:
+    """A new mailbox's first batch is read without a cursor: two copies of one message, a resend
+    of it (same Message-ID), two copies of one without a Message-ID and another concern. Each
+    copy leaves the INBOX with a ledger record; one alert and one row per concern."""
+    one, bare = site.concern_bytes(1), site.concern_bytes(2, message_id=False)
+    site.append("INBOX", one, one, site.concern_bytes(1, resend=True), bare, bare)
+    site.append("INBOX", site.concern_bytes(3))
+
+    result = site.cli("poll")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (site.folder_count("INBOX"), site.folder_count("Processed")) == (0, 6)
+    assert len(site.rows()) == 3
+    assert len(site.alerts()) == 3
+    status = site.cli("status").stdout
+    assert items_line(status) == ("items: open 0, done 3, ignored 0, duplicate 3, quarantined 0"), (
+        status
+    )
+
+
+def test_uidvalidity_change_with_duplicates_and_new_mail(site: Site) -> None:
+    """The INBOX is restored from a backup (new UIDVALIDITY) on top of mail already handled:
+    the old messages come back, one of them twice, with new mail. Only the new mail is a new
+    concern; every old copy is recorded as a duplicate and moved, none stays in the INBOX."""
+    old = [site.concern_bytes(1), site.concern_bytes(2, message_id=False)]
+    site.append("INBOX", *old)
+    assert site.cli("poll").returncode == 0
+    assert (site.folder_count("INBOX"), len(site.alerts())) == (0, 2)
+
+    site.append("INBOX", *old, old[0], site.concern_bytes(3))
+    site.new_uidvalidity()
+    rerun = site.cli("poll")
+
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (site.folder_count("INBOX"), site.folder_count("Processed")) == (0, 6)
+    rows = site.rows()
+    assert len(rows) == 3, rows
+    assert len(site.alerts()) == 3  # the first two, then only the new one
+    status = site.cli("status").stdout
+    assert items_line(status) == ("items: open 0, done 3, ignored 0, duplicate 3, quarantined 0"), (
+        status
+    )
+    assert site.cli("poll").returncode == 0  # and nothing comes back
+    assert (site.folder_count("INBOX"), len(site.alerts())) == (0, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ class ImapMailboxHarness:
         self.imap_mailbox = mailbox
         self.mailbox: Mailbox = mailbox
         self._session: imaplib.IMAP4 | None = None
+        self._epoch = int(time.time()) - 86_400
+        self._delivered = 0
 
     @property
     def session(self) -> imaplib.IMAP4:
@@ -80,8 +83,13 @@ class ImapMailboxHarness:
         return self._session
 
     def deliver(self, raw: bytes, folder: str | None = None) -> None:
+        # One second apart, as deliveries are: without MOVE, a byte-identical copy with the
+        # same INTERNALDATE as one already in Processed is taken for an earlier cut-off copy
+        # and kept once (see ImapMailbox._copied_already).
+        self._delivered += 1
+        when = imaplib.Time2Internaldate(self._epoch + self._delivered)
         typ, data = self.session.append(
-            _folder_arg(folder or self.imap_mailbox.folder), "", None, raw
+            _folder_arg(folder or self.imap_mailbox.folder), "", when, raw
         )
         assert typ == "OK", data
 

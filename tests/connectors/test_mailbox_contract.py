@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import email.policy
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
 
+from service.app import App
+from service.config import Config
+from service.ledger import ItemState
+from tests.conftest import Clock
 from tests.connectors.harness import MailboxHarness, parse
 
 
@@ -113,3 +118,80 @@ def test_odd_sizes_arrive_intact(mailbox_harness: MailboxHarness, size: int) -> 
     (item,) = list(mailbox_harness.mailbox.fetch_new())
 
     assert item.raw == raw
+
+
+# ---------------------------------------------------------------------------- copies
+
+
+def copies() -> list[bytes]:
+    """Two byte-identical copies of a message, a resend of it (same Message-ID, other bytes),
+    and two identical copies of a message with no Message-ID: what a mail loop, a person
+    forwarding twice or a restored folder leaves in the intake folder."""
+    first = make_raw("Concern", "A learner said something.", message_id="<dup1@example.org>")
+    resend = make_raw("Concern", "A learner said something!", message_id="<dup1@example.org>")
+    bare = first.replace(b"Message-ID: <dup1@example.org>\r\n", b"").replace(
+        b"Subject: Concern", b"Subject: Another concern"
+    )
+    assert b"Message-ID" not in bare
+    return [first, first, resend, bare, bare]
+
+
+def test_every_copy_is_handed_on_and_leaves_when_marked(mailbox_harness: MailboxHarness) -> None:
+    """On a first read (no cursor yet) every message is handed on, copies included: a backend
+    that kept a copy back left it in the intake folder for good."""
+    for raw in copies():
+        mailbox_harness.deliver(raw)
+
+    items = list(mailbox_harness.mailbox.fetch_new())
+    for item in items:
+        mailbox_harness.mailbox.mark_processed(item.item_id)
+
+    assert sorted(item.raw for item in items) == sorted(copies())
+    assert mailbox_harness.inbox_count() == 0
+    assert mailbox_harness.processed_count() == len(copies())
+
+
+def test_intake_records_every_copy_and_empties_the_inbox(
+    mailbox_harness: MailboxHarness, make_config: Callable[..., Config], clock: Clock
+) -> None:
+    """The pipeline over each backend: one concern per distinct message, every copy moved to
+    Processed with a ledger record (a duplicate), nothing left in the intake folder."""
+    from service.intake import pipeline
+
+    app = _app(mailbox_harness, make_config, clock)
+    for raw in copies():
+        mailbox_harness.deliver(raw)
+    mailbox_harness.deliver(make_raw("Third", "Something else.", message_id="<d3@example.org>"))
+
+    first = pipeline.poll(app)
+    second = pipeline.poll(app)
+
+    assert first.ok and second.ok, first.problems + second.problems
+    assert mailbox_harness.inbox_count() == 0
+    assert mailbox_harness.processed_count() == len(copies()) + 1
+    alerts = [m for m in app.sender().sent if "dsp@example.org" in m.to]  # type: ignore[attr-defined]
+    assert len(alerts) == 3  # the first concern, the one with no Message-ID, the third
+    assert len(app.workbook("register").read_table("Concerns").rows) == 3
+    counts = app.ledger.counts_by_state()
+    assert counts.get(ItemState.DONE) == 3, counts
+    assert set(counts) <= {ItemState.DONE, ItemState.DUPLICATE}, counts
+    # The folder backend names a file by its bytes, so identical copies are one item there.
+    assert counts.get(ItemState.DUPLICATE) in {1, 3}, counts
+    assert second.new == 0 and second.alerts == 0
+
+
+def _app(harness: MailboxHarness, make_config: Callable[..., Config], clock: Clock) -> App:
+    from connectors.memory import MemorySender, MemoryWorkbook
+    from service.cases.register import register_table_spec
+
+    register = MemoryWorkbook()
+    spec = register_table_spec()
+    register.add_table(spec.table, [c.header for c in spec.columns], [])
+    app = App(
+        make_config({"intake": {"forms": None}}),
+        now=clock,
+        mailbox=harness.mailbox,
+        sender=MemorySender(),
+        workbooks={"register": register},
+    )
+    return app
