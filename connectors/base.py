@@ -278,3 +278,22 @@ class CheckResult:
     name: str
     ok: bool
     detail: str = ""
+
+
+@runtime_checkable
+class ProvisionableWorkbook(Protocol):
+    """A workbook backend that can make its file where the config says (``provision``)."""
+
+    def provision(self, specs: Sequence[TableSpec]) -> Iterator[CheckResult]:
+        """Make the file (and the folders on its path) laid out as ``specs`` if it is missing.
+        An existing file is left alone, byte for byte. One line per folder and file."""
+        ...
+
+
+@runtime_checkable
+class ProvisionableMailbox(Protocol):
+    """A mailbox backend that can make the folders it moves mail into (``provision``)."""
+
+    def provision(self) -> Iterator[CheckResult]:
+        """Make the Processed and Quarantine folders if missing. One line per folder."""
+        ...

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from connectors.base import InboundItem
+from connectors.base import CheckResult, InboundItem
 from connectors.files import PRIVATE_DIR, PRIVATE_FILE, fsync_dir, write_atomic
 from service.errors import InputError, PermanentError, TransientError
 
@@ -99,6 +99,11 @@ class FolderMailbox:
         cls, section: FolderMailboxConfig, config: Config, ledger: Ledger | None = None
     ) -> FolderMailbox:
         return cls(section.path, max_message_bytes=config.intake.max_message_bytes)
+
+    def provision(self) -> Iterator[CheckResult]:
+        """``prevent-service provision``: the folders are made when the mailbox is opened."""
+        for folder in (self.path, self.processed_dir, self.quarantine_dir):
+            yield CheckResult(f"folder {folder}", True, "ready")
 
     def _ensure_folders(self) -> None:
         for folder in (self.path, self.processed_dir, self.quarantine_dir):

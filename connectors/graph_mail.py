@@ -384,6 +384,12 @@ class GraphMailbox(_MailboxBase):
             except PreventServiceError as exc:
                 yield CheckResult(f"folder {name}", False, str(exc))
 
+    def provision(self) -> Iterator[CheckResult]:
+        """``prevent-service provision``: Processed and Quarantine, made if missing."""
+        from connectors.graph_provision import provision_mailbox
+
+        return provision_mailbox(self)
+
     def close(self) -> None:
         self.http.close()
 

@@ -883,6 +883,15 @@ class GraphWorkbook:
             log.info("graph: %s is free again", self.name)
         self._locked = False
 
+    # -- provision -----------------------------------------------------------------------
+
+    def provision(self, specs: Sequence[TableSpec]) -> Iterator[CheckResult]:
+        """``prevent-service provision``: the folders and this file, made if missing and never
+        overwritten (``connectors.graph_provision``)."""
+        from connectors.graph_provision import provision_workbook
+
+        return provision_workbook(self, specs)
+
     # -- check ---------------------------------------------------------------------------
 
     def checks(self) -> Iterator[CheckResult]:

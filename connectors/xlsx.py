@@ -57,7 +57,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table as XlTable
 from openpyxl.worksheet.table import TableStyleInfo
 
-from connectors.base import CellUpdate, Formula, Table, TableSpec, UnsavedFormula
+from connectors.base import CellUpdate, CheckResult, Formula, Table, TableSpec, UnsavedFormula
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
 from service.locks import exclusive_lock, holder
@@ -428,6 +428,23 @@ class XlsxWorkbook:
     def create(path: Path, specs: Sequence[TableSpec]) -> None:
         """Lay out a new workbook file (``prevent-service init``); see ``create_workbook``."""
         create_workbook(path, specs)
+
+    def provision(self, specs: Sequence[TableSpec]) -> Iterator[CheckResult]:
+        """``prevent-service provision``: lay the file out as ``init`` does if it is missing;
+        an existing file is left alone."""
+        label = f"workbook {self.path}"
+        if self.path.exists():
+            yield CheckResult(label, True, "left alone: the file exists and is never overwritten")
+            return
+        try:
+            self.path.parent.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
+            create_workbook(self.path, specs, tz=self.tz)
+        except (OSError, PermanentError) as exc:
+            yield CheckResult(label, False, str(exc))
+            return
+        yield CheckResult(
+            label, True, f"created, with table(s) {', '.join(s.table for s in specs)}"
+        )
 
     # -- Workbook protocol ---------------------------------------------------------------
 

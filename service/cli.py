@@ -29,6 +29,7 @@ from service import __version__
 from service.errors import ConfigError, PreventServiceError
 
 if TYPE_CHECKING:
+    from connectors.base import CheckResult
     from service.app import App
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_CONFIG, EXIT_ERROR = 0, 1, 2, 3, 4
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="check the config and every capability the service needs"
     )
     p.add_argument("--send-test", action="store_true", help="also send a test e-mail to the admin")
+
+    sub.add_parser(
+        "provision",
+        parents=[common],
+        help="make the configured folders and workbooks (Microsoft 365: SharePoint and the "
+        "mailbox's Processed/Quarantine) where missing, never overwriting; then check",
+    )
 
     sub.add_parser("poll", parents=[common], help="run one intake cycle, then exit")
     sub.add_parser(
@@ -179,12 +187,13 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config or os.environ.get("PREVENT_SERVICE_CONFIG") or DEFAULT_CONFIG)
 
 
-def _app(args: argparse.Namespace) -> App:
+def _app(args: argparse.Namespace, *, files_must_exist: bool = True) -> App:
     from service.app import App
     from service.config import check_files, load_config
 
     config = load_config(_config_path(args))
-    check_files(config)
+    if files_must_exist:
+        check_files(config)
     return App(config)
 
 
@@ -217,13 +226,33 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         results = run_checks(app, send_test=args.send_test)
     finally:
         app.close()
+    return EXIT_OK if _print_results(results, out) == 0 else EXIT_ATTENTION
+
+
+def _print_results(results: Sequence[CheckResult], out: TextIO) -> int:
+    """One line per result (``ok``/``FAIL``, name, detail), then the counts; the failures."""
     width = max((len(r.name) for r in results), default=0)
     for result in results:
         mark = "ok  " if result.ok else "FAIL"
         print(f"{mark} {result.name.ljust(width)}  {result.detail}", file=out)
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} ok, {failed} failed", file=out)
-    return EXIT_OK if failed == 0 else EXIT_ATTENTION
+    return failed
+
+
+def cmd_provision(args: argparse.Namespace, out: TextIO) -> int:
+    from service.admin.checks import run_checks
+    from service.admin.provision import run_provision
+
+    app = _app(args, files_must_exist=False)  # making missing files is the point
+    try:
+        print("provision:", file=out)
+        made = _print_results(run_provision(app), out)
+        print("check:", file=out)
+        checked = _print_results(run_checks(app), out)
+    finally:
+        app.close()
+    return EXIT_OK if made == 0 and checked == 0 else EXIT_ATTENTION
 
 
 def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
@@ -347,6 +376,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "init": cmd_init,
     "check": cmd_check,
+    "provision": cmd_provision,
     "poll": cmd_poll,
     "run": cmd_run,
     "status": cmd_status,

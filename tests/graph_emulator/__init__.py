@@ -52,6 +52,9 @@ Behaviour worth knowing:
   answers 410 {"error": {"code": "syncStateNotFound", "innerError": {"code": "SyncStateNotFound"}}}.
   DELETE on a message moves it to Deleted Items (same immutable id); DELETE there, or
   POST …/permanentDelete, puts it out of reach (404 ErrorItemNotFound).
+- Folders: POST …/children {"name", "folder": {}, "@microsoft.graph.conflictBehavior"} (body
+  or URL; "fail" by default here) -> 201, or 409 nameAlreadyExists (+). PUT …:/name:/content
+  ?@microsoft.graph.conflictBehavior=fail on an existing file -> 409 nameAlreadyExists.
 - Files: content GETs answer 302 to `{url}/_download/{token}` (no bearer needed). Uploads honour
   If-Match / If-None-Match (412 resourceModified) and locks (423); an upload session re-checks
   its If-Match when the last chunk arrives.

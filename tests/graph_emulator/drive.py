@@ -443,6 +443,9 @@ class DriveService:
         if req.method == "PUT" and lower == "/content":
             self._require(req, site, write=True)
             return self._put_content(req, drive, base, rel, item)
+        if req.method == "POST" and lower == "/children":
+            self._require(req, site, write=True)
+            return self._create_child(req, drive, self._existing(item))
         if req.method == "POST" and lower == "/createuploadsession":
             self._require(req, site, write=True)
             return self._create_upload_session(req, drive, base, rel, item)
@@ -514,6 +517,47 @@ class DriveService:
         parent, name = self._ensure_parent(drive, base, rel)
         created = Item(_item_id(), name, parent.id, False, req.body)
         drive.items[created.id] = created
+        return json_response(201, self.render_item(drive, created, req.base_url))
+
+    def _create_child(self, req: Request, drive: Drive, parent: Item) -> Response:
+        """POST …/items/{parent-id}/children (or …/root:/path:/children) {"name": "Registers",
+        "folder": {}, "@microsoft.graph.conflictBehavior": "fail"} -> 201 driveItem
+        (api/driveitem-post-children). The conflict behaviour may also come in the URL. A name
+        already under the parent: with "fail" (taken as the default here) 409
+        {"error": {"code": "nameAlreadyExists", "message": "Name already exists"}}; with
+        "replace" an existing folder is kept as it is and returned (200), as reported for
+        SharePoint; with "rename" the new folder is "Name 1", "Name 2", …"""
+        body = req.json_object()
+        if not parent.is_folder:
+            raise GraphError(400, "invalidRequest", "The parent item is not a folder.")
+        name = str(body.get("name") or "").strip()
+        if not name or any(c in name for c in '"*:<>?/\\|'):
+            raise GraphError(400, "invalidRequest", "Invalid request: the name is not valid.")
+        if "folder" not in body:
+            # Graph documents folders (and remote items) here; files go up with PUT …/content.
+            raise GraphError(400, "invalidRequest", "Emulator: only folders are created here.")
+        conflict = str(
+            req.query.get("@microsoft.graph.conflictBehavior")
+            or body.get("@microsoft.graph.conflictBehavior")
+            or "fail"
+        ).lower()
+        if conflict not in ("fail", "replace", "rename"):
+            raise GraphError(400, "invalidRequest", f"Invalid conflictBehavior '{conflict}'.")
+        existing = drive.child(parent.id, name)
+        if existing is not None:
+            if conflict == "fail":
+                raise GraphError(409, "nameAlreadyExists", "Name already exists")
+            if conflict == "replace":
+                if not existing.is_folder:
+                    raise GraphError(409, "nameAlreadyExists", "Name already exists")
+                return json_response(200, self.render_item(drive, existing, req.base_url))
+            number = 1
+            while drive.child(parent.id, f"{name} {number}") is not None:
+                number += 1
+            name = f"{name} {number}"
+        created = Item(_item_id(), name, parent.id, True)
+        drive.items[created.id] = created
+        parent.version += 1  # a folder's eTag changes with its children
         return json_response(201, self.render_item(drive, created, req.base_url))
 
     def _create_upload_session(

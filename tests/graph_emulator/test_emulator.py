@@ -802,3 +802,61 @@ def test_o365_reads_a_workbook(graph: GraphEmulator) -> None:
     out = io.BytesIO()
     assert item.download(output=out)
     assert openpyxl.load_workbook(out)["Register"].tables["Concerns"].ref == "A1:C3"
+
+
+def test_folders_are_created_under_a_parent_and_a_taken_name_fails(
+    client: Client, graph: GraphEmulator
+) -> None:
+    graph.add_site(HOST, SITE)
+    site = client.get(f"/sites/{HOST}:{SITE}:").json()
+    drive = f"/sites/{site['id']}/drive"
+    body = {"name": "Registers", "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
+    made = client.post(f"{drive}/root/children", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "Registers" and "folder" in made.json()
+    assert_envelope(client.post(f"{drive}/root/children", json=body), 409, "nameAlreadyExists")
+    # Under a folder by id, and by path; "rename" and "replace" as documented.
+    inner = client.post(
+        f"{drive}/items/{made.json()['id']}/children", json={"name": "A", "folder": {}}
+    )
+    assert inner.status_code == 201
+    by_path = client.post(
+        f"{drive}/root:/Registers:/children",
+        json={"name": "A", "folder": {}, "@microsoft.graph.conflictBehavior": "rename"},
+    )
+    assert by_path.status_code == 201 and by_path.json()["name"] == "A 1"
+    kept = client.post(
+        f"{drive}/root:/Registers:/children",
+        params={"@microsoft.graph.conflictBehavior": "replace"},
+        json={"name": "A", "folder": {}},
+    )
+    assert kept.status_code == 200 and kept.json()["id"] == inner.json()["id"]
+    assert_envelope(client.post(f"{drive}/root:/Nowhere:/children", json=body), 404, "itemNotFound")
+
+
+def test_put_content_with_conflict_behaviour_fail_leaves_a_file_alone(
+    client: Client, graph: GraphEmulator, files: str
+) -> None:
+    site = client.get(f"/sites/{HOST}:{SITE}:").json()
+    before = graph.get_file(HOST, SITE, REGISTER)
+    taken = client.put(
+        f"/sites/{site['id']}/drive/root:{REGISTER}:/content",
+        params={"@microsoft.graph.conflictBehavior": "fail"},
+        data=b"new bytes",
+    )
+    assert_envelope(taken, 409, "nameAlreadyExists")
+    assert graph.get_file(HOST, SITE, REGISTER) == before
+
+
+def test_creating_folders_needs_a_write_grant(graph: GraphEmulator) -> None:
+    graph.add_app(CLIENT_ID, secret=SECRET, grant_all_sites=False)
+    graph.add_site(HOST, SITE)
+    graph.grant_site(CLIENT_ID, HOST, SITE, "read")
+    client = Client(graph, token_for(graph))
+    site = client.get(f"/sites/{HOST}:{SITE}:").json()
+    body = {"name": "Registers", "folder": {}}
+    assert_envelope(
+        client.post(f"/sites/{site['id']}/drive/root/children", json=body), 403, "accessDenied"
+    )
+    graph.grant_site(CLIENT_ID, HOST, SITE, "write")
+    assert client.post(f"/sites/{site['id']}/drive/root/children", json=body).status_code == 201
