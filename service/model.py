@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from service.indicators import Indicator, describe, groups_of, is_critical
+from service.indicators import DangerSign, Indicator, Suggestion, describe, groups_of, is_critical
 
 Source = Literal["E-mail", "Form"]
 
@@ -41,26 +41,65 @@ class Concern:
     link: str = ""
     message_id: str | None = None
     notes: tuple[str, ...] = field(default=())  # content-free remarks (truncated, defects)
+    # What the wording suggests, with the words that suggested it (service.indicators.assess):
+    # for e-mail the same indicators as above; for a Form, what its free-text answers add.
+    suggestions: tuple[Suggestion, ...] = ()
+    danger_signs: tuple[DangerSign, ...] = ()
+
+    @property
+    def _added(self) -> list[Indicator]:
+        """Indicators only the wording suggests (a Form's free text beyond what was ticked)."""
+        have = {i.key for i in self.indicators}
+        return [s.indicator for s in self.suggestions if s.indicator.key not in have]
 
     @property
     def critical(self) -> bool:
-        """Any "more critical risk factor" — even one only suggested — or a reporter's
-        "yes, someone is in immediate danger": over-alerting is the safe side."""
-        return is_critical(self.indicators) or _is_yes(self.immediate_danger)
+        """Any "more critical risk factor" — even one only suggested — or immediate danger,
+        reported or suggested by the wording: over-alerting is the safe side."""
+        return (
+            is_critical(self.indicators)
+            or is_critical(self._added)
+            or _is_yes(self.immediate_danger)
+            or bool(self.danger_signs)
+        )
 
     @property
     def indicator_groups(self) -> list[str]:
-        return groups_of(self.indicators)
+        return groups_of([*self.indicators, *self._added])
 
     @property
     def indicators_text(self) -> str:
-        text = describe(self.indicators, suggested=self.indicators_suggested)
-        if self.unknown_indicators:
-            extra = "; ".join(self.unknown_indicators)
-            text = (
-                f"{text}\nOther (as answered): {extra}" if text else f"Other (as answered): {extra}"
+        """The register cell: reported/suggested indicators, what the wording added, and
+        which words suggested which indicator (the register holds the account already)."""
+        lines = [describe(self.indicators, suggested=self.indicators_suggested)]
+        if self._added:
+            lines.append(
+                describe(self._added, suggested=True).replace(
+                    "Suggested from e-mail text", "Suggested from the answers' wording", 1
+                )
             )
-        return text
+        if self.unknown_indicators:
+            lines.append(f"Other (as answered): {'; '.join(self.unknown_indicators)}")
+        why = self.suggested_from
+        if why:
+            lines.append("Suggested from: " + "; ".join(why))
+        return "\n".join(line for line in lines if line)
+
+    @property
+    def suggested_from(self) -> list[str]:
+        """"'bombing the mosque' → Justifying the use of violence …", one per suggestion.
+        Quotes the concern's words: for the register and alert_detail = "full" only."""
+        why = [s.explanation for s in self.suggestions]
+        why += [f"'{d.matched}' → someone may be in immediate danger" for d in self.danger_signs]
+        return why
+
+    @property
+    def suggested_names(self) -> list[str]:
+        """What the wording suggested, by name only (never the words): safe for any alert."""
+        names = [s.indicator.label for s in self.suggestions]
+        if self.danger_signs:
+            names.append("Someone may be in immediate danger")
+        return names
 
     @property
     def critical_text(self) -> str:
@@ -68,7 +107,11 @@ class Concern:
             return "No"
         if _is_yes(self.immediate_danger):
             return "Yes – immediate danger reported"
-        return "Suggested – please check" if self.indicators_suggested else "Yes"
+        if self.danger_signs:
+            return "Suggested – the wording suggests immediate danger; please check"
+        if is_critical(self.indicators) and not self.indicators_suggested:
+            return "Yes"
+        return "Suggested – please check"
 
     @property
     def critical_reason(self) -> str:
@@ -76,9 +119,15 @@ class Concern:
         reasons = []
         if _is_yes(self.immediate_danger):
             reasons.append("the reporter says someone is in immediate danger")
+        elif self.danger_signs:
+            reasons.append("its wording suggests someone may be in immediate danger")
         if is_critical(self.indicators):
             how = " (suggested from its wording)" if self.indicators_suggested else ""
             reasons.append(f"it matches one of the policy's more critical risk factors{how}")
+        elif is_critical(self._added):
+            reasons.append(
+                "its wording suggests one of the policy's more critical risk factors"
+            )
         return (" and ".join(reasons).capitalize() + ".") if reasons else ""
 
     @property

@@ -126,6 +126,19 @@ def _answer(value: Any, tz: ZoneInfo, field_name: str = "") -> str:
     return as_text(value)
 
 
+# Answers written in the reporter's own words, scanned for indicators like an e-mail's text.
+# Names, references, dates and the area are not: they are no account of what happened.
+FREE_TEXT_FIELDS = ("account", "immediate_action", "immediate_danger", "others_told")
+
+
+def free_text(answers: dict[str, str], unknown_options: list[str] | tuple[str, ...] = ()) -> str:
+    """The free-text answers (and any "Other" typed under the indicators question), one
+    paragraph each so that no phrase is read across two answers."""
+    parts = [answers.get(name, "") for name in FREE_TEXT_FIELDS]
+    parts += list(unknown_options)
+    return "\n\n".join(part for part in parts if part and part.strip())
+
+
 def forms_table_spec(
     rows: tuple[tuple[Any, ...], ...] = (), columns: dict[str, str] | None = None
 ) -> TableSpec:

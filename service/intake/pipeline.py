@@ -37,8 +37,8 @@ from service.errors import (
     PreventServiceError,
     TransientError,
 )
-from service.indicators import from_form_answer, suggest_from_text
-from service.intake.forms import FormResponse, new_responses
+from service.indicators import assess, from_form_answer
+from service.intake.forms import FormResponse, free_text, new_responses
 from service.intake.mailparse import ParsedMail, classify, parse_message
 from service.ledger import ItemRow, ItemState, Ledger
 from service.ledger import iso as _iso
@@ -520,7 +520,7 @@ class Intake:
         account = text
         if len(parsed.text) > MAX_CELL or parsed.text_truncated:
             account += "\n[… truncated – see the original message]"
-        indicators = suggest_from_text(f"{parsed.subject}\n{parsed.text}")
+        triage = assess(f"{parsed.subject}\n\n{parsed.text}")
         follow_up = _follow_up_of(parsed.subject, self.config.organisation.reference_prefix)
         summary = parsed.subject or "(no subject)"
         if follow_up and follow_up != reference:
@@ -534,8 +534,10 @@ class Intake:
             reporter_email=parsed.from_address,
             summary=summary[:500],
             account=account,
-            indicators=tuple(indicators),
+            indicators=tuple(triage.indicators),
             indicators_suggested=True,
+            suggestions=tuple(triage.suggestions),
+            danger_signs=tuple(triage.danger),
             occurred_at=_local(parsed.date, self.config.organisation.tz),
             attachments=tuple(a.filename for a in parsed.attachments),
             link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
@@ -546,6 +548,7 @@ class Intake:
     def _concern_from_form(self, response: FormResponse, key: str, reference: str) -> Concern:
         answers = response.answers
         indicators, unknown = from_form_answer(answers.get("indicators"))
+        triage = assess(free_text(answers, unknown))  # typed words count as in an e-mail
         account = answers.get("account", "")
         return Concern(
             source_key=key,
@@ -560,6 +563,8 @@ class Intake:
             indicators=tuple(indicators),
             indicators_suggested=False,
             unknown_indicators=tuple(unknown),
+            suggestions=tuple(triage.suggestions),
+            danger_signs=tuple(triage.danger),
             person_of_concern=answers.get("person_of_concern", ""),
             learner_ref=answers.get("learner_ref", ""),
             dob_or_age=answers.get("dob_or_age", ""),

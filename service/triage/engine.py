@@ -40,6 +40,7 @@ _GAP = {"..": 3, "...": 8}
 # Endings not stripped from these (they would collide with another word).
 _KEEP = frozenset({"news", "isis", "isil", "this", "bus", "gas", "ss", "has", "was", "is", "as"})
 _VOWELS = set("aeiouy")
+_AMERICAN_Z = re.compile(r"([iy])z(?=(?:e|ed|es|ing|ation|ations|er|ers)$)")
 
 
 class KnowledgeError(ValueError):
@@ -58,7 +59,7 @@ def stem(word: str) -> str:
         w = w.split("'", 1)[0]  # he's, they're, John's
     if w in _KEEP or not w.isalpha():
         return w
-    w = w.replace("yze", "yse").replace("ize", "ise").replace("izat", "isat")
+    w = _AMERICAN_Z.sub(r"\1s", w)  # radicalize, radicalizing, organization
     if w.endswith("iour"):
         w = w[:-4] + "ior"
     if len(w) > 4 and w.endswith(("ies", "ied")):

@@ -1,0 +1,212 @@
+"""The triage matcher and its knowledge file: inflections, phrases across words, negation,
+discussion context, immediate danger, explanations, and clear errors for bad data.
+
+Inputs are invented here and are not taken from bench/triage/ (the evaluation set).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.indicators import BY_KEY, assess, suggest_from_text
+from service.triage import KNOWLEDGE_FILE, KnowledgeError, knowledge
+from service.triage.engine import load_knowledge, normalise, stem
+
+
+def keys(text: str) -> set[str]:
+    return {i.key for i in suggest_from_text(text)}
+
+
+def critical(text: str) -> bool:
+    return any(i.critical for i in suggest_from_text(text))
+
+
+# ---------------------------------------------------------------------------- the words
+
+
+@pytest.mark.parametrize(
+    "forms",
+    [
+        ("bomb", "bombs", "bombed", "bombing"),
+        ("praise", "praised", "praises", "praising"),
+        ("radicalise", "radicalised", "radicalized", "radicalising", "radicalizing"),
+        ("stab", "stabbed", "stabbing", "stabs"),
+        ("glorify", "glorified", "glorifies"),
+        ("behaviour", "behavior"),
+        ("didn't", "doesn't", "won't", "not"),
+    ],
+)
+def test_inflections_and_spellings_share_one_stem(forms: tuple[str, ...]) -> None:
+    assert len({stem(f) for f in forms}) == 1
+
+
+def test_a_word_is_never_matched_inside_another() -> None:
+    assert not critical("The isisfan account and a crisisvideo were spam.")
+    assert normalise("far-right") == ["far", "right"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Morgan reckons the bomber who blew up the arena was an absolute legend.",
+        "Morgan keeps praising the Buffalo shooter in the group chat.",
+        "Morgan said the only language the government understands is bombing.",
+        "Morgan told me he wants to travel to Syria to fight for Islamic State.",
+        "Morgan has a Wolfsangel patch sewn on his coat.",
+        "Morgan has been SHARING Sonnenkrieg Division posts on his story.",
+        "Morgan said Jews deserve to be wiped out.",
+    ],
+)
+def test_phrases_in_staff_words_suggest_a_critical_factor(text: str) -> None:
+    assert critical(text), text
+
+
+def test_copycat_words_need_an_attack_in_the_sentence() -> None:
+    assert critical(
+        "She said the driver who ran over those people was brave and others should do the same."
+    )
+    assert not critical("She said her sister passed the exam and she wants to do the same.")
+
+
+# ---------------------------------------------------------------------------- negation, context
+
+
+def test_a_negation_just_before_cancels_and_a_later_mention_counts() -> None:
+    assert not critical("Morgan would never support Islamic State.")
+    assert not critical("Morgan doesn't think violence is ever justified.")
+    assert not critical("He said violence is never the answer.")  # a gap never skips "never"
+    assert critical("Morgan would never say so to staff, but he supports Islamic State.")
+
+
+def test_no_evidence_opening_the_clause_cancels_until_the_clause_ends() -> None:
+    assert not critical("There is no evidence that Morgan supports Islamic State.")
+    assert critical("No concerns about attendance, but Morgan praised the Manchester bomber.")
+
+
+def test_a_lesson_or_the_news_mutes_mere_mentions_but_never_a_stance() -> None:
+    assert not critical("In citizenship we looked at Sonnenrad and Totenkopf imagery online.")
+    assert not critical("We discussed the news. Sonnenrad flags were seen at the rally.")
+    assert critical("In the lesson Morgan said the Christchurch gunman was a hero.")
+    assert critical("Morgan has a Sonnenrad tattoo on his arm.")
+
+
+# ---------------------------------------------------------------------------- immediate danger
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Learner is carrying a machete in his coat.",
+        "He said he is going to shoot up the mosque on Friday.",
+        "She says she will burn down the asylum hotel tonight.",
+        "He has booked a flight for Thursday and will cross into Syria to join them.",
+        "She told her friend she has taken tablets and wants to end it all.",
+    ],
+)
+def test_immediate_danger_from_the_words(text: str) -> None:
+    assert assess(text).danger, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Catering learners were shown how to sharpen a chef's knife safely.",
+        "He said he will kill it in the exam tomorrow.",
+        "We read an article about knife crime in the city.",
+        "She is going to Sudan next week to visit her grandmother.",
+    ],
+)
+def test_no_danger_from_ordinary_words(text: str) -> None:
+    assert not assess(text).danger, text
+
+
+# ---------------------------------------------------------------------------- explanations
+
+
+def test_each_suggestion_says_which_words_and_which_rule_and_source() -> None:
+    result = assess("Yesterday Jamie said that\nthe Christchurch gunman was a hero, word for word.")
+    [first] = [s for s in result.suggestions if s.indicator.critical]
+    assert first.matched == "Christchurch gunman was a hero"
+    assert first.explanation == f"'Christchurch gunman was a hero' → {first.indicator.label}"
+    assert first.rule in {r.id for r in knowledge().rules} and first.source
+
+
+def test_a_blank_line_ends_a_phrase_but_a_wrapped_line_does_not() -> None:
+    assert critical("He praised Islamic\nState.")
+    assert not critical("He praised\n\nIslamic State was on the news.")
+
+
+# ---------------------------------------------------------------------------- the data
+
+
+def test_every_rule_and_class_names_a_source_and_real_indicators() -> None:
+    known = knowledge()
+    assert {r.source for r in known.rules} <= set(known.sources)
+    named = {k for r in known.rules for k in r.indicators}
+    assert named - {"danger"} <= set(BY_KEY) and "danger" in named
+    assert all(text.strip() for text in known.sources.values())
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "knowledge.toml"
+    path.write_text(
+        '[sources]\ns = "a source"\n[classes]\nc = { source = "s", phrases = ["x y"] }\n' + body
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = ["a {nope}"]',
+            "unknown class {nope}",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "t"\npatterns = ["a"]',
+            "source 't' is not in [sources]",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = [".. a"]',
+            "must start with a word",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = ["a .."]',
+            "must end with a word",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npattern = ["a"]',
+            "unknown keys ['pattern']",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = ["a"]\nneeds = ["{zz}"]',
+            "unknown class {zz}",
+        ),
+    ],
+)
+def test_a_mistake_in_the_knowledge_file_names_the_file_and_rule(
+    tmp_path: Path, rule: str, message: str
+) -> None:
+    path = write(tmp_path, f"[[rule]]\n{rule}\n")
+    with pytest.raises(KnowledgeError, match="rule r") as err:
+        load_knowledge(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_small_knowledge_file_works_end_to_end(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[language]\nnegators = ["not"]\ndiscussion_cues = ["lesson"]\n'
+        '[[rule]]\nid = "r"\nindicators = ["danger"]\nsource = "s"\nmention = true\n'
+        'patterns = ["{c} .. z"]\n',
+    )
+    known = load_knowledge(path)
+    assert [f.matched for f in known.find("Then X Y did Z.")] == ["X Y did Z"]
+    assert known.find("Then not X Y did Z.") == []
+    assert known.find("In the lesson X Y did Z.") == []
+
+
+def test_the_shipped_file_is_the_package_data_file() -> None:
+    assert KNOWLEDGE_FILE.name == "knowledge.toml" and KNOWLEDGE_FILE.is_file()
