@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.indicators import GROUPS, assess
+from service.indicators import GROUPS, MAX_SCAN_CHARS, assess
 
 HERE = Path(__file__).resolve().parent / "triage"
 PARTS = {"tuning": HERE / "tuning.toml", "heldout": HERE / "heldout.toml"}
@@ -107,14 +107,19 @@ def timing(runs: int) -> None:
     )
     body = (sentence * (5_000_000 // len(sentence) + 1))[:5_000_000]
     body += " He said the Christchurch shooter was a hero."
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         assess(body)
-        times.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    # CPU time is this process's own work; wall time also counts waiting for a core on a
+    # shared machine. Both are printed; the budget is 100 ms.
     print(
-        f"\nscan of a 5 MB body: median {statistics.median(times) * 1000:.1f} ms "
-        f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, {runs} runs)"
+        f"\nscan of a 5 MB body (the first {MAX_SCAN_CHARS:,} characters are read): "
+        f"median {statistics.median(wall) * 1000:.1f} ms wall "
+        f"(min {min(wall) * 1000:.1f}, max {max(wall) * 1000:.1f}), "
+        f"median {statistics.median(cpu) * 1000:.1f} ms CPU, {runs} runs"
     )
 
 

@@ -62,6 +62,8 @@ def stem(word: str) -> str:
     w = _AMERICAN_Z.sub(r"\1s", w)  # radicalize, radicalizing, organization
     if w.endswith("iour"):
         w = w[:-4] + "ior"
+    if len(w) > 6 and w.endswith(("ings", "ings")):
+        w = w[:-1]  # "bombings" as "bombing", then as "bomb"
     if len(w) > 4 and w.endswith(("ies", "ied")):
         w = w[:-3] + "y"
     elif len(w) > 5 and w.endswith("ing"):
