@@ -77,10 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "run", parents=[common], help="run the worker: intake, reminders, escalation, digests"
     )
-    sub.add_parser(
+    p = sub.add_parser(
         "status",
         parents=[common],
-        help="last cycle, counts per state, pending and quarantined items",
+        help="last cycle, current problems, pending and quarantined items",
+    )
+    p.add_argument(
+        "--quarantine-read",
+        metavar="KEY",
+        help="record that a person has dealt with a quarantined item (its key, or 'all')",
     )
 
     p = sub.add_parser(
@@ -312,10 +317,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from service.admin.status import status_report
+    from service.admin.status import mark_quarantine_read, status_report
 
     app = _app(args)
     try:
+        if args.quarantine_read:
+            marked = mark_quarantine_read(app, args.quarantine_read)
+            print(f"{marked} quarantined item(s) marked as read", file=out)
         healthy, lines = status_report(app)
     finally:
         app.close()

@@ -7,9 +7,10 @@ import logging
 from datetime import datetime, timedelta
 
 from connectors import SENDERS, backend_class
+from service.admin.problems import advice, intake_problems
 from service.app import App
-from service.errors import PreventServiceError
-from service.ledger import ItemState
+from service.errors import InputError, PreventServiceError
+from service.ledger import ItemRow, ItemState
 
 log = logging.getLogger("prevent_service.status")
 
@@ -73,6 +74,39 @@ def _age(when: str | None, now: datetime) -> str:
     return f"{seconds // 86400} days ago"
 
 
+def _when(iso: str, app: App) -> str:
+    """A local time a person reads, and how long ago."""
+    at = datetime.fromisoformat(iso).astimezone(app.config.organisation.tz)
+    return f"{at:%d/%m/%Y %H:%M} ({_age(iso, app.now())})"
+
+
+_READ = "quarantine.read:"  # kv key prefix: when a person said they had dealt with the item
+
+
+def quarantine_waiting(app: App) -> list[ItemRow]:
+    """Quarantined items nobody has yet said they read."""
+    return [
+        row
+        for row in app.ledger.items_in_state(ItemState.QUARANTINED)
+        if app.ledger.get(_READ + row.source_key) is None
+    ]
+
+
+def mark_quarantine_read(app: App, key: str) -> int:
+    """Record that a person dealt with quarantined ``key`` (or ``all``); how many were marked.
+    ``InputError`` if no quarantined item has that key."""
+    waiting = quarantine_waiting(app)
+    chosen = waiting if key == "all" else [r for r in waiting if r.source_key == key]
+    if not chosen and key != "all":
+        known = app.ledger.item(key)
+        if known is None or known.state != ItemState.QUARANTINED:
+            raise InputError(f"no quarantined item {key!r}: 'prevent-service status' lists them")
+    for row in chosen:
+        app.ledger.set(_READ + row.source_key, app.now().isoformat())
+        log.info("quarantined item %s marked as read by a person", row.source_key)
+    return len(chosen)
+
+
 def status_report(app: App) -> tuple[bool, list[str]]:
     """Lines for a person, and whether the service looks healthy (for monitoring)."""
     ledger, now = app.ledger, app.now()
@@ -81,6 +115,7 @@ def status_report(app: App) -> tuple[bool, list[str]]:
 
     last = ledger.last_runs("intake", 1)
     good = ledger.last_good_run("intake")
+    problems = intake_problems(app)
     if last:
         run = last[0]
         outcome = "ok" if run["ok"] else ("running" if run["ok"] is None else "with problems")
@@ -93,11 +128,19 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             healthy = False
             lines.append(
                 "  ! no good intake cycle recently: is the worker running (prevent-service run)?"
-                " If it is, see the last cycle's problems above."
+                + (" If it is, see the problems below." if problems else "")
             )
     else:  # monitoring must not stay green for a worker that was never started
         healthy = False
         lines.append("last intake cycle: never (run prevent-service poll or run)")
+    if problems:
+        lines.append(f"problems in the last intake cycle ({len(problems)}):")
+        for problem in problems:
+            lines += [
+                f"  ! {problem.describe()}",
+                f"    since {_when(problem.since, app)}, {problem.count} cycle(s) in a row",
+                f"    what to do: {advice(problem.what)}",
+            ]
 
     counts = ledger.counts_by_state()
     order = [
@@ -129,11 +172,17 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             )
             if row.attempts >= 5 or (row.last_error or "").startswith("PermanentError"):
                 healthy = False  # a person has to fix something
-    quarantined = ledger.items_in_state(ItemState.QUARANTINED)
-    if quarantined:
-        lines.append(f"quarantined ({len(quarantined)}) — a person must read these:")
-        for row in quarantined[-20:]:
-            lines.append(f"  {row.source_key} ({_age(row.done_at, now)}): {row.last_error or ''}")
+    waiting = quarantine_waiting(app)
+    if waiting:
+        healthy = False  # nothing is lost, but nobody has read it yet
+        lines.append(f"quarantined ({len(waiting)}) — a person must read these:")
+        for row in waiting[-20:]:
+            lines.append(f"  ! {row.source_key} ({_age(row.done_at, now)}): {row.last_error or ''}")
+        lines.append(
+            "    what to do: open each in the mailbox's Quarantine folder (the DSP was sent a "
+            "notice for each), deal with it, then run 'prevent-service status --quarantine-read "
+            "KEY' (or 'all')"
+        )
     for kind in ("reminders", "escalation"):
         runs = ledger.last_runs(kind, 1)
         if runs:
@@ -144,8 +193,9 @@ def status_report(app: App) -> tuple[bool, list[str]]:
         healthy = False
         lines.append(
             f"  ! job {job_id} has failed {state['count']} time(s) in a row since "
-            f"{_age(str(state['since']), now)}: {state['error']}"
+            f"{_when(str(state['since']), app)}: {state['error']}"
         )
+        lines.append(f"    what to do: {advice(str(state['error']))}")
     drafts = stale_draft_lines(app)
     healthy = healthy and not drafts
     lines.extend(drafts)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
+from service.admin.problems import record_intake_problems
 from service.app import App
 from service.cases import chronology, register
 from service.config import EMAIL_RE
@@ -159,16 +160,22 @@ def poll(app: App) -> CycleResult:
                 result.problems.append(problem)
         except PreventServiceError as exc:
             result.problems.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug: recorded (class only) as a failed cycle, then raised
+            result.problems.append(f"unexpected {type(exc).__name__} (run with --debug)")
+            raise
         finally:
             app.ledger.finish_run(run_id, result.ok, result.summary())
+            record_intake_problems(app, result.problems)  # for `status`
             if not result.ok:
                 _tell_admin_if_failing(app, result)
         _warn_if_credential_expires(app)
-        log.info(
-            "intake cycle %s in %.2fs: %s",
+        log.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "intake cycle %s in %.2fs: %s%s",
             "ok" if result.ok else "with problems",
             time.monotonic() - started,
             result.summary(),
+            "".join(f"; problem: {_content_free(p)}" for p in result.problems[:3]),
         )
     return result
 
@@ -183,7 +190,11 @@ def _warn_if_credential_expires(app: App) -> None:
     if app.ledger.get("credential.checked") == today:
         return
     app.ledger.set("credential.checked", today)
-    expires_at = getattr(app.mailbox(), "credential_expires_at", None)
+    try:
+        mailbox = app.mailbox()
+    except PreventServiceError:
+        return  # the cycle has reported why the mailbox cannot be built
+    expires_at = getattr(mailbox, "credential_expires_at", None)
     expires = expires_at() if expires_at else None
     if expires is None:
         return
