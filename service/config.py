@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from service.errors import ConfigError
 
@@ -49,6 +49,8 @@ class Organisation(Section):
     # The organisation's own mail domains: senders there are staff (trusted to add to a case,
     # acknowledged without limit); anyone else is external. Subdomains count as the domain.
     domains: list[str] = []
+    # Set when ``domains`` was left empty and taken from the config's own addresses instead.
+    _domains_derived: bool = PrivateAttr(default=False)
 
     @field_validator("domains")
     @classmethod
@@ -265,6 +267,9 @@ class Intake(Section):
     mailbox: MailboxConfig | None = None
     forms: FormsConfig | None = None
     max_message_bytes: int = 25 * 1024 * 1024
+    # Acknowledge reporters outside organisation.domains (an employer, a parent)? At most one
+    # a day per address either way: a forged From gets at most that much backscatter.
+    acknowledge_external: bool = True
 
     _address = field_validator("address")(classmethod(lambda cls, v: _check_email(v)))
 
@@ -480,8 +485,58 @@ def parse_config(data: dict[str, Any], *, source: Path | None = None) -> Config:
             key=_format_loc(first["loc"]),
         ) from None
     _check_report_recipients(config, str(source) if source else "the config")
+    config = _derive_domains(config)
     base = source.parent if source else Path.cwd()
     return _resolve_paths(config, base).model_copy(update={"source": source})
+
+
+# Public mailbox providers: a DSP's gmail.com address does not make every gmail.com sender staff.
+_PUBLIC_MAIL = frozenset(
+    [
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "live.com",
+        "live.co.uk",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "ymail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.co.uk",
+        "mail.com",
+        "btinternet.com",
+        "sky.com",
+        "virginmedia.com",
+        "talktalk.net",
+        "zoho.com",
+    ]
+)
+
+
+def _derive_domains(config: Config) -> Config:
+    """``organisation.domains`` left empty: the domains of the service's own address, the
+    people and the roles are the organisation's (public mail providers never are); ``check``
+    says which it took."""
+    if config.organisation.domains:
+        return config
+    addresses = [config.intake.address, config.people.admin_email, config.people.dsp.email]
+    if config.people.deputy_dsp:
+        addresses.append(config.people.deputy_dsp.email)
+    addresses += [a for emails in config.roles.values() for a in emails]
+    domains = dict.fromkeys(a.rpartition("@")[2].strip().lower().rstrip(".") for a in addresses)
+    derived = [d for d in domains if d and d not in _PUBLIC_MAIL]
+    organisation = config.organisation.model_copy(update={"domains": derived})
+    organisation._domains_derived = True
+    return config.model_copy(update={"organisation": organisation})
 
 
 def _check_report_recipients(config: Config, where: str) -> None:

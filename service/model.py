@@ -40,6 +40,7 @@ class Concern:
     attachments: tuple[str, ...] = ()
     link: str = ""
     message_id: str | None = None
+    reporter_external: bool = False  # reporter_email is outside organisation.domains
     notes: tuple[str, ...] = field(default=())  # content-free remarks (truncated, defects)
     # What the wording suggests, with the words that suggested it (service.indicators.assess):
     # for e-mail the same indicators as above; for a Form, what its free-text answers add.

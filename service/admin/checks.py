@@ -55,6 +55,7 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
             results += _workbook_checks(app, "compliance", spec.table, None, backend_checked)
     results += _config_roles(app)
     results += _placeholders(app)
+    results.append(_domains(app))
     results.append(_report_folder(app))
     return results
 
@@ -95,6 +96,32 @@ def _placeholders(app: App) -> list[CheckResult]:
             )
         ]
     return [CheckResult(key, False, f"{why}: replace it with your own") for key, why in found]
+
+
+def _domains(app: App) -> CheckResult:
+    """Which senders count as staff; everyone else is external (marked, acks limited)."""
+    organisation = app.config.organisation
+    acks = (
+        "acknowledged at most once a day per address"
+        if app.config.intake.acknowledge_external
+        else "not acknowledged (intake.acknowledge_external = false)"
+    )
+    domains = ", ".join(organisation.domains)
+    if not organisation._domains_derived:
+        return CheckResult("organisation.domains", True, f"{domains}; other senders {acks}")
+    if not organisation.domains:
+        return CheckResult(
+            "organisation.domains",
+            False,
+            "not set, and no address in the config gives one (public mail providers do not "
+            f"count): every reporter counts as external and is {acks}; set it",
+        )
+    return CheckResult(
+        "organisation.domains",
+        True,
+        f"not set: taken as {domains} (from intake.address, people and roles); other senders "
+        f"{acks}; set it to be sure",
+    )
 
 
 def _report_folder(app: App) -> CheckResult:

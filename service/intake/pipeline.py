@@ -39,6 +39,7 @@ from service.errors import (
     TransientError,
 )
 from service.indicators import assess, from_form_answer
+from service.intake.external import is_external, may_acknowledge
 from service.intake.forms import FormResponse, free_text, new_responses
 from service.intake.mailparse import ParsedMail, classify, parse_message
 from service.ledger import ItemRow, ItemState, Ledger
@@ -554,6 +555,7 @@ class Intake:
             link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
             message_id=parsed.message_id,
             notes=tuple(notes),
+            reporter_external=is_external(self.config, parsed.from_address),
         )
 
     def _concern_from_form(self, response: FormResponse, key: str, reference: str) -> Concern:
@@ -585,6 +587,7 @@ class Intake:
             immediate_danger=answers.get("immediate_danger", ""),
             others_told=answers.get("others_told", ""),
             link=f"Forms response ID {response.response_id} (row {response.row_number})",
+            reporter_external=is_external(self.config, response.email),
         )
 
     # -- steps --------------------------------------------------------------------------
@@ -695,6 +698,9 @@ class Intake:
             if work.ack_to is None:
                 continue
             concern = work.concern
+            if not may_acknowledge(self.app, work.ack_to, concern.reference):
+                work.ack_to = None  # none due: the item finishes without one
+                continue
             message = self.app.compose(
                 kind="ack",
                 key=concern.reference,
