@@ -183,6 +183,13 @@ class Formula:
     text: str
 
 
+class OptionalColumn(str):
+    """A row key (in ``append_rows``) for a column that a table laid out by an earlier version
+    may lack: where the table has no such header the value is left out, not an error."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class CellUpdate:
     """Write ``value`` into ``column`` of data row ``row_index`` (0-based, as last read), only
@@ -259,6 +266,9 @@ class ColumnSpec:
     choices: tuple[str, ...] = ()
     width: float | None = None
     owner: Literal["service", "person"] = "service"
+    # An Excel calculated column (formula without "="): Excel, and the xlsx backend, fill it
+    # into every row added to the table.
+    formula: str = ""
 
 
 @dataclass(frozen=True)
@@ -269,6 +279,9 @@ class TableSpec:
     table: str
     columns: tuple[ColumnSpec, ...]
     rows: tuple[tuple[Any, ...], ...] = ()
+    freeze: str = "A2"  # the top-left cell that scrolls: "A2" freezes the header row only
+    row_height: float | None = None  # points, for every data row (None: the application's)
+    header_height: float | None = None
 
 
 @dataclass(frozen=True)

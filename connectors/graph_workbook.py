@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from connectors.base import CellUpdate, CheckResult, Table, TableSpec
+from connectors.base import CellUpdate, CheckResult, OptionalColumn, Table, TableSpec
 from connectors.graph_http import (
     AmbiguousWrite,
     Call,
@@ -590,6 +590,8 @@ class GraphWorkbook:
         for name, value in row.items():
             index = find_header(headers, name)
             if index is None:
+                if isinstance(name, OptionalColumn):
+                    continue  # a column new registers have and this older one lacks
                 raise missing_column(self._where(), table, name, headers)
             out[index] = graph_value(value, self.tz, column=name)
         return out

@@ -17,6 +17,7 @@ from connectors.base import (
     CellUpdate,
     Formula,
     InboundItem,
+    OptionalColumn,
     OutboundMessage,
     Table,
     TableSpec,
@@ -243,6 +244,8 @@ class MemoryWorkbook:
             for key, value in row.items():
                 index = find_header(t.headers, key)
                 if index is None:
+                    if isinstance(key, OptionalColumn):
+                        continue  # a column new registers have and this older one lacks
                     raise missing_column(self.name, t.name, key, t.headers)
                 values[index] = to_cell_value(value, self.tz, column=key)
             new.append(values)
