@@ -50,14 +50,22 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DefusedET
 from openpyxl.formatting.formatting import ConditionalFormatting
 from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.styles.numbers import is_date_format, is_datetime
-from openpyxl.utils import get_column_letter, range_boundaries
+from openpyxl.styles.numbers import is_datetime
+from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table as XlTable
-from openpyxl.worksheet.table import TableStyleInfo
+from openpyxl.worksheet.table import TableFormula, TableStyleInfo
 
-from connectors.base import CellUpdate, CheckResult, Formula, Table, TableSpec, UnsavedFormula
+from connectors.base import (
+    CellUpdate,
+    CheckResult,
+    Formula,
+    OptionalColumn,
+    Table,
+    TableSpec,
+    UnsavedFormula,
+)
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
 from service.locks import exclusive_lock, holder
@@ -866,7 +874,9 @@ class XlsxWorkbook:
         for offset, values in enumerate(mapped):
             r = start + offset
             for c in range(lay.min_col, lay.max_col + 1):
-                style_src = ws.cell(above, c) if above else None
+                # Style from the row above: the table's last row, or the row just added
+                # (a first batch into an empty table styles like its first row).
+                style_src = ws.cell(r - 1, c) if above or offset else None
                 value = values.get(c)
                 if value is None and c in calculated:
                     value = calculated[c]  # as Excel fills a row it adds
@@ -890,6 +900,8 @@ class XlsxWorkbook:
         for key, value in row.items():
             index = find_header(lay.headers, key)
             if index is None:
+                if isinstance(key, OptionalColumn):
+                    continue  # a column new registers have and this older one lacks
                 raise missing_column(self.path.name, table, key, lay.headers)
             out[lay.min_col + index] = to_cell_value(value, self.tz, column=key)
         return out
@@ -1001,9 +1013,9 @@ def _put(cell: Cell, value: Any, style_src: Cell | None) -> None:
     elif (
         isinstance(value, date)
         and not isinstance(value, datetime)
-        and not is_date_format(cell.number_format)
+        and is_datetime(cell.number_format) != "date"
     ):
-        cell.number_format = DATE_FORMAT
+        cell.number_format = DATE_FORMAT  # (a date alone shows no "00:00")
 
 
 def _extend_validations(ws: Worksheet, lay: _Layout, end: int) -> None:
@@ -1114,13 +1126,17 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
         )
     ws = wb.create_sheet(spec.sheet)
     ncols = len(spec.columns)
+    # A table with fixed-height rows wraps every cell at the top: text stays inside its cell
+    # (LibreOffice would otherwise let it run over the empty cells beside it).
+    fixed = spec.row_height is not None
+    top_wrap = Alignment(vertical="top", wrap_text=True)
     for c, col in enumerate(spec.columns, start=1):
         cell = ws.cell(1, c, col.header)
         cell.data_type = "s"
-        cell.font = Font(bold=True, color="000000")
+        cell.font = Font(name="Calibri", bold=True, color="000000")
         fill = SERVICE_FILL if col.owner == "service" else PERSON_FILL
         cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
-        cell.alignment = Alignment(vertical="top", wrap_text=True)
+        cell.alignment = top_wrap
         letter = get_column_letter(c)
         dim = ws.column_dimensions[letter]
         dim.width = col.width or _WIDTHS[col.kind]
@@ -1130,19 +1146,28 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
             dim.number_format = DATE_FORMAT
         elif col.kind == "datetime":
             dim.number_format = DATETIME_FORMAT
-        elif col.kind == "long_text":
-            dim.alignment = Alignment(vertical="top", wrap_text=True)
+        if col.kind == "long_text" or fixed:
+            dim.alignment = top_wrap
         if col.kind == "choice":
             _add_choice_validation(ws, spec, c, len(spec.rows))
-    for r, row in enumerate(spec.rows, start=2):
+    for r, row in enumerate(spec.rows or ((None,) * ncols,), start=2):
+        # With no starting rows, row 2 is the table's empty first row: styled here, so that
+        # the first row the service appends (which takes its style from the row above, or
+        # keeps the cell's own when there is none) wraps and formats as the rest will.
         for c, (value, col) in enumerate(zip(row, spec.columns, strict=False), start=1):
+            if value is None and not spec.rows and not fixed:
+                continue
             cell = ws.cell(r, c)
-            if col.kind == "long_text":
-                cell.alignment = Alignment(vertical="top", wrap_text=True)
+            if col.kind == "long_text" or fixed:
+                cell.alignment = top_wrap
             if col.kind == "date":
                 cell.number_format = DATE_FORMAT
             elif col.kind == "datetime":
                 cell.number_format = DATETIME_FORMAT
+            if value is None and not spec.rows:
+                continue
+            if col.formula and value is None:
+                value = Formula(f"={col.formula}")
             if not isinstance(value, Formula):
                 value = to_cell_value(value, tz, column=col.header)
             _put(cell, value, None)
@@ -1152,8 +1177,33 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
     table.tableStyleInfo = TableStyleInfo(
         name="TableStyleMedium2", showRowStripes=True, showColumnStripes=False
     )
+    table._initialise_columns()
+    for column, col in zip(table.tableColumns, spec.columns, strict=True):
+        column.name = col.header  # (openpyxl would name them from row 1 only if left empty)
+        if col.formula:  # Excel fills a calculated column into each row added to the table
+            column.calculatedColumnFormula = TableFormula(attr_text=col.formula)
     ws.add_table(table)
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = spec.freeze
+    if spec.row_height is not None:
+        ws.sheet_format.defaultRowHeight = spec.row_height
+        ws.sheet_format.customHeight = True
+    if spec.header_height is not None:
+        ws.row_dimensions[1].height = spec.header_height
+    _print_setup(ws, spec)
+
+
+def _print_setup(ws: Worksheet, spec: TableSpec) -> None:
+    """Landscape A4, the header row on every page and, for a table that freezes columns,
+    those columns too (a printed page of the register always shows the Reference)."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.print_title_rows = "1:1"
+    frozen_cols = column_index_from_string(spec.freeze.rstrip("0123456789")) - 1
+    if frozen_cols:
+        ws.print_title_cols = f"A:{get_column_letter(frozen_cols)}"
+    ws.print_options.gridLines = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.oddFooter.center.text = "Page &P of &N"
 
 
 def _add_choice_validation(ws: Worksheet, spec: TableSpec, col: int, nrows: int) -> None:

@@ -39,6 +39,8 @@ class Concern:
     others_told: str = ""
     attachments: tuple[str, ...] = ()
     link: str = ""
+    # When it reached the service: the mailbox's received time, the form's completion time.
+    received_at: datetime | None = None
     message_id: str | None = None
     reporter_external: bool = False  # reporter_email is outside organisation.domains
     notes: tuple[str, ...] = field(default=())  # content-free remarks (truncated, defects)

@@ -22,13 +22,14 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service.admin.problems import record_intake_problems
 from service.app import App
 from service.cases import chronology, register
+from service.cases.areas import contacts_for, suggested_area_cell
 from service.config import EMAIL_RE
 from service.errors import (
     ConnectorError,
@@ -550,7 +551,10 @@ class Intake:
             indicators_suggested=True,
             suggestions=tuple(triage.suggestions),
             danger_signs=tuple(triage.danger),
-            occurred_at=_local(parsed.date, self.config.organisation.tz),
+            # The Date header is when the mail was sent, not when anything happened:
+            # "Occurred at" is left for the reporter's or the DSP's own words.
+            received_at=item.received_at or self._recorded_at(key),
+            area=suggested_area_cell(f"{parsed.subject}\n{parsed.text}", self.config.areas),
             attachments=tuple(a.filename for a in parsed.attachments),
             link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
             message_id=parsed.message_id,
@@ -588,6 +592,7 @@ class Intake:
             others_told=answers.get("others_told", ""),
             link=f"Forms response ID {response.response_id} (row {response.row_number})",
             reporter_external=is_external(self.config, response.email),
+            received_at=response.completed_at or self._recorded_at(key),
         )
 
     # -- steps --------------------------------------------------------------------------
@@ -888,18 +893,7 @@ class Intake:
 
     def _contacts_for(self, area_text: str) -> list[dict[str, object]]:
         """The referral contacts of the concern's area; all areas when it is not known."""
-        wanted = " ".join(area_text.lower().split())
-        areas = self.config.areas
-        chosen = {
-            name: area
-            for name, area in areas.items()
-            if wanted
-            and (name.lower() in wanted or any(a.lower() in wanted for a in area.aliases if a))
-        } or dict(areas)
-        return [
-            {"area": name, "contacts": [c.model_dump() for c in area.contacts]}
-            for name, area in chosen.items()
-        ]
+        return contacts_for(area_text, self.config.areas)
 
 
 def mail_identity(message_id: str | None, raw: bytes) -> str:
@@ -911,10 +905,6 @@ def mail_identity(message_id: str | None, raw: bytes) -> str:
 def _where(section: object, table: str) -> str:
     path = getattr(section, "path", None)
     return f"{path} (table {table})" if path else f"table {table}"
-
-
-def _local(value: datetime | None, tz: tzinfo) -> str:
-    return value.astimezone(tz).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 def _first_line(text: str, limit: int) -> str:

@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 
 from service.admin.setup import init_folder
 from service.app import App
+from service.cases.register import retention_formula
 from service.config import load_config
 from service.intake.pipeline import poll
 from tests.cli.helpers import alerts_in, outbox_messages, register_rows
@@ -66,9 +67,16 @@ def test_formula_text_is_stored_as_text_in_the_saved_workbook(local: Path) -> No
     path = local / "workbooks" / "concern-register.xlsx"
     sheet = load_workbook(path).active
     values = [c.value for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
-    types = [c.data_type for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
     assert any("HYPERLINK" in v for v in values)
-    assert "f" not in types  # no cell is a formula
+    # No cell is a formula but the register's own calculated column (Retention review).
+    headers = [c.value for c in sheet[1]]
+    formulas = [
+        (headers[c.column - 1], c.value)
+        for row in sheet.iter_rows(min_row=2)
+        for c in row
+        if c.data_type == "f"
+    ]
+    assert formulas == [("Retention review", "=" + retention_formula("Concerns"))]
 
 
 def test_html_and_script_are_escaped_in_the_alert(local: Path) -> None:
