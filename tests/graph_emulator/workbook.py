@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 import warnings
+from copy import copy
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
@@ -240,6 +241,18 @@ def write_cell(cell: Cell, value: Any) -> None:
             cell.number_format = "yyyy-mm-dd hh:mm" if match.group(4) else "yyyy-mm-dd"
         return
     cell.value = value
+
+
+def _calculated_columns(table: Table) -> dict[int, str]:
+    """Column offset → formula (without "=") for a table's calculated columns; a structured
+    reference to "this row" is kept as it is (openpyxl does not calculate)."""
+    out: dict[int, str] = {}
+    for index, column in enumerate(table.tableColumns or ()):
+        formula = column.calculatedColumnFormula
+        text = getattr(formula, "attr_text", None) if formula is not None else None
+        if text:
+            out[index] = text[1:] if text.startswith("=") else text
+    return out
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -793,11 +806,20 @@ class WorkbookService:
             # Excel shifts the cells under the insertion point down, within the table's columns.
             ws.move_range(f"{first_col}{at}:{last_col}{last_used}", rows=n)
         template = at - 1 if at - 1 >= geo.data_start else None
+        calculated = _calculated_columns(geo.table)
         for i, row in enumerate(values):
             for j, value in enumerate(row):
                 cell = ws.cell(at + i, geo.min_col + j)
                 if template is not None:
-                    cell.number_format = ws.cell(template, geo.min_col + j).number_format
+                    # A table carries the row above's formatting into the rows it grows by
+                    # (number format, alignment, fill), as Excel extends a table's format.
+                    cell._style = copy(ws.cell(template, geo.min_col + j)._style)
+                if j in calculated and value in (None, ""):
+                    # A calculated column fills itself into each added row: Excel writes the
+                    # column's formula even where the request gave "" or null for it
+                    # (support.microsoft.com "Use calculated columns in an Excel table";
+                    # OfficeDev/office-js#1916 shows rows.add doing so).
+                    value = "=" + calculated[j]
                 write_cell(cell, value)
         new_max = geo.max_row + n
         geo.table.ref = f"{first_col}{geo.min_row}:{last_col}{new_max}"
