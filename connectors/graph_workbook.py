@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from time import monotonic
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -68,6 +69,9 @@ T = TypeVar("T")
 KEY_HEADERS = ("source key", "key", "id")
 MAX_READBACK_ROUNDS = 3
 MAX_ETAG_ROUNDS = 3
+# A table unchanged by its cTag is still read in full this often: a safety net should Excel
+# for the web save a change (a Forms response) to the file later than it shows it.
+FULL_READ_SECONDS = 300.0
 
 # One lock per file across every GraphWorkbook in the process (register and forms may share).
 _FILE_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
@@ -185,6 +189,8 @@ class GraphWorkbook:
         self._site: Any = None
         self._locked = False
         self._file_tables: dict[str, tuple[str, Table]] = {}  # file mode: name → (eTag, table)
+        # workbook mode: name → (cTag, monotonic time read, table); dropped on our own writes
+        self._tables: dict[str, tuple[str, float, Table]] = {}
 
     @classmethod
     def from_config(
@@ -264,15 +270,37 @@ class GraphWorkbook:
     def _read_table(self, table: str) -> Table:
         if self.mode == "file":
             return self._read_file_table(table)
+        # The file's cTag (content tag) first: while it is unchanged the table is too, and an
+        # idle poll of the Forms workbook is this one small request. Read before the range, so
+        # a change in between shows as a new cTag next time.
+        tag = self.content_tag()
+        cached = self._tables.get(table.casefold())
+        if (
+            cached is not None
+            and tag
+            and cached[0] == tag
+            and monotonic() - cached[1] < FULL_READ_SECONDS
+        ):
+            return cached[2]
         grid = self._grid(table, session=None)
         rows = grid.rows()
-        return Table(
+        result = Table(
             name=table,
             headers=tuple(grid.headers),
             rows=tuple(r for _, r in rows),
             row_numbers=tuple(n for n, _ in rows),
             sheet=grid.sheet,
         )
+        self._tables[table.casefold()] = (tag, monotonic(), result)
+        return result
+
+    def content_tag(self) -> str:
+        """The file's cTag: it changes when the content changes (not for renames/metadata).
+        GET …/items/{id}?$select=id,cTag → {"id": "01ABC…", "cTag": "\"c:{86EB…},7\""}"""
+        meta = self.http.get_json(
+            self.item(), self._call("read the file's version"), params={"$select": "id,cTag"}
+        )
+        return str(meta.get("cTag") or "")
 
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         if not values:
@@ -285,6 +313,7 @@ class GraphWorkbook:
         if not rows:
             return
         self.http.ensure_token()
+        self._tables.clear()  # Excel may save our write to the file (new cTag) a little later
         with self._lock, self._remember_lock():
             self._same_path(lambda: self._append_rows(table, rows, key_column))
 
@@ -314,6 +343,7 @@ class GraphWorkbook:
         if not updates:
             return 0
         self.http.ensure_token()
+        self._tables.clear()
         with self._lock, self._remember_lock():
             return self._same_path(lambda: self._update_cells(table, updates))
 

@@ -526,3 +526,56 @@ def test_a_file_replaced_between_processes_is_found_again_by_path(
     assert keys(setup) == ["mail:a", "mail:2"]
     setup.workbook().read_table(TABLE)  # and the new id was kept for the one after
     assert count(setup, "GET", SITE_OR_PATH_LOOKUP) == 4  # site + path, twice: no more
+
+
+def test_an_unchanged_table_is_one_ctag_request_and_a_change_is_read_in_full(
+    setup: GraphSetup,
+) -> None:
+    forms = setup.workbook()  # e.g. the Forms workbook, read every poll
+    forms.read_table(TABLE)
+    ranges, totals = count(setup, "GET", r"/range$"), count(setup, "GET", r"/tables/[^/]+$")
+    before = len(setup.emu.requests)
+
+    again = forms.read_table(TABLE)
+
+    assert len(setup.emu.requests) == before + 1  # only GET …/items/{id}?$select=id,cTag
+    assert setup.emu.requests[-1].query.get("$select") == "id,cTag"
+    assert [r["Source key"] for r in again.rows] == ["mail:a"]
+    setup.workbook().append_rows(TABLE, rows(1))  # a new response arrives (another writer)
+
+    changed = forms.read_table(TABLE)
+
+    assert [r["Source key"] for r in changed.rows] == ["mail:a", "mail:2"]
+    assert count(setup, "GET", r"/range$") == ranges + 1
+    assert count(setup, "GET", r"/tables/[^/]+$") == totals + 1  # Total Row checked on change
+
+
+def test_a_total_row_switched_on_later_is_seen_through_the_ctag(
+    setup: GraphSetup, tmp_path: Path
+) -> None:
+    book = setup.workbook()
+    assert len(book.read_table(TABLE).rows) == 1
+    workbook = openpyxl.load_workbook(
+        __import__("io").BytesIO(setup.emu.get_file(SITE_HOST, SITE_PATH, REGISTER_PATH))
+    )
+    sheet = workbook[TABLE]
+    sheet.append(["Total", None, None, None, "=SUBTOTAL(103,[Source key])"])
+    sheet.tables[TABLE].ref = "A1:E3"
+    sheet.tables[TABLE].totalsRowCount = 1
+    workbook.save(tmp_path / "totals.xlsx")
+    setup.emu.put_file(SITE_HOST, SITE_PATH, REGISTER_PATH, (tmp_path / "totals.xlsx").read_bytes())
+
+    assert [r["Source key"] for r in book.read_table(TABLE).rows] == ["mail:a"]
+
+
+def test_our_own_write_drops_the_cached_table_even_if_the_ctag_lags(
+    setup: GraphSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = setup.workbook()
+    book.read_table(TABLE)
+    # Excel for the web may save a workbook-API write to the file (new cTag) a little later.
+    monkeypatch.setattr(book, "content_tag", lambda: '"c:{lagging},1"')
+    book.read_table(TABLE)
+    book.append_rows(TABLE, rows(1), key_column="Source key")
+
+    assert book.find_rows(TABLE, "Source key", ["mail:2"]) == {"mail:2": 3}
