@@ -33,6 +33,10 @@ API (agreed in /tmp/emulator-api.md; additions are marked +):
                                                    # + method "*" matches any method
                                                    # + body may be str/bytes (sent as text/html)
     emu.clear_faults(); emu.requests; emu.count_requests(method, path_regex)   # +
+    emu.round_trips        # + HTTP requests only: a POST /v1.0/$batch counts once; the requests
+                           #   inside it are in emu.requests too, with .batch set (Graph counts
+                           #   each of them against its limits)
+    POST /v1.0/$batch      # + JSON batching as documented: see batch.py for what is emulated
     emu.internal_errors    # + tracebacks of emulator bugs (answered 500 "emulatorBug");
                            #   the `graph` fixture fails the test when there are any
     certs.make_certificate() -> AppCertificate (.msal_credential(), .certificate_pem)   # +

@@ -36,6 +36,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     body: bytes
+    batch: str | None = None  # + inside a $batch: the outer call's request id; else None
 
 
 @dataclass

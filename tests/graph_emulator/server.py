@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import trustme
 
 from .auth import DEFAULT_PERMISSIONS, App, AuthService
+from .batch import DropConnection, handle_batch
 from .common import (
     GraphError,
     RecordedRequest,
@@ -30,7 +31,7 @@ from .common import (
     odata_keys_to_segments,
 )
 from .drive import DriveService
-from .faults import Faults
+from .faults import Fault, Faults
 from .mail import MailService, OutgoingMail
 from .workbook import WorkbookService
 
@@ -273,6 +274,16 @@ class GraphEmulator:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    def record(self, recorded: RecordedRequest) -> None:
+        with self.lock:
+            self.requests.append(recorded)
+
+    @property
+    def round_trips(self) -> list[RecordedRequest]:
+        """+ The HTTP requests that reached the server (a $batch is one; its requests are not)."""
+        with self.lock:
+            return [r for r in self.requests if r.batch is None]
+
     def count_requests(self, method: str | None = None, path_regex: str = "") -> int:
         pattern = re.compile(path_regex)
         with self.lock:
@@ -389,12 +400,16 @@ class _Handler(BaseHTTPRequestHandler):
         if emu.latency:
             time.sleep(emu.latency)
         fault = emu.faults.take(req)
-        if fault is not None and not fault.after_commit:
-            response = fault.response(req)
-        else:
-            response = self._run(emu, req)
-            if fault is not None:
+        try:
+            if fault is not None and not fault.after_commit:
                 response = fault.response(req)
+            else:
+                response = self._run(emu, req)
+                if fault is not None:
+                    response = fault.response(req)
+        except DropConnection:  # a status-0 fault on a request inside a $batch
+            fault = Fault("*", re.compile(""), 0, 0, None, None, False, 0.0)
+            response = Response(0)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.status == 0:
@@ -406,7 +421,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run(self, emu: GraphEmulator, req: Request) -> Response:
         try:
+            if req.method == "POST" and req.raw_path.lower() == "/v1.0/$batch":
+                req.app = emu.auth.authenticate(req)
+                return handle_batch(
+                    req, lambda sub: self._run(emu, sub), emu.faults.take, emu.record
+                )
             return emu.dispatch(req)
+        except DropConnection:
+            raise
         except GraphError as exc:
             return exc.to_response(req)
         except Exception:  # an emulator bug: answer 500 and keep the traceback for the tests
