@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -171,21 +171,26 @@ def _walk_codes(error: Any) -> Iterator[str]:
 
 
 def parse_failure(response: requests.Response) -> GraphFailure:
-    codes: tuple[str, ...] = ()
-    message = ""
     try:
         body = response.json()
     except ValueError:
         body = None
+    return failure_from(response.status_code, body, response.headers.get("Retry-After"))
+
+
+def failure_from(status: int, body: Any, retry_after: str | None) -> GraphFailure:
+    """A failure from its parts (a plain response, or one response inside a ``$batch``)."""
+    codes: tuple[str, ...] = ()
+    message = ""
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         error = body["error"]
         codes = tuple(_walk_codes(error))
         message = str(error.get("message") or "")
     return GraphFailure(
-        status=response.status_code,
+        status=status,
         codes=codes,
         message=" ".join(message.split())[:200],
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=parse_retry_after(retry_after),
     )
 
 
@@ -507,6 +512,13 @@ class GraphHttp:
             return self.con.oauth_request(url, method, **kwargs)
 
         return self.call(op, call, method=method, retry_ambiguous=retry_ambiguous)
+
+    def batch(self, subs: Sequence[Any]) -> list[Any]:
+        """Several requests in as few round trips as JSON batching allows (``graph_batch``):
+        a ``Reply`` or the error a plain request would have raised, per request, in order."""
+        from connectors import graph_batch  # graph_batch builds on this module
+
+        return graph_batch.run(self, subs)
 
     def get_json(self, path: str, call: Call, **kwargs: Any) -> dict[str, Any]:
         response = self.request("GET", path, call, **kwargs)

@@ -1,0 +1,138 @@
+"""JSON batching under the retry policy, against the emulator's $batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.graph_batch import Reply, Sub
+from connectors.graph_http import AmbiguousWrite, Call, GraphHttp, GraphNotFound
+from tests.connectors.harness_graph import MAILBOX, GraphSetup, graph_setup
+from tests.connectors.test_mailbox_contract import make_raw
+
+
+@pytest.fixture
+def setup(tmp_path: Path, request: pytest.FixtureRequest) -> GraphSetup:
+    return graph_setup(tmp_path, request)
+
+
+def folder(name: str) -> Sub:
+    return Sub("GET", f"users/{MAILBOX}/mailFolders/{name}", Call(what=f"read {name}"))
+
+
+def client(setup: GraphSetup) -> GraphHttp:
+    http = setup.mailbox().http
+    http.ensure_token()  # as every backend does before its calls
+    return http
+
+
+def batches(setup: GraphSetup) -> int:
+    return sum(1 for r in setup.emu.round_trips if r.path.endswith("/$batch"))
+
+
+def test_answers_come_back_in_the_order_asked(setup: GraphSetup) -> None:
+    http = client(setup)
+
+    out = http.batch([folder("inbox"), folder("drafts"), folder("sentitems")])
+
+    assert all(isinstance(o, Reply) and o.status == 200 for o in out)
+    assert [o.json()["displayName"] for o in out] == ["Inbox", "Drafts", "Sent Items"]
+    assert batches(setup) == 1
+
+
+def test_only_the_throttled_request_is_sent_again_after_its_own_retry_after(
+    setup: GraphSetup,
+) -> None:
+    setup.emu.add_fault("GET", r"/mailFolders/drafts$", 429, headers={"Retry-After": "2.5"})
+    http = client(setup)
+
+    out = http.batch([folder("inbox"), folder("drafts")])
+
+    assert [o.status for o in out if isinstance(o, Reply)] == [200, 200]
+    assert setup.sleeps.waits == [2.5]
+    assert setup.emu.count_requests("GET", r"/mailFolders/inbox$") == 1  # kept, not repeated
+    assert setup.emu.count_requests("GET", r"/mailFolders/drafts$") == 2
+    assert batches(setup) == 2
+
+
+def test_a_504_inside_the_batch_repeats_a_read_but_not_an_unsafe_write(
+    setup: GraphSetup,
+) -> None:
+    item = setup.emu.deliver(MAILBOX, make_raw("A", "B", message_id="<b1@example.org>"))
+    setup.emu.add_fault("GET", r"/mailFolders/inbox$", 504)
+    setup.emu.add_fault("POST", r"/move$", 504, after_commit=True)
+    http = client(setup)
+    move = Sub(
+        "POST",
+        f"users/{MAILBOX}/messages/{item}/move",
+        Call(what="move"),
+        json={"destinationId": "deleteditems"},
+        retry_ambiguous=False,
+    )
+
+    read, moved = http.batch([folder("inbox"), move])
+
+    assert isinstance(read, Reply) and read.status == 200
+    assert isinstance(moved, AmbiguousWrite)
+    assert setup.emu.count_requests("POST", r"/move$") == 1
+
+
+def test_a_lost_batch_answer_repeats_the_reads_and_reports_the_writes_unclear(
+    setup: GraphSetup,
+) -> None:
+    item = setup.emu.deliver(MAILBOX, make_raw("A", "B", message_id="<b2@example.org>"))
+    setup.emu.add_fault("POST", r"/\$batch$", 0, after_commit=True)
+    http = client(setup)
+    move = Sub(
+        "POST",
+        f"users/{MAILBOX}/messages/{item}/move",
+        Call(what="move"),
+        json={"destinationId": "deleteditems"},
+    )
+
+    read, moved = http.batch([folder("inbox"), move])
+
+    assert isinstance(read, Reply) and read.status == 200
+    assert isinstance(moved, AmbiguousWrite)
+    assert setup.emu.count_requests("POST", r"/move$") == 1  # not repeated blindly
+
+
+def test_more_than_four_mailbox_requests_go_as_a_chain_in_one_round_trip(
+    setup: GraphSetup,
+) -> None:
+    http = client(setup)
+
+    out = http.batch([folder("inbox") for _ in range(12)])
+
+    assert all(isinstance(o, Reply) and o.status == 200 for o in out)
+    assert batches(setup) == 1
+    assert setup.sleeps.waits == []  # no MailboxConcurrency 429 to wait out
+
+
+def test_a_failure_in_a_chain_does_not_lose_the_requests_after_it(setup: GraphSetup) -> None:
+    setup.emu.add_fault("GET", r"/mailFolders/drafts$", 404)
+    http = client(setup)
+
+    out = http.batch([folder("inbox"), folder("drafts"), *[folder("inbox") for _ in range(4)]])
+
+    assert isinstance(out[1], GraphNotFound)
+    assert [o.status for o in out if isinstance(o, Reply)] == [200] * 5  # 424s sent again
+
+
+def test_more_than_twenty_go_in_several_batches(setup: GraphSetup) -> None:
+    out = client(setup).batch([folder("inbox") for _ in range(25)])
+
+    assert len(out) == 25 and all(isinstance(o, Reply) for o in out)
+    assert batches(setup) == 2
+
+
+def test_a_message_body_comes_back_as_its_bytes(setup: GraphSetup) -> None:
+    raw = make_raw("Subject", "Body text", message_id="<b3@example.org>")
+    item = setup.emu.deliver(MAILBOX, raw)
+
+    (reply,) = client(setup).batch(
+        [Sub("GET", f"users/{MAILBOX}/messages/{item}/$value", Call(what="read"))]
+    )
+
+    assert isinstance(reply, Reply) and reply.content == raw
