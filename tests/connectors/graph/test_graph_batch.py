@@ -136,3 +136,44 @@ def test_a_message_body_comes_back_as_its_bytes(setup: GraphSetup) -> None:
     )
 
     assert isinstance(reply, Reply) and reply.content == raw
+
+
+def test_a_burst_is_read_in_batches_in_arrival_order(setup: GraphSetup) -> None:
+    ids = [
+        setup.emu.deliver(MAILBOX, make_raw(f"C{n}", "B", message_id=f"<burst{n}@example.org>"))
+        for n in range(12)
+    ]
+    box = setup.mailbox()
+    box.http.ensure_token()
+    before = len(setup.emu.round_trips)
+
+    items = list(box.fetch_new())
+
+    assert [i.item_id for i in items] == ids
+    assert all(b"Message-ID: <burst" in i.raw for i in items)
+    # the delta page, then 12 messages in two batches (10 + 2): 3 round trips, not 13
+    assert len(setup.emu.round_trips) - before == 3
+    assert batches(setup) == 2
+
+
+def test_a_message_deleted_before_its_batched_read_is_skipped(setup: GraphSetup) -> None:
+    for n in range(3):
+        setup.emu.deliver(MAILBOX, make_raw(f"C{n}", "B", message_id=f"<gone{n}@example.org>"))
+    setup.emu.add_fault("GET", r"/messages/[^/]+/\$value$", 404)  # the first read: purged
+
+    items = list(setup.mailbox().fetch_new())
+
+    assert len(items) == 2
+
+
+def test_a_throttled_batched_read_waits_its_retry_after_and_loses_nothing(
+    setup: GraphSetup,
+) -> None:
+    for n in range(5):
+        setup.emu.deliver(MAILBOX, make_raw(f"C{n}", "B", message_id=f"<slow{n}@example.org>"))
+    setup.emu.add_fault("GET", r"/\$value$", 429, headers={"Retry-After": "1.5"}, times=2)
+
+    items = list(setup.mailbox().fetch_new())
+
+    assert len(items) == 5
+    assert 1.5 in setup.sleeps.waits
