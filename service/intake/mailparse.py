@@ -152,7 +152,13 @@ def _decode_bytes(data: bytes, declared: str | None, *, partial: bool = False) -
     codec = _codec_for(declared)
     if not data:
         return "", declared is not None and codec is None
-    for candidate in dict.fromkeys(c for c in (codec, "utf-8", "cp1252") if c):
+    first = codec
+    if codec and _single_byte(codec) and _is_utf8(data, partial=partial):
+        # Bytes that are valid UTF-8 (with at least one multi-byte character) under a
+        # single-byte label are UTF-8 mislabelled — "café —" read as cp1252 would land as
+        # "cafÃ© â€”". Real cp1252 or Latin-1 text is almost never valid UTF-8 by chance.
+        first = "utf-8"
+    for candidate in dict.fromkeys(c for c in (first, codec, "utf-8", "cp1252") if c):
         try:
             if partial:
                 text = codecs.getincrementaldecoder(candidate)().decode(data, final=False)
@@ -162,6 +168,26 @@ def _decode_bytes(data: bytes, declared: str | None, *, partial: bool = False) -
             continue
         return text, declared is not None and candidate != codec
     return data.decode("latin-1"), True
+
+
+# Single-byte charsets (every byte is a character), where mislabelled UTF-8 decodes without
+# error into mojibake instead of failing over to the next candidate.
+_SINGLE_BYTE_PREFIXES = ("cp125", "iso8859", "ascii", "latin", "mac-", "koi8", "cp437", "cp850")
+
+
+def _single_byte(codec: str) -> bool:
+    return codec.replace("_", "-").startswith(_SINGLE_BYTE_PREFIXES)
+
+
+def _is_utf8(data: bytes, *, partial: bool) -> bool:
+    """Valid UTF-8 holding at least one non-ASCII character."""
+    if data.isascii():
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=not partial)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _header_bytes(value: str) -> bytes:
