@@ -106,6 +106,10 @@ class SharedSignIn:
         self.token_backend = MemoryTokenBackend()
         self.msal_client: msal.ConfidentialClientApplication | None = None
         self.lock = threading.Lock()
+        # Small reads other backends want answered in the mailbox's next round trip (see
+        # GraphHttp.want): key → path; and their answers: key → (monotonic time, outcome).
+        self.wanted: dict[str, str] = {}
+        self.fetched: dict[str, tuple[float, Any]] = {}
 
 
 # Keyed by the identity of the loaded M365 section (a config loaded again, or another test's

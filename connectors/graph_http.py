@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import requests
@@ -512,6 +513,40 @@ class GraphHttp:
             return self.con.oauth_request(url, method, **kwargs)
 
         return self.call(op, call, method=method, retry_ambiguous=retry_ambiguous)
+
+    # -- reads that ride along -----------------------------------------------------------
+    # The worker's idle cycle is the mailbox's delta read plus the Forms workbook's cTag. They
+    # belong to different backends, so the workbook says what it wants (``want``), the mailbox
+    # sends it in the same batch as its delta read (``wanted``/``keep``), and the workbook
+    # takes the answer (``take``) instead of asking again: one round trip per idle cycle.
+
+    def _shared(self) -> Any:
+        shared = getattr(self.con, "shared", None)
+        if shared is None:
+            shared = self.__dict__.setdefault("_own_shared", SimpleNamespace(wanted={}, fetched={}))
+        return shared
+
+    def want(self, key: str, path: str) -> None:
+        self._shared().wanted[key] = path
+
+    def wanted(self) -> dict[str, str]:
+        """What to send along now. A read whose last ridden answer was never taken (the
+        register, read only now and then) stops riding until it is wanted again."""
+        shared = self._shared()
+        for key in [k for k in shared.wanted if k in shared.fetched]:
+            del shared.wanted[key]
+            del shared.fetched[key]
+        return dict(shared.wanted)
+
+    def keep(self, key: str, outcome: Any) -> None:
+        self._shared().fetched[key] = (time.monotonic(), outcome)
+
+    def take(self, key: str, max_age: float) -> Any:
+        """A ridden-along answer no older than ``max_age`` seconds (used once), or None."""
+        entry = self._shared().fetched.pop(key, None)
+        if entry is None or time.monotonic() - entry[0] > max_age:
+            return None
+        return entry[1]
 
     def batch(self, subs: Sequence[Any]) -> list[Any]:
         """Several requests in as few round trips as JSON batching allows (``graph_batch``):

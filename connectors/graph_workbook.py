@@ -32,6 +32,7 @@ from urllib.parse import quote
 from openpyxl.utils import column_index_from_string, get_column_letter
 
 from connectors.base import CellUpdate, CheckResult, OptionalColumn, Table, TableSpec
+from connectors.graph_batch import Reply
 from connectors.graph_http import (
     AmbiguousWrite,
     Call,
@@ -72,6 +73,8 @@ MAX_ETAG_ROUNDS = 3
 # A table unchanged by its cTag is still read in full this often: a safety net should Excel
 # for the web save a change (a Forms response) to the file later than it shows it.
 FULL_READ_SECONDS = 300.0
+# A cTag read with the mailbox's delta is used by the same cycle's Forms read if this fresh.
+RIDE_ALONG_SECONDS = 60.0
 
 # One lock per file across every GraphWorkbook in the process (register and forms may share).
 _FILE_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
@@ -296,9 +299,20 @@ class GraphWorkbook:
 
     def content_tag(self) -> str:
         """The file's cTag: it changes when the content changes (not for renames/metadata).
-        GET …/items/{id}?$select=id,cTag → {"id": "01ABC…", "cTag": "\"c:{86EB…},7\""}"""
+        GET …/items/{id}?$select=id,cTag → {"id": "01ABC…", "cTag": "\"c:{86EB…},7\""}
+
+        Asked to ride along with the mailbox's next delta read (one round trip for an idle
+        cycle); an answer from then is used when fresh. A cTag a little old is safe: a change
+        after it is seen on the next cycle, and the table read is the one that cTag belongs to
+        or newer."""
+        item = self.item()
+        key = f"cTag of {self.name}"
+        self.http.want(key, f"{item}?$select=id,cTag")
+        ridden = self.http.take(key, max_age=RIDE_ALONG_SECONDS)
+        if isinstance(ridden, Reply) and ridden.status == 200 and ridden.json().get("cTag"):
+            return str(ridden.json()["cTag"])
         meta = self.http.get_json(
-            self.item(), self._call("read the file's version"), params={"$select": "id,cTag"}
+            item, self._call("read the file's version"), params={"$select": "id,cTag"}
         )
         return str(meta.get("cTag") or "")
 

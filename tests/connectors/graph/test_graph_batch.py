@@ -177,3 +177,25 @@ def test_a_throttled_batched_read_waits_its_retry_after_and_loses_nothing(
 
     assert len(items) == 5
     assert 1.5 in setup.sleeps.waits
+
+
+def test_an_idle_cycle_of_mailbox_and_forms_workbook_is_one_round_trip(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, site=True)
+    setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First response"]])})
+    box, forms = setup.mailbox(), setup.workbook()
+
+    def cycle() -> list[object]:
+        box.http.ensure_token()
+        list(box.fetch_new())
+        return [r["ID"] for r in forms.read_table("Table1").rows]
+
+    cycle()
+    cycle()  # warm: the workbook has asked for its cTag to ride along
+    before = len(setup.emu.round_trips)
+    assert cycle() == [1]
+    assert len(setup.emu.round_trips) - before == 1  # delta + cTag in one $batch
+
+    setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First"], [2, "Second"]])})
+    assert cycle() == [1, 2]  # the new cTag came with the delta: the table is read again
