@@ -13,8 +13,14 @@ dependencies.
 How the queue works (never by the ``\\Seen`` flag: people read the shared mailbox too):
 
 * ``item_id`` is ``"<UIDVALIDITY>:<UID>"``. The ledger key ``imap.cursor:<account>`` holds the
-  UIDVALIDITY and the last UID the consumer has *taken* (saved when the generator resumes after
-  a ``yield``), so a crash replays the last message instead of skipping it.
+  UIDVALIDITY and the last UID the consumer has *taken* (it asked for the next item), saved
+  once per batch and when the consumer stops, so a crash replays the rest of a batch instead
+  of skipping a message.
+* A cycle sends one SELECT and one UID SEARCH; new mail is read in batches, one
+  ``UID FETCH <ranges> (UID INTERNALDATE BODY.PEEK[])`` each (never setting ``\\Seen``). Batches
+  grow 1, 2, 4… up to ``batch_messages`` and stop short of ``batch_bytes`` (sizes from one
+  ``RFC822.SIZE`` fetch; a bigger message is read alone), so a first run over thousands of
+  messages takes a few dozen round trips and memory stays bounded.
 * A changed UIDVALIDITY (folder re-created, server restored or migrated) means every UID is
   new: the whole folder is read again, as on a first run. A message taken under the old
   UIDVALIDITY and not yet moved out (still being worked on) is recognised by its Message-ID
@@ -121,12 +127,54 @@ def message_id_of(raw: bytes) -> str | None:
 #   [(b'1 (UID 7 INTERNALDATE "02-Feb-2026 09:30:00 +0000" BODY[] {342}', b'From: ...'), b')']
 _UID_RE = re.compile(rb"\bUID (\d+)")
 _FLAGS_RE = re.compile(rb"\bFLAGS \(([^)]*)\)")
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    """An IMAP sequence set for ``uids`` with runs as ranges: ``1:500,502,510:512``."""
+    ordered = sorted(set(uids))
+    runs: list[str] = []
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid != prev + 1:
+            runs.append(f"{start}:{prev}" if prev > start else str(start))
+            start = uid
+        prev = uid
+    runs.append(f"{start}:{prev}" if prev > start else str(start))
+    return ",".join(runs)
+
+
+def _fetched(data: list[object]) -> dict[int, tuple[bytes, datetime | None]]:
+    """(bytes, INTERNALDATE) by UID from a ``UID FETCH (UID INTERNALDATE BODY.PEEK[])`` answer.
+
+    imaplib splits each literal out: ``[(b'1 (UID 7 INTERNALDATE "…" BODY[] {342}', b'From:…'),
+    b')', …]``; a server may put UID after the literal (in the ``b' UID 7)'`` that follows).
+    An unsolicited FETCH (a flag change) has no literal and is passed over."""
+    out: dict[int, tuple[bytes, datetime | None]] = {}
+    for index, part in enumerate(data):
+        if not (isinstance(part, tuple) and isinstance(part[0], bytes)):
+            continue
+        meta = part[0]
+        after = data[index + 1] if index + 1 < len(data) else b""
+        if isinstance(after, bytes):
+            meta += after
+        found = _UID_RE.search(meta)
+        if found is None or not isinstance(part[1], bytes):
+            continue
+        stamp = imaplib.Internaldate2tuple(meta)
+        received = datetime.fromtimestamp(time.mktime(stamp), UTC) if stamp else None
+        out.setdefault(int(found.group(1)), (part[1], received))
+    return out
 
 
 class ImapMailbox:
     """An IMAP folder as the intake queue (see the module docstring)."""
 
     backend = "imap"
+    # A first run or rescan reads the folder in batches: one UID FETCH of up to this many
+    # messages or bytes (a bigger message goes alone), so memory stays flat.
+    batch_messages = 100
+    batch_bytes = 8 * 1024 * 1024
 
     def __init__(
         self,
@@ -165,6 +213,8 @@ class ImapMailbox:
         self.timeout = timeout_seconds
         self._tls = tls_context(ca_bundle) if security != "none" else None
         self._client: imaplib.IMAP4 | None = None
+        # The folder selected on _client and its UIDVALIDITY, so a cycle SELECTs once.
+        self._selected: tuple[imaplib.IMAP4, str, int] | None = None
         self._caps: frozenset[str] = frozenset()
         self._folders_ok: set[str] = set()
         self.account = f"{username.lower()}@{host.lower()}:{self.port}/{folder}"
@@ -284,6 +334,7 @@ class ImapMailbox:
         if self._client is not None:
             _shutdown(self._client)
         self._client = None
+        self._selected = None
 
     def _run(self, what: str, operation: Callable[[imaplib.IMAP4], T]) -> T:
         """Run ``operation`` on a live connection; after a dropped connection, reconnect and
@@ -314,6 +365,7 @@ class ImapMailbox:
 
     def _select(self, client: imaplib.IMAP4, folder: str) -> int:
         """Select ``folder`` (read-write); its UIDVALIDITY."""
+        self._selected = None
         typ, data = client.select(_folder_arg(folder))
         if typ != "OK":
             raise PermanentError(
@@ -323,11 +375,13 @@ class ImapMailbox:
             )
         _, values = client.response("UIDVALIDITY")
         try:
-            return int(values[-1])
+            validity = int(values[-1])
         except (TypeError, ValueError, IndexError) as exc:
             raise PermanentError(
                 f"the IMAP server {self._where()} gave no UIDVALIDITY for {folder!r}"
             ) from exc
+        self._selected = (client, folder, validity)
+        return validity
 
     def _search(self, client: imaplib.IMAP4, *criteria: str) -> list[int]:
         # Sample: ('OK', [b'3 7 12'])
@@ -340,20 +394,7 @@ class ImapMailbox:
         typ, data = client.uid("FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[])")
         if typ != "OK":
             raise imaplib.IMAP4.error(f"FETCH: {_first(data)}")
-        for index, part in enumerate(data):
-            if not isinstance(part, tuple):
-                continue
-            meta = part[0]
-            after = data[index + 1] if index + 1 < len(data) else b""
-            if isinstance(after, bytes):
-                meta += after
-            found = _UID_RE.search(meta)
-            if found is None or int(found.group(1)) != uid:
-                continue  # an unsolicited FETCH (flag change) for another message
-            stamp = imaplib.Internaldate2tuple(meta)
-            received = datetime.fromtimestamp(time.mktime(stamp), UTC) if stamp else None
-            return part[1], received
-        return None
+        return _fetched(data).get(uid)
 
     def _flags(self, client: imaplib.IMAP4, uid: int) -> set[str]:
         typ, data = client.uid("FETCH", str(uid), "(UID FLAGS)")
@@ -414,25 +455,33 @@ class ImapMailbox:
         validity, _, last = value.partition(":")
         return int(validity), int(last)
 
-    def _remember(self, item_id: str, print_: str) -> None:
-        self.ledger.db.execute(
-            "INSERT INTO imap_messages (account, item_id, fingerprint, seen_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT(account, item_id) DO NOTHING",
-            (self.account, item_id, print_, utcnow().isoformat(timespec="seconds")),
-        )
-
-    def _taken(self, item_id: str | None, validity: int, uid: int) -> None:
+    def _remember_all(self, prints: list[tuple[str, str]]) -> None:
+        """Record (item id, fingerprint) of messages about to be handed on, in one commit."""
+        if not prints:
+            return
+        now = utcnow().isoformat(timespec="seconds")
         with self.ledger.transaction() as db:
-            if item_id is not None:
-                db.execute(
-                    "UPDATE imap_messages SET taken_at = ? WHERE account = ? AND item_id = ?",
-                    (utcnow().isoformat(timespec="seconds"), self.account, item_id),
-                )
+            db.executemany(
+                "INSERT INTO imap_messages (account, item_id, fingerprint, seen_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(account, item_id) DO NOTHING",
+                [(self.account, item_id, print_, now) for item_id, print_ in prints],
+            )
+
+    def _taken(self, item_ids: list[str], validity: int, uid: int | None) -> None:
+        """The consumer took ``item_ids``; the cursor moves to ``uid`` (one commit)."""
+        if uid is None:
+            return
+        now = utcnow().isoformat(timespec="seconds")
+        with self.ledger.transaction() as db:
+            db.executemany(
+                "UPDATE imap_messages SET taken_at = ? WHERE account = ? AND item_id = ?",
+                [(now, self.account, item_id) for item_id in item_ids],
+            )
             db.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
                 "updated_at = excluded.updated_at",
-                (self._cursor_key(), f"{validity}:{uid}", utcnow().isoformat(timespec="seconds")),
+                (self._cursor_key(), f"{validity}:{uid}", now),
             )
 
     def _moved_out(self, item_id: str) -> None:
@@ -452,57 +501,155 @@ class ImapMailbox:
     # -- Mailbox ------------------------------------------------------------------------
 
     def fetch_new(self) -> Iterator[InboundItem]:
-        validity = self._run("reading the folder", lambda c: self._select(c, self.folder))
         cursor = self._cursor()
+        validity, uids = self._run("reading the folder", partial(self._listing, cursor=cursor))
         # No cursor (first run, or a lost one) or a new UIDVALIDITY: read the whole folder.
         rescan = cursor is None or cursor[0] != validity
-        if not rescan:
-            assert cursor is not None
-            last = cursor[1]
-            uids = self._run(
-                "searching for new mail",
-                lambda c: self._checked(c, validity, "UID", f"{last + 1}:*"),
+        if rescan and cursor is not None:
+            log.warning(
+                "imap: UIDVALIDITY of %s changed; reading the whole folder again "
+                "(messages still being worked on are recognised; copies of finished ones "
+                "are handed on and recorded as duplicates)",
+                self.folder,
             )
-            uids = [u for u in uids if u > last]  # "n:*" always includes the highest UID
-        else:
-            if cursor is not None:
-                log.warning(
-                    "imap: UIDVALIDITY of %s changed; reading the whole folder again "
-                    "(messages still being worked on are recognised; copies of finished ones "
-                    "are handed on and recorded as duplicates)",
-                    self.folder,
-                )
-            uids = self._run("listing the folder", lambda c: self._checked(c, validity, "ALL"))
         in_flight = 0
         renumbered: set[str] = set()
-        for uid in uids:
-            try:
-                got = self._run(
-                    f"fetching message {uid}", partial(self._fetch_in, validity=validity, uid=uid)
-                )
-            except _UidValidityChanged:
-                log.warning(
-                    "imap: UIDVALIDITY of %s changed mid-cycle; rescan next cycle", self.folder
-                )
-                return
-            if got is None:
-                continue  # expunged since the search (a person moved it)
-            raw, received = got
-            item_id = f"{validity}:{uid}"
-            print_ = fingerprint(raw)
-            if rescan and self._in_flight(item_id, print_, validity, renumbered):
+        taken: list[str] = []
+        last: int | None = None
+        try:
+            for batch in self._batches(validity, uids):
+                if batch is None:
+                    log.warning(
+                        "imap: UIDVALIDITY of %s changed mid-cycle; rescan next cycle",
+                        self.folder,
+                    )
+                    return
                 # Taken before and not yet moved out: the intake has it under its id (which
                 # finds it by fingerprint) and moves it when done. Anything else, copies of
                 # finished messages included, is handed on, so that it leaves with a record.
-                in_flight += 1
-                self._taken(None, validity, uid)
-                continue
-            self._remember(item_id, print_)
-            yield InboundItem(item_id=item_id, raw=raw, received_at=received)
-            # The consumer has taken the item (it asked for the next): move the cursor.
-            self._taken(item_id, validity, uid)
+                handed = [
+                    (uid, raw, received, f"{validity}:{uid}", fingerprint(raw))
+                    for uid, (raw, received) in batch
+                ]
+                if rescan:
+                    kept = [
+                        h for h in handed if not self._in_flight(h[3], h[4], validity, renumbered)
+                    ]
+                    in_flight += len(handed) - len(kept)
+                    handed = kept
+                self._remember_all([(item_id, print_) for _, _, _, item_id, print_ in handed])
+                for uid, raw, received, item_id, _ in handed:
+                    yield InboundItem(item_id=item_id, raw=raw, received_at=received)
+                    # The consumer has taken the item (it asked for the next).
+                    taken.append(item_id)
+                    last = uid
+                if batch:  # every message of the batch taken or left to the intake
+                    self._taken(taken, validity, batch[-1][0])
+                taken, last = [], None
+        finally:
+            # Saved once per batch (and when the consumer stops): a crash replays the rest of
+            # a batch, never skips a message.
+            if taken and last is not None:
+                self._taken(taken, validity, last)
         if in_flight:
             log.info("imap: %d message(s) already being worked on left to the intake", in_flight)
+
+    def _listing(
+        self, client: imaplib.IMAP4, cursor: tuple[int, int] | None
+    ) -> tuple[int, list[int]]:
+        """One SELECT and one SEARCH: the folder's UIDVALIDITY and the UIDs to read (above the
+        cursor, or all of them when there is no cursor for this UIDVALIDITY)."""
+        validity = self._select(client, self.folder)
+        if cursor is None or cursor[0] != validity:
+            return validity, self._search(client, "ALL")
+        last = cursor[1]
+        # "n:*" always includes the highest UID, even below n
+        return validity, [u for u in self._search(client, "UID", f"{last + 1}:*") if u > last]
+
+    def _batches(
+        self, validity: int, uids: Sequence[int]
+    ) -> Iterator[list[tuple[int, tuple[bytes, datetime | None]]] | None]:
+        """The messages at ``uids`` in order, a batch (one ``UID FETCH``) at a time, bounded in
+        count and bytes so that memory stays flat however full the folder is. Yields None
+        (and stops) if the folder's UIDVALIDITY changed meanwhile."""
+        if not uids:
+            return
+        sizes: dict[int, int] = {}
+        if len(uids) > 1:
+            try:
+                sizes = self._run(
+                    "sizing new mail", partial(self._sizes, validity=validity, uids=uids)
+                )
+            except _UidValidityChanged:
+                yield None
+                return
+        batch: list[int] = []
+        held = 0
+        # Batches grow 1, 2, 4… up to batch_messages: the first message reaches the intake
+        # after one small round trip, a long first run still takes few.
+        limit = 1
+        for n, uid in enumerate(uids):
+            size = sizes.get(uid, 0)
+            if batch and (len(batch) >= limit or held + size > self.batch_bytes):
+                limit = min(limit * 2, self.batch_messages)
+                got = self._read_batch(validity, batch)
+                if got is None:
+                    yield None
+                    return
+                yield got
+                batch, held = [], 0
+            batch.append(uid)
+            held += size
+            if n == len(uids) - 1:
+                got = self._read_batch(validity, batch)
+                yield got
+                if got is None:
+                    return
+
+    def _read_batch(
+        self, validity: int, uids: list[int]
+    ) -> list[tuple[int, tuple[bytes, datetime | None]]] | None:
+        try:
+            fetched = self._run(
+                f"fetching {len(uids)} message(s)",
+                partial(self._fetch_many, validity=validity, uids=uids),
+            )
+        except _UidValidityChanged:
+            return None
+        # A UID missing from the answer was expunged since the search (a person moved it).
+        return [(uid, fetched[uid]) for uid in uids if uid in fetched]
+
+    def _ensure_selected(self, client: imaplib.IMAP4, validity: int) -> None:
+        """The intake folder selected with ``validity``; no SELECT if it still is (the
+        server ends the session rather than change UIDVALIDITY under a selected folder)."""
+        if self._selected == (client, self.folder, validity):
+            return
+        if self._select(client, self.folder) != validity:
+            raise _UidValidityChanged
+
+    def _sizes(self, client: imaplib.IMAP4, validity: int, uids: Sequence[int]) -> dict[int, int]:
+        self._ensure_selected(client, validity)
+        # Sample: [b'1 (UID 7 RFC822.SIZE 2417)', b'2 (UID 8 RFC822.SIZE 96)']
+        typ, data = client.uid("FETCH", _uid_set(uids), "(UID RFC822.SIZE)")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH SIZE: {_first(data)}")
+        sizes: dict[int, int] = {}
+        for part in data:
+            meta = part[0] if isinstance(part, tuple) else part
+            if isinstance(meta, bytes):
+                uid, size = _UID_RE.search(meta), _SIZE_RE.search(meta)
+                if uid and size:
+                    sizes[int(uid.group(1))] = int(size.group(1))
+        return sizes
+
+    def _fetch_many(
+        self, client: imaplib.IMAP4, validity: int, uids: Sequence[int]
+    ) -> dict[int, tuple[bytes, datetime | None]]:
+        self._ensure_selected(client, validity)
+        typ, data = client.uid("FETCH", _uid_set(uids), "(UID INTERNALDATE BODY.PEEK[])")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH: {_first(data)}")
+        return _fetched(data)
 
     def _in_flight(self, item_id: str, print_: str, validity: int, renumbered: set[str]) -> bool:
         """Whether the message at ``item_id`` was taken before and is not yet moved out: under
@@ -521,19 +668,6 @@ class ImapMailbox:
                 renumbered.add(old)
                 return True
         return False
-
-    def _checked(self, client: imaplib.IMAP4, validity: int, *criteria: str) -> list[int]:
-        if self._select(client, self.folder) != validity:
-            raise _UidValidityChanged
-        return self._search(client, *criteria)
-
-    def _fetch_in(
-        self, client: imaplib.IMAP4, validity: int, uid: int
-    ) -> tuple[bytes, datetime | None] | None:
-        # Reselecting after a reconnect is _run's job; check the folder is still the same one.
-        if self._select(client, self.folder) != validity:
-            raise _UidValidityChanged
-        return self._fetch(client, uid)
 
     def _parse_id(self, item_id: str) -> tuple[int, int]:
         validity, sep, uid = item_id.partition(":")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from connectors.base import InboundItem
-from connectors.imap import ImapMailbox, _folder_arg, fingerprint
+from connectors.imap import ImapMailbox, _fetched, _folder_arg, _uid_set, fingerprint
 from connectors.mail_auth import xoauth2_string
 from service.config import parse_config
 from service.errors import ConfigError, InputError, PermanentError, TransientError
@@ -733,3 +733,108 @@ def test_oauth2_from_config_gets_the_token_from_msal_and_logs_in(
 
     assert len(list(box.fetch_new())) == 1
     h.close()
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+class CountingImapMailbox(ImapMailbox):
+    """Counts the SELECTs and the message FETCHes a cycle sends, and the bytes per batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.selects = 0
+        self.batches: list[tuple[int, int]] = []  # (messages, bytes)
+
+    def _select(self, client: imaplib.IMAP4, folder: str) -> int:
+        self.selects += 1
+        return super()._select(client, folder)
+
+    def _fetch_many(self, client: imaplib.IMAP4, validity: int, uids: Any) -> Any:
+        got = super()._fetch_many(client, validity, uids)
+        self.batches.append((len(got), sum(len(raw) for raw, _ in got.values())))
+        return got
+
+
+def test_a_first_run_reads_the_folder_in_a_few_batches_with_one_select(
+    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
+) -> None:
+    box = make_mailbox(mail_servers, mail_user, ledger, cls=CountingImapMailbox)
+    assert isinstance(box, CountingImapMailbox)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    raws = [raw_message(n) for n in range(150)]
+    for raw in raws:
+        h.deliver(raw)
+
+    items = list(box.fetch_new())
+
+    assert [i.raw for i in items] == raws  # all, in order, byte for byte
+    assert box.selects == 1
+    # 1, 2, 4 … 64 messages, then batch_messages (100) at a time: 8 FETCHes, not 150.
+    assert [n for n, _ in box.batches] == [1, 2, 4, 8, 16, 32, 64, 23]
+    assert flags_in(h, "INBOX") == [set()] * 150  # BODY.PEEK: nothing marked \Seen
+    assert list(box.fetch_new()) == []
+    h.close()
+
+
+def test_batches_stay_within_the_byte_bound(
+    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
+) -> None:
+    box = make_mailbox(mail_servers, mail_user, ledger, cls=CountingImapMailbox)
+    assert isinstance(box, CountingImapMailbox)
+    box.batch_bytes = 3_000
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    big = raw_message(99, subject="x" * 10) + b"y" * 5_000 + b"\r\n"
+    raws = [raw_message(n) for n in range(12)] + [big, raw_message(100)]
+    for raw in raws:
+        h.deliver(raw)
+
+    items = list(box.fetch_new())
+
+    assert [i.raw for i in items] == raws
+    # Every batch is within the bound, except the one message bigger than it, read alone.
+    assert all(size <= 3_000 or n == 1 for n, size in box.batches), box.batches
+    assert (1, len(big)) in box.batches
+    h.close()
+
+
+def test_a_crash_mid_batch_replays_the_rest_and_skips_nothing(
+    mail_servers: MailServers, mail_user: MailUser, ledger: Ledger
+) -> None:
+    box = make_mailbox(mail_servers, mail_user, ledger)
+    h = ImapMailboxHarness(mail_servers, mail_user, box)
+    for n in range(10):
+        h.deliver(raw_message(n))
+    gen = box.fetch_new()
+    first = [next(gen).item_id for _ in range(6)]  # batches of 1, 2, 4: the 6th is in the 3rd
+    gen.close()  # the process died while handling the 6th
+
+    again = make_mailbox(mail_servers, mail_user, ledger)
+    replay = [i.item_id for i in again.fetch_new()]
+
+    # Saved as taken up to the last message the consumer finished: the 6th comes again.
+    assert first[5] in replay
+    assert set(first) | set(replay) == {f"{first[0].split(':')[0]}:{u}" for u in range(1, 11)}
+    h.close()
+
+
+def test_fetch_answers_are_read_whatever_the_order_of_their_items() -> None:
+    body = b"From: a@example.org\r\n\r\nHello\r\n"
+    data: list[Any] = [
+        (b'1 (UID 7 INTERNALDATE "02-Feb-2026 09:30:00 +0000" BODY[] {27}', body),
+        b")",
+        b"2 (FLAGS (\\Seen) UID 9)",  # unsolicited: a person read another message
+        (b'3 (INTERNALDATE "03-Feb-2026 10:00:00 +0000" BODY[] {27}', body),
+        b" UID 12)",  # this server puts UID after the literal
+    ]
+
+    got = _fetched(data)
+
+    assert sorted(got) == [7, 12]
+    assert got[12][0] == body
+    assert got[12][1] is not None and got[12][1].day == 3
+
+
+def test_uid_sets_are_ranges() -> None:
+    assert _uid_set([5, 1, 2, 3, 7, 9, 10]) == "1:3,5,7,9:10"
+    assert _uid_set([4]) == "4"
