@@ -35,6 +35,14 @@ def _check_email(value: str) -> str:
 
 
 Email = Annotated[str, Field(min_length=3)]
+COURSE_KINDS = ("prevent", "dsp", "induction")  # [compliance] course_links keys
+
+
+def _check_link(value: str) -> str:
+    value = value.strip()
+    if not re.match(r"^https?://[^\s/]+\S*\Z", value):
+        raise ValueError(f"not a web link (https://…): {value!r}")
+    return value
 
 
 class Section(BaseModel):
@@ -280,6 +288,23 @@ class Register(Section):
     alert_detail: Literal["summary", "full"] = "summary"
     escalate_after_hours: float = Field(4.0, gt=0)
     link: str | None = None  # URL of the register shown in alerts (SharePoint link)
+    # How a concern's time still "New" is counted for escalation: "clock" hours, or "working"
+    # hours (working_hours on working days: weekends and bank holidays do not count). Critical
+    # concerns have their own setting, clock by default: they must not wait for Monday.
+    escalate_in: Literal["clock", "working"] = "clock"
+    escalate_critical_in: Literal["clock", "working"] = "clock"
+    working_hours: str = "09:00-17:00"
+
+    @field_validator("working_hours")
+    @classmethod
+    def _working_hours(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*", value)
+        if not match or not all(int(match[i]) < 24 for i in (1, 3)):
+            raise ValueError(f"{value!r} is not a time range HH:MM-HH:MM (for example 09:00-17:00)")
+        start, end = time(int(match[1]), int(match[2])), time(int(match[3]), int(match[4]))
+        if end <= start:
+            raise ValueError(f"{value!r}: the end must be after the start")
+        return f"{start:%H:%M}-{end:%H:%M}"
 
 
 class Sending(Section):
@@ -308,6 +333,29 @@ class Compliance(Section):
     ongoing_recurrence: Literal["annually", "termly", "monthly"] = "annually"
     # Status values (case-insensitive) that mean "no more reminders".
     done_statuses: list[str] = ["Complete", "Completed", "Done", "Cancelled", "Closed"]
+    # Where people act, shown in their reminders: the compliance workbook (a SharePoint link)
+    # and a course per kind of training ("prevent", "dsp", "induction").
+    workbook_link: str | None = None
+    course_links: dict[str, str] = {}
+    # Roles whose addresses reach everyone (a distribution list): they get the reminders for
+    # items they own, never manager-only ones (escalations, team summaries, cells not
+    # understood), which go to the admin instead if nobody else is configured.
+    everyone_roles: list[str] = ["All staff"]
+
+    @field_validator("workbook_link")
+    @classmethod
+    def _workbook_link(cls, value: str | None) -> str | None:
+        return _check_link(value) if value else None
+
+    @field_validator("course_links")
+    @classmethod
+    def _course_links(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(COURSE_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(COURSE_KINDS)}"
+            )
+        return {kind: _check_link(link) for kind, link in value.items()}
 
     @field_validator("offsets_days")
     @classmethod

@@ -90,7 +90,7 @@ class Concern:
 
     @property
     def suggested_from(self) -> list[str]:
-        """"'bombing the mosque' → Justifying the use of violence …", one per suggestion.
+        """ "'bombing the mosque' → Justifying the use of violence …", one per suggestion.
         Quotes the concern's words: for the register and alert_detail = "full" only."""
         why = [s.explanation for s in self.suggestions]
         why += [f"'{d.matched}' → someone may be in immediate danger" for d in self.danger_signs]
@@ -128,9 +128,7 @@ class Concern:
             how = " (suggested from its wording)" if self.indicators_suggested else ""
             reasons.append(f"it matches one of the policy's more critical risk factors{how}")
         elif is_critical(self._added):
-            reasons.append(
-                "its wording suggests one of the policy's more critical risk factors"
-            )
+            reasons.append("its wording suggests one of the policy's more critical risk factors")
         return (" and ".join(reasons).capitalize() + ".") if reasons else ""
 
     @property

@@ -28,6 +28,13 @@ from typing import Any
 
 from service.app import App
 from service.cases import chronology
+from service.cases.escalation_time import (
+    copied_text,
+    counts_working,
+    hours_text,
+    is_critical,
+    waited_hours,
+)
 from service.cases.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
 from service.compliance.reminders import record_sent
 from service.errors import ConnectorError, InputError
@@ -54,6 +61,7 @@ class ConcernRow:
     status: str
     risk: str = ""
     summary: str = ""
+    critical_text: str = ""  # the register's "Critical risk factor"
 
     @property
     def is_new(self) -> bool:
@@ -106,6 +114,7 @@ def read_concerns(app: App) -> tuple[list[ConcernRow], list[int]]:
                 status=as_text(row.get(STATUS)),
                 risk=as_text(row.get("Risk level")),
                 summary=as_text(row.get("Summary")),
+                critical_text=as_text(row.get("Critical risk factor")),
             )
         )
     return rows, bad
@@ -151,7 +160,9 @@ def check(app: App) -> EscalationReport:
                 report.acknowledged.append(concern.reference)
             continue
         report.new += 1
-        level = level_for(now - concern.recorded_at, threshold)
+        critical = is_critical(app, concern.reference, concern.critical_text)
+        waited = waited_hours(app.config, concern.recorded_at, now, critical=critical)
+        level = level_for(timedelta(hours=waited), threshold)
         if level == 0:
             continue
         done = db.execute(
@@ -161,7 +172,7 @@ def check(app: App) -> EscalationReport:
         if done:
             continue
         try:
-            _escalate(app, concern, level, now)
+            _escalate(app, concern, level, now, critical=critical)
         except ConnectorError as exc:
             report.failed += 1
             log.warning("escalation %s level %d not sent: %s", concern.reference, level,
@@ -196,33 +207,41 @@ def escalation_recipients(app: App) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(to)), cc
 
 
-def _escalate(app: App, concern: ConcernRow, level: int, now: datetime) -> None:
+def _escalate(
+    app: App, concern: ConcernRow, level: int, now: datetime, *, critical: bool = False
+) -> None:
     to, cc = escalation_recipients(app)
     tz = app.config.organisation.tz
-    hours = (now - concern.recorded_at).total_seconds() / 3600
+    working = counts_working(app.config, critical)
+    hours = waited_hours(app.config, concern.recorded_at, now, critical=critical)
+    waited = hours_text(hours, working=working)
     full = app.config.register.alert_detail == "full"
+    urgent = level > 1 or critical  # a critical concern was urgent in its first alert too
     message = app.compose(
         kind="escalation",
         key=f"{concern.reference}|{level}",
         to=to,
         cc=cc,
         subject=(
-            f"{'URGENT – ' if level > 1 else ''}Concern {concern.reference} not yet picked up "
-            f"({_hours_text(hours)})"
+            f"{'URGENT – ' if urgent else ''}Concern {concern.reference} not yet picked up "
+            f"({waited})"
         ),
         template="escalation",
         context={
             "reference": concern.reference,
             "recorded_at": concern.recorded_at.astimezone(tz),
-            "hours": _hours_text(hours),
+            "hours": waited,
+            "urgent": urgent,
+            "critical": critical,
+            "copied": copied_text(app.config, cc),
             "level": level,
             "levels": len(ESCALATION_LEVELS),
-            "threshold": _hours_text(app.config.register.escalate_after_hours),
+            "threshold": hours_text(app.config.register.escalate_after_hours, working=working),
             "dsp_name": app.config.people.dsp.name,
             "register_link": app.config.register.link or "",
             "summary": concern.summary if full else "",
         },
-        high_importance=level > 1,
+        high_importance=urgent,
     )
     app.send(message)
     at = now.isoformat(timespec="seconds")
@@ -244,7 +263,7 @@ def _escalate(app: App, concern: ConcernRow, level: int, now: datetime) -> None:
         concern.reference,
         f"escalated|{level}",
         f"Escalated (level {level})",
-        note=f"Still New after {_hours_text(hours)}. To {chronology.people_text(app, to)}"
+        note=f"Still New after {waited}. To {chronology.people_text(app, to)}"
         + (f"; copied to {chronology.people_text(app, cc)}" if cc else ""),
         at=now,
     )

@@ -105,6 +105,9 @@ class Entry:
     due_text: str = ""
     superseded: tuple[str, ...] = ()
     members: tuple[dict[str, Any], ...] = ()
+    kind: str = ""  # the item's kind: action, policy, training, induction
+    link: str = ""  # where to act on it (the course, or the compliance workbook)
+    link_label: str = ""
 
     @property
     def due_key(self) -> str:
@@ -288,6 +291,8 @@ class Planner:
                 recipients += escalated_to
             found = []
             for recipient in recipients:
+                # The owner acts (their course); one overseeing it looks at the workbook.
+                link, link_label = _where_to_act(self.cfg, item, recipient in item.owners)
                 if self._recorded(item.item_id, due.isoformat(), latest.name, recipient):
                     continue
                 if latest.overdue_days > 0 and self._nudged_lately(item.item_id, recipient):
@@ -306,6 +311,9 @@ class Planner:
                         owner=item.owner_text,
                         due_text=item.spec.text,
                         superseded=tuple(s.name for s in steps[:-1]),
+                        kind=item.kind,
+                        link=link,
+                        link_label=link_label,
                     )
                 )
             if found:
@@ -381,6 +389,20 @@ class Planner:
                     continue
                 out.append(_problem_entry(problem, recipient))
         return out
+
+
+def _where_to_act(cfg: Compliance, item: Item, is_owner: bool = True) -> tuple[str, str]:
+    """(link, label) for an item: its course for training, else the compliance workbook."""
+    if item.kind in ("training", "induction") and is_owner:
+        kind = "induction" if item.kind == "induction" else "prevent"
+        if item.title.startswith("DSP "):
+            kind = "dsp"
+        link = cfg.course_links.get(kind) or cfg.course_links.get("prevent", "")
+        if link:
+            return link, "Open the course"
+    if cfg.workbook_link:
+        return cfg.workbook_link, "Open the compliance workbook"
+    return "", ""
 
 
 def _problem_entry(problem: Problem, recipient: str) -> Entry:
@@ -557,6 +579,12 @@ def _compose(app: App, today: date, digest: Digest) -> OutboundMessage:
         }
         for name, title in SECTIONS
     ]
+    # The recipient's own training (not a team member's they oversee): do the course.
+    own_training = [
+        e
+        for e in digest.entries
+        if e.kind in ("training", "induction") and e.section in ("overdue", "today", "soon")
+    ]
     content = "\n".join(f"{e.item_id}|{e.due_key}|{e.step}" for e in digest.entries)
     key = f"{digest.recipient.lower()}|{today}|{hashlib.sha256(content.encode()).hexdigest()[:16]}"
     return app.compose(
@@ -569,6 +597,11 @@ def _compose(app: App, today: date, digest: Digest) -> OutboundMessage:
             "day": today,
             "sections": [s for s in sections if s["entries"]],
             "count": len(digest.entries),
+            "workbook_link": (app.config.compliance and app.config.compliance.workbook_link) or "",
+            "has_plan_items": any(e.kind in ("action", "policy") for e in digest.entries),
+            "has_training": bool(own_training),
+            "course_links": any(e.link for e in own_training),
+            "reply_contact": plan_contact(app.config),
         },
         high_importance=bool(counts["escalated"]),
         reply_to=plan_contact(app.config),
@@ -595,6 +628,8 @@ def _entry_context(entry: Entry) -> dict[str, Any]:
         "why": entry.why,
         "owner": entry.owner,
         "members": list(entry.members),
+        "link": entry.link,
+        "link_label": entry.link_label,
     }
 
 

@@ -363,6 +363,10 @@ class ComplianceReader:
         self._done = {status_key(s) for s in self.cfg.done_statuses}
         self._dsp_roles = {norm(r) for r in self.cfg.dsp_roles}
         self._same_email: dict[str, list[int]] = {}  # Training: e-mail → its rows, if several
+        # Distribution lists: never sent manager-only items (see compliance.everyone_roles).
+        self._everyone = {
+            a.lower() for role in self.cfg.everyone_roles for a in self.roles.addresses(role)
+        }
         self._escalate_to = self._config_role(
             self.cfg.escalate_to_role, "compliance.escalate_to_role"
         )
@@ -381,9 +385,23 @@ class ComplianceReader:
         return self.data
 
     def _config_role(self, role: str, key: str) -> tuple[str, ...]:
-        addresses = self.roles.addresses(role)
+        """A manager's role: never a mailbox everyone reads (escalations, cells not understood
+        and team summaries are for managers)."""
+        addresses = [a for a in self.roles.addresses(role) if a.lower() not in self._everyone]
         if addresses:
             return _addresses(addresses)
+        if self.roles.addresses(role):
+            self.data.problems.append(
+                Problem(
+                    "config",
+                    0,
+                    key,
+                    role,
+                    f"role {role!r} reaches everyone (compliance.everyone_roles); what is meant "
+                    "for managers goes to the admin instead",
+                )
+            )
+            return (self.config.people.admin_email.lower(),)
         self.data.problems.append(
             Problem(
                 "config",
@@ -613,6 +631,11 @@ class ComplianceReader:
         manager = _text(row.get("Manager email")).lower()
         if manager and not EMAIL_RE.match(manager):
             self._problem(row, "Manager email", manager, "not an e-mail address")
+            manager = ""
+        if manager in self._everyone:
+            self._problem(
+                row, "Manager email", manager, "a mailbox everyone reads: put the manager's own"
+            )
             manager = ""
         start = self._day(row, "Start date") if not _blank(row.get("Start date")) else None
         last = (
