@@ -9,6 +9,7 @@ temporary name in the same folder and renamed, so a reader never sees half a wor
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from openpyxl import Workbook as XlWorkbook
 from openpyxl.chart import BarChart, Reference
 from openpyxl.chart.data_source import AxDataSource, StrRef
-from openpyxl.styles import Font, PatternFill
+from openpyxl.chart.marker import DataPoint
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.worksheet.pagebreak import Break
 from openpyxl.worksheet.worksheet import Worksheet
 
 from connectors.files import PRIVATE_DIR, write_atomic
@@ -27,7 +30,7 @@ from service.errors import PermanentError
 if TYPE_CHECKING:
     from service.reporting.report import BoardReport
 
-_BOLD = Font(bold=True)
+_BOLD = Font(name="Calibri", bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="DBEAFE")
 _RAG_FILL = {
     "Red": PatternFill("solid", fgColor="FCA5A5"),
@@ -83,7 +86,7 @@ def write_report_workbook(report: BoardReport, path: Path) -> Path:
         ("Note", "Counts only: no names, learner references or concern details."),
     ]
     summary.append(["Prevent report"])
-    summary["A1"].font = Font(bold=True, size=14)
+    summary["A1"].font = Font(name="Calibri", bold=True, size=14)
     for label, value in rows:
         _append(summary, [label, value])
     summary.column_dimensions["A"].width = 58
@@ -179,7 +182,12 @@ def write_report_workbook(report: BoardReport, path: Path) -> Path:
         for name, count in rag.items():
             _append(ws, [name, count])
             ws.cell(ws.max_row, 1).fill = _RAG_FILL[name]
-        _bar(ws, "Action plan RAG status", "Items", len(rag), cats=1, data=2, at="D2")
+        chart = _bar(ws, "Action plan RAG status", "Items", len(rag), cats=1, data=2, at="D2")
+        for index, name in enumerate(rag):  # each bar in its own colour: red, amber, green
+            point = DataPoint(idx=index)
+            point.graphicalProperties.solidFill = _RAG_COLOURS[name]
+            point.graphicalProperties.line.solidFill = _RAG_COLOURS[name]
+            chart.series[0].dPt.append(point)
 
         ws = _sheet(
             book,
@@ -228,7 +236,7 @@ def _append(ws: Worksheet, values: Sequence[Any]) -> None:
 
 def _bar(
     ws: Worksheet, title: str, y_title: str, rows: int, *, cats: int, data: int, at: str
-) -> None:
+) -> BarChart:
     """A clustered bar chart of column ``data`` (header in row 1) by column ``cats``."""
     chart = BarChart()
     chart.type = "col"
@@ -246,11 +254,104 @@ def _bar(
     labels = Reference(ws, min_col=cats, min_row=2, max_row=1 + rows)
     for series in chart.series:
         series.cat = AxDataSource(strRef=StrRef(f=str(labels)))
-    ws.add_chart(chart, at)
+    ws.add_chart(chart, at)  # (placed below the table for printing by _place_charts)
+    return chart
+
+
+# Printing (the board pack is read on paper): landscape A4, one page wide, the header row on
+# every page, each chart whole on a page. Applied to every sheet at the end, so a sheet added
+# later gets it too.
+_PAGE_HEIGHT_PT = 480.0  # printable height of landscape A4 with the margins below, in points
+_CHART_GAP_ROWS = 2
+_RAG_COLOURS = {"Red": "DC2626", "Amber": "F59E0B", "Green": "16A34A"}
+
+
+def _lay_out_for_print(book: XlWorkbook) -> None:
+    for ws in book.worksheets:
+        table_sheet = ws.title != "Summary"
+        if table_sheet:
+            _fit_header(ws)
+        _fit_rows(ws)
+        _place_charts(ws)
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0  # as many pages down as it takes
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.page_margins.left = ws.page_margins.right = 0.5
+        ws.page_margins.top = ws.page_margins.bottom = 0.6
+        ws.print_options.horizontalCentered = True
+        if table_sheet:
+            ws.print_title_rows = "1:1"
+        ws.oddHeader.left.text = "&A"  # the sheet's name
+        ws.oddFooter.center.text = "Page &P of &N"
+
+
+def _fit_header(ws: Worksheet) -> None:
+    """Headers wrap at word breaks inside their column (never run into the next header)."""
+    lines = 1
+    for cell in ws[1]:
+        if cell.value is None:
+            continue
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        width = ws.column_dimensions[cell.column_letter].width or 8.43
+        lines = max(lines, _lines(str(cell.value), width, bold=True))
+    ws.row_dimensions[1].height = 15.0 * lines
+
+
+def _fit_rows(ws: Worksheet) -> None:
+    """Long text wraps in its column and the row is made tall enough for it: Excel does not
+    grow a row by itself when a program wrote the file (LibreOffice does)."""
+    for row in ws.iter_rows(min_row=2):
+        lines = 1
+        for cell in row:
+            if isinstance(cell.value, str) and cell.value:
+                width = ws.column_dimensions[cell.column_letter].width or 8.43
+                lines = max(lines, _lines(cell.value, width))
+        if lines > 1:
+            ws.row_dimensions[row[0].row].height = 15.0 * lines
+            for cell in row:  # the whole row reads from the top, beside the wrapped text
+                cell.alignment = Alignment(wrap_text=isinstance(cell.value, str), vertical="top")
+
+
+def _lines(text: str, width: float, *, bold: bool = False) -> int:
+    """How many lines ``text`` takes wrapped at word breaks in a column ``width`` characters
+    wide (a little narrower for bold; a header also leaves room for Excel's filter button)."""
+    # A column's width counts digit widths; ordinary text is narrower than digits.
+    room = max(4, int(width) - 3 if bold else int(width * 1.1))
+    total = 0
+    for paragraph in text.splitlines() or [""]:
+        total += max(1, len(textwrap.wrap(paragraph, room, break_long_words=True)))
+    return total
+
+
+def _row_height(ws: Worksheet, row: int) -> float:
+    return ws.row_dimensions[row].height or 15.0
+
+
+def _place_charts(ws: Worksheet) -> None:
+    """Each chart below the table (not beside it, which would shrink the page to fit both
+    across), starting on a new page when it would not fit whole under what is above it."""
+    charts = list(ws._charts)
+    if not charts:
+        return
+    row = ws.max_row + _CHART_GAP_ROWS
+    used = sum(_row_height(ws, r) for r in range(1, row))
+    for chart in charts:
+        height_pt = chart.height / 2.54 * 72  # chart sizes are in cm
+        used = used % _PAGE_HEIGHT_PT
+        if used + height_pt > _PAGE_HEIGHT_PT and row > 1:
+            ws.row_breaks.append(Break(id=row - 1))  # a page break above the chart
+            used = 0.0
+        chart.anchor = f"A{row}"
+        rows_taken = int(height_pt // 15.0) + 1 + _CHART_GAP_ROWS
+        row += rows_taken
+        used += rows_taken * 15.0
 
 
 def _save(book: XlWorkbook, path: Path) -> Path:
     path = Path(path)
+    _lay_out_for_print(book)
     buffer = io.BytesIO()
     book.save(buffer)
     try:
