@@ -1,6 +1,7 @@
 """Render the demo's concern register and board report the way people see them.
 
-    PYTHONPATH=. python bench/render_register.py [OUT]     (default OUT: ./render-out)
+    PYTHONPATH=. python bench/render_register.py [OUT] [--picture=docs/register.png]
+                                                        (default OUT: ./render-out)
 
 Builds the demo afresh in OUT/demo (``prevent-service init --demo``, ``poll``, ``report``),
 then has LibreOffice (headless) print each workbook to PDF as it prints on paper, and
@@ -11,16 +12,21 @@ pdftoppm turn the pages into PNGs:
 - ``concern-register-N.png``: the register as it prints;
 - ``board-report-N.png``: the board report as it prints.
 
-Look at the PNGs before calling a layout done; the figures printed are page counts. Needs
-``soffice`` (LibreOffice) and ``pdftoppm`` (poppler-utils). Never touches a real folder.
+It also checks that LibreOffice calculates the register's Retention review formula (a date
+of birth, a closed date, both). ``--picture`` writes the first screen, trimmed and small, for
+the DSP guide. Look at the PNGs before calling a layout done; the figures printed are page
+counts. Needs ``soffice`` (LibreOffice), ``pdftoppm`` (poppler-utils) and, for ``--picture``,
+ImageMagick's ``convert``. Never touches a real folder.
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import date, datetime
 from pathlib import Path
 
 import openpyxl
@@ -46,6 +52,8 @@ def screen_copy(register: Path, out: Path) -> Path:
     ``SCREEN_CHARS`` wide and the rows there are, on one page."""
     wb = openpyxl.load_workbook(register)
     ws = wb["Register"]
+    for other in [s for s in wb.worksheets if s is not ws]:  # the first screen of the register
+        wb.remove(other)
     # As the DSP would have it a little later: the first concern worked on (invented text).
     headers = [c.value for c in ws[1]]
     worked = {
@@ -94,8 +102,50 @@ def to_png(book: Path, out: Path, profile: Path, dpi: int) -> list[Path]:
     return sorted((out / "png").glob(f"{book.stem}-*.png"))
 
 
+def retention_in_libreoffice(register: Path, out: Path, profile: Path) -> list[str]:
+    """Whether LibreOffice calculates the Retention review formula: a date of birth on the
+    first row, a closed date on the second, both on the third (the date of birth wins)."""
+    wb = openpyxl.load_workbook(register)
+    ws = wb["Register"]
+    headers = [c.value for c in ws[1]]
+    dob, closed = headers.index("DOB or age") + 1, headers.index("Closed date") + 1
+    cases = [
+        (datetime(2008, 3, 12), None, date(2033, 3, 12)),
+        (None, datetime(2026, 11, 30), date(2051, 11, 30)),
+        (datetime(2009, 1, 31), datetime(2026, 11, 30), date(2034, 1, 31)),
+    ]
+    for row, (born, shut, _) in enumerate(cases, start=2):
+        ws.cell(row, dob).value = born
+        ws.cell(row, closed).value = shut
+    book = out / "retention-check.xlsx"
+    wb.save(book)
+    run(
+        "soffice",
+        f"-env:UserInstallation=file://{profile}",
+        "--headless",
+        "--convert-to",
+        "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true,false,false",
+        "--outdir",
+        str(out),
+        str(book),
+    )
+    with open(out / "retention-check.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    column = rows[0].index("Retention review")
+    lines = []
+    for (born, shut, expected), row in zip(cases, rows[1:], strict=False):
+        got = row[column]
+        ok = got in (expected.strftime("%d/%m/%Y"), expected.isoformat())
+        given = f"DOB {born:%d/%m/%Y}" if born else ""
+        given += (" and " if born and shut else "") + (f"closed {shut:%d/%m/%Y}" if shut else "")
+        lines.append(f"  {given}: {got or '(empty)'} ({'ok' if ok else 'WRONG'}, want {expected})")
+    return lines
+
+
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "render-out").resolve()
+    args = [a for a in sys.argv[1:] if not a.startswith("--picture=")]
+    picture = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--picture=")), None)
+    out = Path(args[0] if args else "render-out").resolve()
     for tool in ("soffice", "pdftoppm"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (LibreOffice, poppler-utils)")
@@ -115,9 +165,28 @@ def main() -> None:
             "register (printed)": to_png(register, out, Path(profile), 70),
             "board report (printed)": to_png(report, out, Path(profile), 70),
         }
+        retention = retention_in_libreoffice(register, out, Path(profile))
     for what, pngs in pages.items():
         print(f"{what}: {len(pngs)} page(s): {', '.join(p.name for p in pngs)}")
     print(f"in {out / 'png'}")
+    print("Retention review, as LibreOffice calculates it:")
+    print("\n".join(retention))
+    if picture:  # the docs' picture: trimmed, a few colours, small
+        run(
+            "convert",
+            str(pages["register (first screen)"][0]),
+            "-trim",
+            "-bordercolor",
+            "white",
+            "-border",
+            "12",
+            "-resize",
+            "1100x>",
+            "-colors",
+            "64",
+            f"PNG8:{picture}",
+        )
+        print(f"picture: {picture} ({Path(picture).stat().st_size // 1024} KiB)")
 
 
 if __name__ == "__main__":
