@@ -62,18 +62,22 @@ def stem(word: str) -> str:
     w = _AMERICAN_Z.sub(r"\1s", w)  # radicalize, radicalizing, organization
     if w.endswith("iour"):
         w = w[:-4] + "ior"
-    if len(w) > 6 and w.endswith(("ings", "ings")):
-        w = w[:-1]  # "bombings" as "bombing", then as "bomb"
-    if len(w) > 4 and w.endswith(("ies", "ied")):
+    # Plural or third person first, then the verb ending, so that every inflection of a
+    # word lands on one stem ("nasheeds" and "nasheed", "bombings" and "bombing").
+    if len(w) > 4 and w.endswith("ies"):
         w = w[:-3] + "y"
-    elif len(w) > 5 and w.endswith("ing"):
-        w = _undouble(w[:-3])
-    elif len(w) > 4 and w.endswith("ed"):
-        w = _undouble(w[:-2])
     elif len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes", "zes")):
         w = w[:-2]
     elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
         w = w[:-1]
+    if len(w) > 4 and w.endswith("ied"):
+        w = w[:-3] + "y"
+    elif len(w) > 5 and w.endswith("ing"):
+        w = _undouble(w[:-3])
+    elif len(w) > 4 and w.endswith("eed"):
+        w = w[:-1]  # agreed as agree, nasheed as nashee: never "nash"
+    elif len(w) > 4 and w.endswith("ed"):
+        w = _undouble(w[:-2])
     if len(w) > 4 and w.endswith("e"):
         w = w[:-1]
     return w
