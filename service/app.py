@@ -23,7 +23,7 @@ log = logging.getLogger("prevent_service")
 
 
 # Kinds of mail whose replies should reach the safeguarding mailbox (see ``App.compose``).
-REPLIES_COME_BACK = frozenset({"ack"})
+REPLIES_COME_BACK = frozenset({"ack", "followup-ack"})
 
 
 class App:

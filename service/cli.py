@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=90, help="how far ahead (default 90)")
 
     p = sub.add_parser(
+        "case", parents=[common], help="print one case: its register row and chronology"
+    )
+    p.add_argument("reference", help="the concern's reference, e.g. PRV-2026-0007")
+
+    p = sub.add_parser(
         "report", parents=[common], help="the board / inspectors report (counts only): xlsx, e-mail"
     )
     p.add_argument(
@@ -352,6 +357,16 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         app.close()
 
 
+def cmd_case(args: argparse.Namespace, out: TextIO) -> int:
+    from service.cases.casefile import case_command
+
+    app = _app(args)
+    try:
+        return case_command(app, args.reference, out)
+    finally:
+        app.close()
+
+
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from connectors.report_xlsx import write_report_workbook
     from service.reporting.report import report_command
@@ -390,6 +405,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "remind": cmd_remind,
     "plan": cmd_plan,
+    "case": cmd_case,
     "report": cmd_report,
 }
 

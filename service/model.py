@@ -44,6 +44,7 @@ class Concern:
     message_id: str | None = None
     reporter_external: bool = False  # reporter_email is outside organisation.domains
     notes: tuple[str, ...] = field(default=())  # content-free remarks (truncated, defects)
+    case_note: str = ""  # for the alert: existing cases it quotes but was not added to
     # What the wording suggests, with the words that suggested it (service.indicators.assess):
     # for e-mail the same indicators as above; for a Form, what its free-text answers add.
     suggestions: tuple[Suggestion, ...] = ()

@@ -21,14 +21,14 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service.admin.problems import record_intake_problems
 from service.app import App
-from service.cases import chronology, register
+from service.cases import chronology, followups, register
 from service.cases.areas import contacts_for, suggested_area_cell
 from service.config import EMAIL_RE
 from service.errors import (
@@ -245,6 +245,8 @@ class Intake:
         self.config = app.config
         self.result = result
         self.work: list[Work] = []
+        self.follow_ups: list[followups.FollowUp] = []  # new information on existing cases
+        self.cases = followups.Cases(app)
         self._seed_tried: set[tuple[str, int]] = set()
 
     # Called after every recorded step; a seam for crash tests (they kill the process here).
@@ -259,12 +261,12 @@ class Intake:
             self._collect_mail(mailbox)
         if self.config.intake.forms is not None:
             self._collect_forms()
-        if not self.work:
-            return
-        self._send_alerts()
-        self._write_register()
-        self._send_acks()
-        self._finish(mailbox)
+        if self.work:
+            self._send_alerts()
+            self._write_register()
+            self._send_acks()
+            self._finish(mailbox)
+        followups.process(self, self.follow_ups, mailbox)
 
     # -- collecting ---------------------------------------------------------------------
 
@@ -347,8 +349,29 @@ class Intake:
                     self.result.duplicates += 1
                     log.info("duplicate of %s ignored", earlier)
                 return
+        decision = self.cases.decide(
+            sender=parsed.from_address,
+            thread_ids=parsed.references,
+            text=parsed.subject,
+            row=existing,
+        )
+        if decision.case:
+            followups.join(self.app, key, decision.case)
+            concern = self._concern_from_mail(parsed, item, key, decision.case)
+            self.follow_ups.append(
+                followups.follow_up(
+                    concern,
+                    decision,
+                    sender=parsed.from_address,
+                    subject=parsed.subject,
+                    mail_item_id=item.item_id,
+                )
+            )
+            return
         reference = self._reference(key)
-        concern = self._concern_from_mail(parsed, item, key, reference)
+        concern = replace(
+            self._concern_from_mail(parsed, item, key, reference), case_note=decision.note
+        )
         self.work.append(
             Work(
                 source_key=key,
@@ -397,11 +420,26 @@ class Intake:
                 self.ledger.claim_item(key, "form", stamp)
                 self.result.new += 1
                 self.step_done("seen", key)
+            # An answer naming an existing reference, from someone on that case: a follow-up.
+            decision = self.cases.decide(
+                sender=response.email,
+                text="\n".join(response.answers.values()),
+                row=self.ledger.item(key),
+            )
+            if decision.case:
+                followups.join(self.app, key, decision.case)
+                concern = self._concern_from_form(response, key, decision.case)
+                self.follow_ups.append(
+                    followups.follow_up(concern, decision, sender=response.email, subject="")
+                )
+                continue
             reference = self._reference(key)
             self.work.append(
                 Work(
                     source_key=key,
-                    concern=self._concern_from_form(response, key, reference),
+                    concern=replace(
+                        self._concern_from_form(response, key, reference), case_note=decision.note
+                    ),
                     ack_to=self._ack_address(response.email),
                 )
             )
@@ -534,10 +572,7 @@ class Intake:
         if len(parsed.text) > MAX_CELL or parsed.text_truncated:
             account += "\n[… truncated – see the original message]"
         triage = assess(f"{parsed.subject}\n\n{parsed.text}")
-        follow_up = _follow_up_of(parsed.subject, self.config.organisation.reference_prefix)
         summary = parsed.subject or "(no subject)"
-        if follow_up and follow_up != reference:
-            summary = f"Follow-up to {follow_up}: {summary}"
         return Concern(
             source_key=key,
             source="E-mail",
@@ -910,11 +945,6 @@ def _where(section: object, table: str) -> str:
 def _first_line(text: str, limit: int) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _follow_up_of(subject: str, prefix: str) -> str | None:
-    match = re.search(rf"\b{re.escape(prefix)}-\d{{4}}-\d{{4,}}\b", subject)
-    return match.group(0) if match else None
 
 
 def _content_free(message: str) -> str:

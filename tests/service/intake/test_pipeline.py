@@ -264,15 +264,17 @@ def test_formula_text_is_kept_as_text(memory_app: App) -> None:
     assert "HYPERLINK" in row["Summary"]
 
 
-def test_a_follow_up_quoting_a_reference_is_a_new_linked_row(memory_app: App) -> None:
+def test_a_reporter_quoting_their_reference_adds_to_the_case_not_a_new_row(
+    memory_app: App,
+) -> None:
     deliver(memory_app, mail(message_id="<1@example.org>"))
     pipeline.poll(memory_app)
     deliver(
         memory_app, mail(subject="RE: Your concern PRV-2026-0001", message_id="<2@example.org>")
     )
     pipeline.poll(memory_app)
-    rows = register_rows(memory_app)
-    assert rows[1]["Summary"].startswith("Follow-up to PRV-2026-0001")
+    [row] = register_rows(memory_app)  # (tests/service/cases/test_followups.py: the rest)
+    assert row["Reference"] == "PRV-2026-0001"
 
 
 class FlakySender:

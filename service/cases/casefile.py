@@ -1,0 +1,142 @@
+"""``prevent-service case PRV-…``: one case's register row and its chronology, in time order.
+
+For the DSP at a terminal preparing a referral or a handover, so it shows everything the
+register holds, concern text included (the register is where that text lives). Nothing else
+is printed: no secrets, no ledger internals. Chronology events the service has recorded but
+could not yet write (the register was locked) are shown too, marked pending.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from datetime import date, datetime
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from service.app import App
+from service.cases import chronology
+from service.cases.register import REFERENCE, SOURCE_KEY
+from service.errors import ConnectorError, InputError
+from service.values import as_datetime, as_text, from_excel_serial
+
+EXIT_OK, EXIT_NOT_FOUND = 0, 1
+_DATEISH = re.compile(r"\b(date|at|when|time)\b", re.IGNORECASE)
+_HIDDEN = {SOURCE_KEY.casefold(), chronology.KEY.casefold()}
+WIDTH = 100
+
+
+def _norm(reference: str) -> str:
+    return reference.strip().upper()
+
+
+def show(header: str, value: Any, tz: ZoneInfo) -> str:
+    """A cell as a person reads it: dates day-first in local time, Graph's serials as dates."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(tz)
+        return (
+            value.strftime("%d/%m/%Y %H:%M")
+            if (value.hour or value.minute)
+            else (value.strftime("%d/%m/%Y"))
+        )
+    if isinstance(value, date):
+        return value.strftime("%d/%m/%Y")
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and _DATEISH.search(header)
+        and 3000 <= value < 2958466
+    ):
+        return show(header, from_excel_serial(round(float(value) * 1440) / 1440), tz)
+    return as_text(value)
+
+
+def _when(value: Any, tz: ZoneInfo) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = from_excel_serial(round(float(value) * 86400) / 86400)
+    return as_datetime(value, tz)
+
+
+def case_command(app: App, reference: str, out: TextIO) -> int:
+    tz = app.config.organisation.tz
+    wanted = _norm(reference)
+    workbook = app.workbook("register")
+    table = workbook.read_table(app.config.register.table)
+    rows = [r for r in table.rows if _norm(as_text(r.get(REFERENCE))) == wanted]
+    if not rows:
+        print(
+            f"No concern {wanted} in the register (table {app.config.register.table}). "
+            "Check the reference; a follow-up has none of its own (it is in its case's "
+            "chronology).",
+            file=out,
+        )
+        return EXIT_NOT_FOUND
+    print(f"Case {wanted}", file=out)
+    print("=" * (5 + len(wanted)), file=out)
+    width = max(len(h) for h in table.headers)
+    for row in rows:  # one, unless someone copied a row
+        for header in table.headers:
+            if header.casefold() in _HIDDEN:
+                continue
+            text = show(header, row.get(header), tz)
+            if not text:
+                continue
+            lines = text.splitlines() or [""]
+            print(f"{header.ljust(width)}  {lines[0]}", file=out)
+            for line in lines[1:]:
+                print(f"{'':{width}}  {line}", file=out)
+        print(file=out)
+    events = _chronology(app, wanted, tz)
+    print(f"Chronology ({len(events)} entr{'y' if len(events) == 1 else 'ies'})", file=out)
+    print("-" * 20, file=out)
+    if not events:
+        print("Nothing recorded yet.", file=out)
+    for when, event, by, note, pending in events:
+        stamp = when.astimezone(tz).strftime("%d/%m/%Y %H:%M") if when else "(no date)"
+        flag = "  [pending: not yet in the register]" if pending else ""
+        print(f"{stamp}  {event}{f' – {by}' if by else ''}{flag}", file=out)
+        for paragraph in note.splitlines():
+            wrapped = textwrap.wrap(paragraph, WIDTH - 6) or [""]
+            for line in wrapped:
+                print(f"      {line}", file=out)
+    return EXIT_OK
+
+
+def _chronology(
+    app: App, reference: str, tz: ZoneInfo
+) -> list[tuple[datetime | None, str, str, str, bool]]:
+    """(when, event, by, note, pending) in time order; undated rows (a person's) last, in
+    the order they were typed."""
+    found: list[tuple[datetime | None, str, str, str, bool]] = []
+    keys: set[str] = set()
+    try:
+        table = app.workbook("register").read_table(chronology.TABLE)
+    except (InputError, ConnectorError):
+        table = None  # a register from before the chronology, not yet upgraded
+    for row in table.rows if table else ():
+        if _norm(as_text(row.get(chronology.REFERENCE))) != reference:
+            continue
+        keys.add(as_text(row.get(chronology.KEY)))
+        found.append(
+            (
+                _when(row.get(chronology.WHEN), tz),
+                as_text(row.get(chronology.EVENT)),
+                as_text(row.get(chronology.BY)),
+                as_text(row.get(chronology.NOTE)),
+                False,
+            )
+        )
+    for row in app.ledger.db.execute(
+        "SELECT key, at, event, by_whom, note FROM case_events "
+        "WHERE reference = ? AND written_at IS NULL",
+        (reference,),
+    ):
+        if row["key"] in keys:
+            continue
+        at = datetime.fromisoformat(row["at"])
+        found.append((at, row["event"], row["by_whom"], row["note"], True))
+    order = {id(item): n for n, item in enumerate(found)}
+    return sorted(
+        found, key=lambda e: (e[0] is None, e[0] or datetime.min.replace(tzinfo=tz), order[id(e)])
+    )
