@@ -316,15 +316,17 @@ def assess(text: str) -> Assessment:
     known = knowledge()
     first: dict[str, Suggestion] = {}
     danger: list[DangerSign] = []
+    danger_spans: list[tuple[int, int]] = []
     for finding in known.find(text[:MAX_SCAN_CHARS]):
         rule = finding.rule
         source = known.sources.get(rule.source, "")
         for key in rule.indicators:
             if key == "danger":
-                if len(danger) < MAX_DANGER_SIGNS and all(
-                    d.matched != finding.matched for d in danger
-                ):
+                # One sign per stretch of words ("has a knife" and "knife in his bag" are one).
+                overlaps = any(finding.start < b and a < finding.end for a, b in danger_spans)
+                if len(danger) < MAX_DANGER_SIGNS and not overlaps:
                     danger.append(DangerSign(finding.matched, rule.id, source))
+                    danger_spans.append((finding.start, finding.end))
             elif key not in first:
                 first[key] = Suggestion(BY_KEY[key], finding.matched, rule.id, source)
     suggestions = sorted(first.values(), key=lambda s: _ORDER[s.indicator.key])

@@ -84,9 +84,7 @@ class Concern:
             )
         if self.unknown_indicators:
             lines.append(f"Other (as answered): {'; '.join(self.unknown_indicators)}")
-        why = self.suggested_from
-        if why:
-            lines.append("Suggested from: " + "; ".join(why))
+        lines += [f"Suggested from: {line}" for line in self.suggested_from]
         return "\n".join(line for line in lines if line)
 
     @property

@@ -129,6 +129,8 @@ class Rule:
 class Finding:
     rule: Rule
     matched: str  # the words as written, spacing collapsed
+    start: int = 0  # where in the text (characters)
+    end: int = 0
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,8 @@ class Knowledge:
                 spans = [m.span() for m in _WORDS.finditer(sentence.group())]
                 offset = sentence.start()
                 start, finish = spans[i][0] + offset, spans[stop - 1][1] + offset
-                found.append(Finding(rule, " ".join(text[start:finish].split())[:120]))
+                words_as_written = " ".join(text[start:finish].split())[:120]
+                found.append(Finding(rule, words_as_written, start, finish))
         return cue
 
     def _has_cue(self, words: list[str]) -> bool:

@@ -214,3 +214,8 @@ def test_a_small_knowledge_file_works_end_to_end(tmp_path: Path) -> None:
 
 def test_the_shipped_file_is_the_package_data_file() -> None:
     assert KNOWLEDGE_FILE.name == "knowledge.toml" and KNOWLEDGE_FILE.is_file()
+
+
+def test_one_danger_sign_per_stretch_of_words() -> None:
+    danger = assess("Kit has a blade in his rucksack and says he will stab Lou tomorrow.").danger
+    assert [d.matched for d in danger] == ["has a blade", "will stab"]

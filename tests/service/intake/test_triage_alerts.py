@@ -88,7 +88,7 @@ def test_an_ordinary_worry_stays_ordinary(memory_app: App) -> None:
     deliver(memory_app, mail("Jo has been late every day this week and seems tired and low."))
     pipeline.poll(memory_app)
     [alert] = alerts(memory_app)
-    assert not alert.high_importance and "Suggested from wording" not in alert.text
+    assert not alert.high_importance and "Suggested indicators" not in alert.text
 
 
 def test_a_critical_phrase_typed_in_a_form_account_makes_the_alert_urgent(
