@@ -40,7 +40,8 @@ def exclusive_lock(path: Path, *, wait_seconds: float = 0.0) -> Iterator[bool]:
     import portalocker  # here, not at import: see the module docstring
 
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # O_BINARY: Windows opens low-level files in text mode unless told otherwise.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
     except OSError as exc:
         raise LockFileError(
             f"cannot create the lock file {path}: {exc.strerror}; check the folder's permissions"
