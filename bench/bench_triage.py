@@ -14,6 +14,7 @@ tuning.toml only (``--part tuning``) and look at the held-out figures once, at t
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -100,27 +101,59 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
     return critical, danger
 
 
-def timing(runs: int) -> None:
-    sentence = (
-        "During the session the learner said things that worried me about a group they have "
-        "joined online, and talked about the news with the others. "
-    )
-    body = (sentence * (5_000_000 // len(sentence) + 1))[:5_000_000]
-    body += " He said the Christchurch shooter was a hero."
+# Words of ordinary concern e-mails, with some that start rules, for a varied 5 MB body (a
+# repeated sentence would be read once: the matcher skips text it has already read).
+_WORDS = (
+    "the a he she they learner apprentice tutor said told me about his her their group online "
+    "friends family college work placement session week today worried seems isolated quiet "
+    "angry upset talked news video videos watching phone class lesson break lunch again who "
+    "was is were are not never would should only way people all some more going to will "
+    "support praised joined contact older man messaging meet private chat channel knife bag "
+    "attack shooter hero justified violence mosque tonight friday travel syria fight flag "
+    "tattoo changed behaviour appearance manifesto extremist far right isis recruit"
+)
+VOCABULARY = _WORDS.split(" ")
+
+
+def varied_body(size: int, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    parts: list[str] = []
+    length = 0
+    while length < size:
+        sentence = " ".join(rng.choice(VOCABULARY) for _ in range(rng.randint(6, 30)))
+        parts.append(sentence.capitalize() + ". ")
+        length += len(parts[-1])
+    return "".join(parts)[:size]
+
+
+def timed(body: str, runs: int) -> tuple[float, float, float, float]:
+    """Median wall, min wall, max wall and median CPU seconds of ``runs`` scans."""
     wall, cpu = [], []
     for _ in range(runs):
         start, start_cpu = time.perf_counter(), time.process_time()
         assess(body)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), min(wall), max(wall), statistics.median(cpu)
+
+
+def timing(runs: int) -> None:
     # CPU time is this process's own work; wall time also counts waiting for a core on a
     # shared machine. Both are printed; the budget is 100 ms.
-    print(
-        f"\nscan of a 5 MB body (the first {MAX_SCAN_CHARS:,} characters are read): "
-        f"median {statistics.median(wall) * 1000:.1f} ms wall "
-        f"(min {min(wall) * 1000:.1f}, max {max(wall) * 1000:.1f}), "
-        f"median {statistics.median(cpu) * 1000:.1f} ms CPU, {runs} runs"
-    )
+    bodies = {
+        "varied 5 MB body": varied_body(5_000_000),
+        "hostile: one phrase repeated, 5 MB": "he praised isis " * 312_500,
+        "hostile: trigger words at random, 5 MB": varied_body(5_000_000, seed=11).replace(
+            ". ", " "
+        ),
+    }
+    print(f"\nscan time (the first {MAX_SCAN_CHARS:,} characters of a body are read), {runs} runs:")
+    for name, body in bodies.items():
+        median, low, high, cpu = timed(body, runs)
+        print(
+            f"  {name:<40} median {median * 1000:6.1f} ms wall "
+            f"(min {low * 1000:.1f}, max {high * 1000:.1f}), median {cpu * 1000:.1f} ms CPU"
+        )
 
 
 def main() -> None:

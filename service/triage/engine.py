@@ -37,6 +37,7 @@ _WORDS = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*|[\u5350\u534d\u16a0-\u16ff]")
 # line break is not an end (mail wraps lines); a blank line is.
 _SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
 _GAP = {"..": 3, "...": 8}
+MAX_SENTENCE_WORDS = 120  # a longer "sentence" (no full stops) is read in pieces this long
 # Endings not stripped from these (they would collide with another word).
 _KEEP = frozenset({"news", "isis", "isil", "this", "bus", "gas", "ss", "has", "was", "is", "as"})
 _VOWELS = set("aeiouy")
@@ -140,6 +141,24 @@ class _Compiled:
     first: tuple[tuple[str, ...], ...]
 
 
+class _Piece:
+    """A sentence of the text; where its words are is worked out once, when first needed."""
+
+    def __init__(self, text: str, sentence: re.Match[str]) -> None:
+        self.text = text
+        self._sentence = sentence
+        self._spans: list[tuple[int, int]] | None = None
+
+    def span(self, first_word: int, last_word: int) -> tuple[int, int]:
+        if self._spans is None:
+            offset = self._sentence.start()
+            self._spans = [
+                (m.start() + offset, m.end() + offset)
+                for m in _WORDS.finditer(self._sentence.group())
+            ]
+        return self._spans[first_word][0], self._spans[last_word][1]
+
+
 @dataclass
 class Knowledge:
     """The knowledge file, compiled: rules indexed by the first word they need."""
@@ -155,8 +174,17 @@ class Knowledge:
     cue_first: frozenset[str] = frozenset()
 
     def find(self, text: str) -> list[Finding]:
-        """Every rule match in the text, in text order (a rule may match more than once)."""
+        """The first match of each rule, in text order.
+
+        Every step is bounded: a sentence longer than ``MAX_SENTENCE_WORDS`` is read in
+        pieces of that many words, and a rule that has matched is not tried again, so a
+        hostile text (one phrase repeated for megabytes) costs no more than an ordinary one.
+        """
         found: list[Finding] = []
+        done: set[str] = set()
+        # A piece of words read before, in the same context, can find nothing new (its rules
+        # have matched or were ruled out the same way): repeated text is read once.
+        seen: dict[tuple[tuple[str, ...], bool], bool] = {}
         cue_before = False
         index = self.index
         for sentence in _SENTENCES.finditer(text):
@@ -164,24 +192,34 @@ class Knowledge:
             if not raw:
                 continue
             words = [_STEMS.get(w) or _stem_cached(w) for w in raw]
-            cue: bool | None = None
-            if not index.keys().isdisjoint(words):
-                cue = self._sentence(text, sentence, words, found, cue_before)
-            if cue is None:
-                cue = self._has_cue(words)
-            cue_before = cue
+            if index.keys().isdisjoint(words):
+                cue_before = self._has_cue(words)
+                continue
+            piece = _Piece(text, sentence)
+            for first in range(0, len(words), MAX_SENTENCE_WORDS):
+                part = words[first : first + MAX_SENTENCE_WORDS]
+                key = (tuple(part), cue_before)
+                known = seen.get(key)
+                if known is None:
+                    cue = self._sentence(piece, first, part, found, done, cue_before)
+                    known = cue if cue is not None else self._has_cue(part)
+                    if len(seen) < 10_000:
+                        seen[key] = known
+                cue_before = known
         return found
 
     def _sentence(
         self,
-        text: str,
-        sentence: re.Match[str],
+        piece: _Piece,
+        first: int,
         words: list[str],
         found: list[Finding],
+        done: set[str],
         cue_before: bool,
     ) -> bool | None:
-        """Match one sentence; returns whether it is about a lesson, the news and the like
-        (None when that was not needed to decide)."""
+        """Match one sentence (or a piece of a long one) whose first word is word ``first``
+        of ``piece``; returns whether it is about a lesson, the news and the like (None when
+        that was not needed to decide)."""
         cue: bool | None = None
         index = self.index
         end = len(words)
@@ -190,10 +228,12 @@ class Knowledge:
             if not candidates:
                 continue
             for compiled in candidates:
+                rule = compiled.rule
+                if rule.id in done:
+                    continue
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
                     continue
-                rule = compiled.rule
                 if rule.needs and not any(_contains(words, p) for p in rule.needs):
                     continue
                 if rule.unless and any(_contains(words, p) for p in rule.unless):
@@ -205,11 +245,10 @@ class Knowledge:
                         cue = self._has_cue(words)
                     if cue or cue_before:
                         continue
-                spans = [m.span() for m in _WORDS.finditer(sentence.group())]
-                offset = sentence.start()
-                start, finish = spans[i][0] + offset, spans[stop - 1][1] + offset
-                words_as_written = " ".join(text[start:finish].split())[:120]
+                start, finish = piece.span(first + i, first + stop - 1)
+                words_as_written = " ".join(piece.text[start:finish].split())[:120]
                 found.append(Finding(rule, words_as_written, start, finish))
+                done.add(rule.id)
         return cue
 
     def _has_cue(self, words: list[str]) -> bool:

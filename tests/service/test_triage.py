@@ -219,3 +219,19 @@ def test_the_shipped_file_is_the_package_data_file() -> None:
 def test_one_danger_sign_per_stretch_of_words() -> None:
     danger = assess("Kit has a blade in his rucksack and says he will stab Lou tomorrow.").danger
     assert [d.matched for d in danger] == ["has a blade", "will stab"]
+
+
+def test_a_long_run_without_full_stops_is_read_in_pieces_and_still_matches() -> None:
+    filler = "and then we talked about the timetable " * 40  # 280 words, no full stop
+    text = f"{filler} Morgan praised the Buffalo shooter {filler} he has a knife in his coat"
+    result = assess(text)
+    assert any(s.indicator.critical for s in result.suggestions)
+    assert [d.matched for d in result.danger] == ["has a knife"]
+
+
+def test_repeated_text_finds_what_one_copy_finds() -> None:
+    once = "In the lesson we read about Sonnenrad flags. Morgan praised Islamic State. "
+    assert [(s.indicator, s.matched) for s in assess(once * 500).suggestions] == [
+        (s.indicator, s.matched) for s in assess(once).suggestions
+    ]
+    assert critical(once * 500)
