@@ -647,10 +647,10 @@ def check_files(config: Config) -> None:
     for key, section in sections:
         path = getattr(section, "path", None)
         if section.backend == "xlsx" and isinstance(path, Path) and not path.is_file():
-            raise ConfigError(
-                f"file not found: {path} (make one with 'prevent-service init', or fix the path)",
-                key=f"{key}.path",
-            )
+            remedy = "fix the path, or restore the file from its .backups/ folder"
+            if not key.startswith("intake.forms"):  # Microsoft Forms makes its own workbook
+                remedy += ", or make a new one with 'prevent-service provision'"
+            raise ConfigError(f"file not found: {path} ({remedy})", key=f"{key}.path")
     for key, maybe in (
         ("m365.certificate_path", config.m365 and config.m365.certificate_path),
         ("m365.ca_bundle", config.m365 and config.m365.ca_bundle),

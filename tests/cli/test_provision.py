@@ -206,3 +206,13 @@ def test_local_provision_makes_a_missing_workbook_and_leaves_the_rest(folder: Pa
     assert register.read_bytes() == before
     assert set(tables(compliance.read_bytes())) == {ACTION_TABLE, POLICY_TABLE, TRAINING_TABLE}
     assert compliance.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_local_workbook_points_at_provision(folder: Path) -> None:
+    (folder / "workbooks" / "compliance.xlsx").unlink()
+    result = run_cli("--config", str(folder / "config.toml"), "poll")
+    assert result.returncode == 3
+    assert "compliance.workbook.path: file not found" in result.stderr
+    assert "'prevent-service provision'" in result.stderr
+    assert run_cli("--config", str(folder / "config.toml"), "provision").returncode == 0
+    assert (folder / "workbooks" / "compliance.xlsx").is_file()
