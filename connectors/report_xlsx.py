@@ -62,6 +62,9 @@ def write_report_workbook(report: BoardReport, path: Path) -> Path:
         ("Still New", c.still_new),
         ("Time to acknowledge, median (hours)", c.ack_median_hours),
         ("Time to acknowledge, worst (hours)", c.ack_worst_hours),
+        ("Time to first decision, median (hours)", c.decision_median_hours),
+        ("Follow-ups added to cases (not counted as concerns)", c.follow_ups),
+        *((f"Referrals made: {name}", n) for name, n in c.referrals),
     ]
     if c.unreadable_rows:
         rows.append(("Register rows not counted (no readable time)", c.unreadable_rows))

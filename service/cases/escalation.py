@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.app import App
-from service.cases import chronology
+from service.cases import chronology, watch
 from service.cases.escalation_time import (
     copied_text,
     counts_working,
@@ -62,6 +62,8 @@ class ConcernRow:
     risk: str = ""
     summary: str = ""
     critical_text: str = ""  # the register's "Critical risk factor"
+    fields: tuple[tuple[str, str], ...] = ()  # the DSP's watched columns (service.cases.watch)
+    decided: bool = False  # a first decision shows (rationale, referral choice, closed)
 
     @property
     def is_new(self) -> bool:
@@ -115,6 +117,8 @@ def read_concerns(app: App) -> tuple[list[ConcernRow], list[int]]:
                 risk=as_text(row.get("Risk level")),
                 summary=as_text(row.get("Summary")),
                 critical_text=as_text(row.get("Critical risk factor")),
+                fields=(fields := watch.watched_fields(row, tz)),
+                decided=watch.decided(row, fields),
             )
         )
     return rows, bad
@@ -183,6 +187,7 @@ def check(app: App) -> EscalationReport:
         log.warning(
             "escalation: %d register row(s) without a readable time", len(report.unreadable)
         )
+    watch.notice(app, concerns, now)
     report.chronology_problem = chronology.flush(app)
     log.info(
         "escalation check: %d concern(s), %d new, %d escalated, %d acknowledged",

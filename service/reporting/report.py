@@ -26,11 +26,12 @@ per period: the Message-ID is keyed on the period and recorded in ``sent_message
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +39,7 @@ from connectors.base import Attachment, CellUpdate, Table, TableSpec, Workbook
 from service.app import App
 from service.cases.escalation import time_to_acknowledge
 from service.cases.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
+from service.cases.watch import REFERRALS
 from service.compliance.duedates import next_working_day, parse_due
 from service.compliance.owners import norm
 from service.compliance.reminders import record_sent
@@ -135,6 +137,12 @@ class ConcernFigures:
     still_new: int = 0
     ack_median_hours: float | None = None
     ack_worst_hours: float | None = None
+    # The case record (service.cases): follow-ups are not concerns; first decisions and
+    # referrals as the escalation check saw them in the DSP's columns.
+    follow_ups: int = 0  # new information added to a case in the period
+    decided: int = 0  # concerns with a first decision timed
+    decision_median_hours: float | None = None
+    referrals: list[tuple[str, int]] = field(default_factory=list)  # referral → concerns
     unreadable_rows: int = 0  # register rows with no readable "Recorded at": not counted
     unreadable_at: list[int] = field(default_factory=list)  # their sheet rows, to fix them
 
@@ -211,10 +219,19 @@ class BoardReport:
             if c.ack_median_hours is not None and c.ack_worst_hours is not None
             else "none recorded yet (the escalation check records it when a concern leaves New)"
         )
+        decision = (
+            f"median {c.decision_median_hours:.1f} h over {c.decided} concern(s)"
+            if c.decision_median_hours is not None
+            else "none recorded yet (seen when a decision, referral or closure is entered)"
+        )
+        referred = ", ".join(f"{name} {n}" for name, n in c.referrals) or "none"
         lines = [
             f"Prevent report {self.period.start} to {self.period.end} ({self.organisation})",
-            f"  concerns: {c.total} ({c.critical} critical; {c.still_new} still New)",
+            f"  concerns: {c.total} ({c.critical} critical; {c.still_new} still New); "
+            f"follow-ups added to cases: {c.follow_ups}",
             f"  time to acknowledge: {ack}",
+            f"  time to first decision: {decision}",
+            f"  referrals made: {referred}",
         ]
         if self.compliance_note:
             lines.append(f"  compliance: {self.compliance_note}")
@@ -281,7 +298,11 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
     areas: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     acks = time_to_acknowledge(app)
+    decisions = time_to_first_decision(app)
     hours: list[float] = []
+    decision_hours: list[float] = []
+    referrals: Counter[str] = Counter()
+    referral_columns = [choice for choice, _ in REFERRALS]
     status_names = {norm(s): s for s in STATUS_CHOICES}
     for i, row in enumerate(table.rows):
         reference = as_text(row.get(REFERENCE))
@@ -295,7 +316,15 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
         day = recorded.astimezone(tz).date()
         if not period.start <= day <= period.end:
             continue
+        if LEGACY_FOLLOW_UP.match(as_text(row.get("Summary"))):
+            figures.follow_ups += 1  # a row the previous version made for a follow-up
+            continue
         figures.total += 1
+        for column in referral_columns:
+            if norm(as_text(row.get(column))) == norm("Referred"):
+                referrals[column] += 1
+        if reference in decisions:
+            decision_hours.append(decisions[reference].total_seconds() / 3600)
         months[day.replace(day=1)] += 1
         indicators = as_text(row.get("Risk indicators")).split("\nOther (as answered)")[0]
         touched = [g.name for g in GROUPS if f"{g.name} — " in indicators]
@@ -337,7 +366,37 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
     if hours:
         figures.ack_median_hours = round(statistics.median(hours), 1)
         figures.ack_worst_hours = round(max(hours), 1)
+    if decision_hours:
+        figures.decided = len(decision_hours)
+        figures.decision_median_hours = round(statistics.median(decision_hours), 1)
+    figures.referrals = [(c, referrals[c]) for c in referral_columns]
+    figures.follow_ups += follow_ups_in(app, period, tz)
     return figures
+
+
+# A register row the version before the case record made for a follow-up ("Follow-up to
+# PRV-…: …" in its Summary): counted as a follow-up, not a concern.
+LEGACY_FOLLOW_UP = re.compile(r"^Follow-up to [A-Z][A-Z0-9]{0,9}-\d{4}-\d{4,}\b")
+
+
+def follow_ups_in(app: App, period: Period, tz: tzinfo) -> int:
+    """Follow-ups this ledger added to cases, first seen in the period."""
+    rows = app.ledger.db.execute(
+        "SELECT first_seen FROM items WHERE case_ref IS NOT NULL AND state = 'done'"
+    ).fetchall()
+    days = (datetime.fromisoformat(r[0]).astimezone(tz).date() for r in rows)
+    return sum(period.start <= d <= period.end for d in days)
+
+
+def time_to_first_decision(app: App) -> dict[str, timedelta]:
+    """Reference → time from "Recorded at" to the first check that saw a decision."""
+    rows = app.ledger.db.execute(
+        "SELECT reference, recorded_at, decided_at FROM concern_watch WHERE decided_at IS NOT NULL"
+    ).fetchall()
+    return {
+        r[0]: max(timedelta(0), datetime.fromisoformat(r[2]) - datetime.fromisoformat(r[1]))
+        for r in rows
+    }
 
 
 def _area(app: App, text: str) -> str:
