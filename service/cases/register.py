@@ -165,9 +165,11 @@ def register_table_spec(
     )
 
 
-# Data rows are a fixed three lines high (wrapped text stays inside its cell; the whole text
-# shows in the formula bar or with the row made taller); the header has room for three lines.
-ROW_HEIGHT = 45.0
+# Data rows are a fixed three lines high (the whole text shows in the formula bar, or with the
+# row made taller); the header has room for three lines. 39 points is exactly three lines of
+# 11-point Calibri/Carlito as LibreOffice draws them: it clips only whole lines, so one point
+# more and it prints a fourth line over the row below. Excel clips at the cell's edge.
+ROW_HEIGHT = 39.0
 HEADER_HEIGHT = 44.0
 
 # Columns a register made by an earlier version may not have: left out there, not an error.

@@ -101,7 +101,7 @@ def test_init_lays_out_panes_heights_widths_drop_downs_and_print(demo: Path) -> 
     # Reference, Received at and Status stay in view scrolling right and down.
     assert ws.freeze_panes == "D2"
     assert HEADERS.index("Status") == 2
-    assert ws.sheet_format.defaultRowHeight == 45 and ws.sheet_format.customHeight
+    assert ws.sheet_format.defaultRowHeight == 39 and ws.sheet_format.customHeight
     assert ws.row_dimensions[1].height == 44
     assert ws.column_dimensions["A"].width == 15
     assert ws.column_dimensions["E"].width == 34  # Decision and rationale
