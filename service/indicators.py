@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
-from service.triage import KNOWLEDGE_FILE, KnowledgeError, knowledge
+from service.triage import KNOWLEDGE_FILE, Knowledge, KnowledgeError, knowledge
 
 __all__ = [
     "ALL",
@@ -294,10 +295,19 @@ class Assessment:
 MAX_DANGER_SIGNS = 3
 
 
-def _check_knowledge() -> None:
-    """Every rule names indicators the policy has (or "danger"): a typo in the data file is
-    an error at start-up naming the rule, not a silently dead rule."""
-    for rule in knowledge().rules:
+@cache
+def _knowledge() -> Knowledge:
+    """The knowledge file, loaded on first use (commands that scan nothing do not pay for
+    it). Every rule must name indicators the policy has (or "danger"): a typo in the data
+    file is an error naming the rule, not a silently dead rule."""
+    known = knowledge()
+    check_rules(known)
+    return known
+
+
+def check_rules(known: Knowledge) -> None:
+    """Raise KnowledgeError naming the rule when one names an indicator the policy lacks."""
+    for rule in known.rules:
         for key in rule.indicators:
             if key != "danger" and key not in BY_KEY:
                 raise KnowledgeError(
@@ -306,14 +316,11 @@ def _check_knowledge() -> None:
                 )
 
 
-_check_knowledge()
-
-
 def assess(text: str) -> Assessment:
     """Indicators and immediate-danger signs suggested by the text (the DSP decides)."""
     if not text:
         return Assessment([], [])
-    known = knowledge()
+    known = _knowledge()
     first: dict[str, Suggestion] = {}
     danger: list[DangerSign] = []
     danger_spans: list[tuple[int, int]] = []

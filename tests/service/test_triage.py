@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.indicators import BY_KEY, assess, suggest_from_text
+from service.indicators import BY_KEY, assess, check_rules, suggest_from_text
 from service.triage import KNOWLEDGE_FILE, KnowledgeError, knowledge
 from service.triage.engine import load_knowledge, normalise, stem
 
@@ -235,3 +235,13 @@ def test_repeated_text_finds_what_one_copy_finds() -> None:
         (s.indicator, s.matched) for s in assess(once).suggestions
     ]
     assert critical(once * 500)
+
+
+def test_a_rule_naming_an_indicator_the_policy_lacks_is_an_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[rule]]\nid = "r"\nindicators = ["critical.typo"]\nsource = "s"\npatterns = ["a"]\n',
+    )
+    with pytest.raises(KnowledgeError, match=r"rule r: unknown indicator 'critical\.typo'"):
+        check_rules(load_knowledge(path))
+    check_rules(knowledge())  # the shipped file is fine
