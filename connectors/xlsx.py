@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from openpyxl.workbook.workbook import Workbook as XlWorkbook
     from openpyxl.worksheet.worksheet import Worksheet
 
+    from connectors.xlsx_append import Appender, Plan
     from service.config import Config, XlsxWorkbookConfig
     from service.ledger import Ledger
 
@@ -417,6 +418,7 @@ class XlsxWorkbook:
         tz: tzinfo = UTC,
         lock_wait_seconds: float = 5.0,
         backups: int = 10,
+        streaming: bool = False,
     ) -> None:
         self.path = Path(path)
         self.tz = tz
@@ -425,12 +427,22 @@ class XlsxWorkbook:
         self._cache_key: tuple[int, int, int] | None = None
         self._tables: dict[str, Table] = {}
         self._lossy: list[tuple[str, str]] | None = None
+        self._inspected: tuple[tuple[tuple[str, int, int], ...], list[tuple[str, str]]] | None
+        self._inspected = None
+        # ``streaming``: appends edit the zip in place of a load and save (connectors.xlsx_append;
+        # same safety rules, openpyxl path for layouts it does not handle). The service turns it
+        # on; a bare XlsxWorkbook keeps the openpyxl path.
+        self._appender: Appender | None = None
+        if streaming:
+            from connectors.xlsx_append import Appender  # (it builds on this module)
+
+            self._appender = Appender(self.path, tz)
 
     @classmethod
     def from_config(
         cls, section: XlsxWorkbookConfig, config: Config, ledger: Ledger | None = None
     ) -> XlsxWorkbook:
-        return cls(section.path, tz=config.organisation.tz)
+        return cls(section.path, tz=config.organisation.tz, streaming=True)
 
     @staticmethod
     def create(path: Path, specs: Sequence[TableSpec]) -> None:
@@ -493,7 +505,9 @@ class XlsxWorkbook:
             ws, tbl = self._locate(wb, table)
             return self._append(ws, tbl, rows, key_column)
 
-        self._write(mutate)
+        appender = self._appender
+        fast = None if appender is None else (lambda: appender.plan(table, rows, key_column))
+        self._write(mutate, fast)
 
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         return rows_with_keys(self.read_table(table), column, values, where=self.path.name)
@@ -741,7 +755,15 @@ class XlsxWorkbook:
 
     def _inspect(self) -> list[tuple[str, str]]:
         try:
-            return lossy_features(self.path)
+            # What would be lost depends on the parts' names and bytes only: not read again
+            # while every part's CRC and size are the same (a flat cost for repeated appends).
+            with zipfile.ZipFile(self.path) as zf:
+                key = tuple((i.filename, i.CRC, i.file_size) for i in zf.infolist())
+            if self._inspected is not None and self._inspected[0] == key:
+                return self._inspected[1]
+            found = lossy_features(self.path)
+            self._inspected = (key, found)
+            return found
         except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
             raise InputError(
                 f"{self.path} is not a readable Excel workbook ({type(exc).__name__}); "
@@ -749,8 +771,13 @@ class XlsxWorkbook:
                 f"{self.path.parent / '.backups'} folder"
             ) from exc
 
-    def _write(self, mutate: Callable[[XlWorkbook], T]) -> T:
-        """Locked, checked, atomic read-modify-write; ``mutate`` returning falsy skips the save."""
+    def _write(
+        self, mutate: Callable[[XlWorkbook], T], fast: Callable[[], Plan | None] | None = None
+    ) -> T:
+        """Locked, checked, atomic read-modify-write; ``mutate`` returning falsy skips the save.
+
+        ``fast`` (a streaming append) is tried first, under the same lock and checks; when it
+        returns None the workbook is loaded and ``mutate``-d as usual."""
         self._precheck()
         with writer_lock(self.path, self.lock_wait_seconds):
             self._precheck()  # Excel may have opened it while we waited
@@ -758,23 +785,34 @@ class XlsxWorkbook:
             features = self._inspect()
             if features:
                 raise PermanentError(_lossy_message(self.path, features))
+            plan = fast() if fast is not None else None
+            if plan is not None:
+                if plan.changed:
+                    self._save(plan.write, before)
+                    plan.commit()
+                    # New rows and ranges add no part or tag that lossy_features looks for
+                    # (cell text is escaped), so what it found still holds: nothing.
+                    self._inspected = (plan.parts, features)
+                self._cache_key, self._tables = None, {}
+                return plan.changed  # type: ignore[return-value]  # (only appends are fast)
             wb = self._load(for_write=True)
             try:
                 result = mutate(wb)
                 if result:
-                    self._save(wb, before)
+                    self._save(wb.save, before)
             finally:
                 wb.close()
         self._cache_key, self._tables = None, {}
         return result
 
-    def _save(self, wb: XlWorkbook, before: tuple[int, int, int]) -> None:
+    def _save(self, write: Callable[[Path], object], before: tuple[int, int, int]) -> None:
+        """Write the new version with ``write(temp file)``, then swap it in (see module doc)."""
         folder = self.path.parent
         tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
         try:
             try:
                 create_private(tmp, like=self.path)  # never readable by others meanwhile
-                wb.save(tmp)
+                write(tmp)
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
             except OSError as exc:
