@@ -245,3 +245,9 @@ def test_a_rule_naming_an_indicator_the_policy_lacks_is_an_error(tmp_path: Path)
     with pytest.raises(KnowledgeError, match=r"rule r: unknown indicator 'critical\.typo'"):
         check_rules(load_knowledge(path))
     check_rules(knowledge())  # the shipped file is fine
+
+
+def test_praise_for_an_attack_needs_more_than_the_word_attack() -> None:
+    assert not critical("He loves Arsenal and said their attack was brilliant on Saturday.")
+    assert critical("He said the attack on the gurdwara was brilliant.")
+    assert critical("He said the attack was justified.")
