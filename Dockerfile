@@ -26,7 +26,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /state --no-create-home \
+ && groupadd --system --gid 10001 prevent \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /state --no-create-home \
       --shell /usr/sbin/nologin prevent \
  && install -d -m 700 -o prevent -g prevent /state \
  && install -d -m 755 /config

@@ -83,7 +83,8 @@ def local_demo() -> None:
     cfg = ["-e", "PREVENT_SERVICE_CONFIG=/state/demo/config.toml"]
     try:
         uid = sh(*run, "--entrypoint", "id", IMAGE, "-u").stdout.strip()
-        assert uid != "0", "the container runs as root"
+        gid = sh(*run, "--entrypoint", "id", IMAGE, "-g").stdout.strip()
+        assert (uid, gid) == ("10001", "10001"), ("the container's user", uid, gid)
         sh(*run, IMAGE, "init", "--demo", "/state/demo")
         sh(*run, *cfg, IMAGE, "poll")
         name = "prevent-check-worker"
