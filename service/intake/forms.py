@@ -32,6 +32,8 @@ class FormResponse:
     email: str | None  # None when anonymous
     name: str
     answers: dict[str, str]  # register field → answer text
+    # "Last modified time", on forms whose respondents may edit after submitting.
+    modified_at: datetime | None = None
 
 
 # Typographic quotes (a phone's keyboard, text pasted from Word) read as plain ones.
@@ -91,6 +93,7 @@ def new_responses(
                 response_id=response_id,
                 row_number=number,
                 completed_at=as_datetime(completed, tz),
+                modified_at=as_datetime(row.get(by_norm.get("last modified time", "")), tz),
                 email=None if email.casefold() in ANONYMOUS or "@" not in email else email,
                 name="" if name.casefold() in ANONYMOUS else name,
                 answers={f: _answer(row.get(h), tz, f) for f, h in mapping.items()},

@@ -28,7 +28,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from connectors.base import InboundItem, Mailbox, OutboundMessage
 from service.admin.problems import record_intake_problems
 from service.app import App
-from service.cases import chronology, followups, register
+from service.cases import chronology, followups, form_updates, register
 from service.cases.areas import contacts_for, suggested_area_cell
 from service.config import EMAIL_RE
 from service.errors import (
@@ -396,6 +396,7 @@ class Intake:
             return
         now_iso = _iso(self.app.now())
         self._settle_deleted_responses({r.response_id for r in responses})
+        form_updates.notice(self, responses)
         responses = [r for r in responses if self._after_start(r, forms.start_after_id)]
         logged = self._forms_already_logged(responses)
         for response in responses:
