@@ -145,6 +145,8 @@ class App:
 
     def send(self, message: OutboundMessage) -> None:
         self.sender().send(message)
+        # The sender answers: what was parked behind its outage goes on the next cycle.
+        self.ledger.release("sender")
 
     def tell_admin(
         self,

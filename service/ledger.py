@@ -64,6 +64,11 @@ MIGRATIONS: dict[int, str] = {
         summary     TEXT
     );
     """,
+    2: """
+    -- What a parked item waits for ('sender', 'register', 'mailbox'): the first success of
+    -- that service releases it at once instead of at its back-off time.
+    ALTER TABLE items ADD COLUMN waiting_on TEXT;
+    """,
     10: """
     -- Compliance rows by identity (sheet and hidden ID): when the service first saw each,
     -- so that "Immediate" has a fixed day.
@@ -218,6 +223,7 @@ class ItemRow:
     retry_at: str | None
     last_error: str | None
     case_ref: str | None = None  # a follow-up: the case it was added to
+    waiting_on: str | None = None  # parked behind an outage of this service
 
 
 class Ledger:
@@ -409,17 +415,34 @@ class Ledger:
             (state, _iso(self.now()), note, source_key),
         )
 
-    def park(self, source_key: str, error: str, retry_at: datetime) -> int:
-        """Put an item aside until ``retry_at``; returns the attempt count."""
+    def park(
+        self, source_key: str, error: str, retry_at: datetime, *, waiting_on: str | None = None
+    ) -> int:
+        """Put an item aside until ``retry_at`` (or until ``waiting_on`` answers again, see
+        ``release``); returns the attempt count."""
         self.db.execute(
-            "UPDATE items SET attempts = attempts + 1, retry_at = ?, last_error = ? "
-            "WHERE source_key = ?",
-            (_iso(retry_at), error[:500], source_key),
+            "UPDATE items SET attempts = attempts + 1, retry_at = ?, last_error = ?, "
+            "waiting_on = ? WHERE source_key = ?",
+            (_iso(retry_at), error[:500], waiting_on, source_key),
         )
         row = self.db.execute(
             "SELECT attempts FROM items WHERE source_key = ?", (source_key,)
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def release(self, waiting_on: str) -> int:
+        """``waiting_on`` answered again: open items parked behind its outage go on the next
+        cycle instead of at their back-off time. Their attempts stand (the admin's notice
+        counts on). Returns how many were released."""
+        params = (ItemState.OPEN, waiting_on)
+        where = "state = ? AND waiting_on = ? AND retry_at IS NOT NULL"
+        if self.db.execute(f"SELECT 1 FROM items WHERE {where} LIMIT 1", params).fetchone():  # noqa: S608
+            cur = self.db.execute(
+                f"UPDATE items SET retry_at = NULL, waiting_on = NULL WHERE {where}",  # noqa: S608
+                params,
+            )
+            return cur.rowcount
+        return 0  # the usual case: a read, no write
 
     def clear_retry(self, source_key: str) -> None:
         self.db.execute(

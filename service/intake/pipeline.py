@@ -64,6 +64,9 @@ STEPS = (
 
 MAX_CELL = 32_000  # Excel holds 32,767 characters in a cell; leave room for the marker
 GIVE_UP_NOTICE_AFTER = 5  # attempts before the admin is told an item keeps failing
+# An item still owing its alert or acknowledgement waits at most this many poll intervals
+# between attempts (not the back-off's hour): when the service is back, the DSP hears soon.
+SEND_RETRY_POLLS = 4
 
 # What the register has confirmed for an open ledger: the (prefix, year) counters checked
 # against it, and that Forms IDs above the ledger's highest are new. A ledger is restored
@@ -282,7 +285,7 @@ class Intake:
             except InputError as exc:
                 # The message is gone from the mailbox (a person moved or deleted it).
                 self.result.problems.append(f"{row.reference or row.source_key}: {exc}")
-                self._park(row.source_key, exc)
+                self._park(row.source_key, exc, waiting_on=None)
                 continue
             except ConnectorError as exc:
                 self._park(row.source_key, exc)
@@ -647,7 +650,7 @@ class Intake:
             try:
                 self.app.send(message)
             except ConnectorError as exc:
-                self._park(concern.source_key, exc)
+                self._park(concern.source_key, exc, waiting_on="sender")
                 # The DSP has not heard: the cycle is not "ok" (status, the admin's notice).
                 self.result.problems.append(f"{concern.reference}: alert not sent: {exc}")
                 continue
@@ -725,10 +728,13 @@ class Intake:
                     self.result.rows += 1
                     self.step_done("logged", work.source_key)
                 log.info("register: %d row(s) appended", len(to_add))
+                self.ledger.release("register")  # it answers: rows parked behind it go next
         except (ConnectorError, InputError) as exc:
             # The alert has gone (or will); the row stays pending for a later cycle.
             for work, _ in pending:
-                self._park(work.source_key, exc, short=isinstance(exc, LockedError))
+                self._park(
+                    work.source_key, exc, short=isinstance(exc, LockedError), waiting_on="register"
+                )
             self.result.problems.append(f"register: {exc}")
 
     def _send_acks(self) -> None:
@@ -759,7 +765,7 @@ class Intake:
             try:
                 self.app.send(message)
             except ConnectorError as exc:
-                self._park(concern.source_key, exc)
+                self._park(concern.source_key, exc, waiting_on="sender")
                 continue
             chronology.record(
                 self.app, concern.reference, "ack", "Acknowledgement sent", note="To the reporter"
@@ -850,7 +856,7 @@ class Intake:
             try:
                 self.app.send(message)
             except ConnectorError as exc:
-                self._park(key, exc)
+                self._park(key, exc, waiting_on="sender")
                 self.result.problems.append(f"quarantine notice not sent: {exc}")
                 return
             self.ledger.mark_step(key, "alerted")
@@ -865,19 +871,30 @@ class Intake:
         self.result.quarantined += 1
         log.warning("quarantined %s: %s", key, _content_free(reason))
 
-    def _park(self, key: str, exc: Exception, *, short: bool = False) -> None:
-        """Put an item aside with back-off; tell the admin once if it keeps failing."""
+    def _park(
+        self, key: str, exc: Exception, *, short: bool = False, waiting_on: str | None = "mailbox"
+    ) -> None:
+        """Put an item aside with back-off; tell the admin once if it keeps failing.
+
+        ``waiting_on`` names the service that failed ('sender', 'register', 'mailbox'; None
+        when a person must act): the sender's and the register's next success releases the
+        item (``Ledger.release``)."""
         if self.ledger.item(key) is None:
             return
+        if isinstance(exc, PermanentError):
+            waiting_on = None  # a person must fix it: another success does not mean it is
         poll_seconds = self.config.schedule.poll_seconds
         hint = getattr(exc, "retry_after", None)
         row = self.ledger.item(key)
         attempts = (row.attempts if row else 0) + 1
         delay = poll_seconds if short else min(poll_seconds * 2 ** min(attempts, 12), 3600)
+        if waiting_on == "sender" or (row is not None and row.alerted_at is None):
+            delay = min(delay, poll_seconds * SEND_RETRY_POLLS)
         if hint:
             delay = max(delay, float(hint))
         message = f"{type(exc).__name__}: {_content_free(str(exc))}"
-        attempts = self.ledger.park(key, message, self.app.now() + timedelta(seconds=delay))
+        retry_at = self.app.now() + timedelta(seconds=delay)
+        attempts = self.ledger.park(key, message, retry_at, waiting_on=waiting_on)
         log.warning(
             "%s parked (attempt %d): %s", (row.reference if row else None) or key, attempts, message
         )
