@@ -429,9 +429,13 @@ class GraphWorkbook:
         taken = {name.casefold() for name in sheets}
         sheet, n = spec.sheet, 1
         last = get_column_letter(len(wanted))
+        leftover: tuple[str, str | None] | None = None
         while sheet.casefold() in taken:
-            if self._our_empty_sheet(sheet, wanted, session):
-                break  # made by an earlier try whose tables/add got no clear answer
+            # An earlier try whose worksheets/add or tables/add got no clear answer left
+            # this sheet: blank, with our header row, or with an unnamed table over it.
+            leftover = self._leftover(sheet, wanted, session)
+            if leftover is not None:
+                break
             n += 1
             sheet = f"{spec.sheet} {n}"
         quoted = quote(sheet.replace("'", "''"), safe="")
@@ -445,6 +449,7 @@ class GraphWorkbook:
                 headers=headers,
                 retry_ambiguous=False,  # a second try meets the sheet it made (above)
             )
+        if leftover is None or leftover[0] == "blank":
             # PATCH …/worksheets('Chronology')/range(address='A1:F1') {"values": [[…]]}
             self.http.request(
                 "PATCH",
@@ -454,18 +459,9 @@ class GraphWorkbook:
                 headers=headers,
                 retry_ambiguous=True,
             )
-        # POST …/workbook/tables/add {"address": "'Chronology'!A1:F1", "hasHeaders": true}
-        #   → 201 {"id": "{…}", "name": "Table3", "showHeaders": true, …}
-        address = "'" + sheet.replace("'", "''") + f"'!A1:{last}1"
-        table = self.http.request(
-            "POST",
-            f"{self.item()}/workbook/tables/add",
-            self._call(f"add the table {spec.table!r}", kind="workbook"),
-            json={"address": address, "hasHeaders": True},
-            headers=headers,
-            retry_ambiguous=False,
-        ).json()
-        table_id = str(table.get("id") or table.get("name") or "")
+        table_id = leftover[1] if leftover is not None else None
+        if table_id is None:
+            table_id = self._new_table(sheet, last, spec.table, session)
         # PATCH …/workbook/tables/{id} {"name": "Chronology"} → 200 workbookTable
         self.http.request(
             "PATCH",
@@ -496,16 +492,50 @@ class GraphWorkbook:
         log.info("graph: added the table %s on a new sheet of %s", spec.table, self.name)
         return True
 
-    def _our_empty_sheet(self, sheet: str, headers: Sequence[str], session: str) -> bool:
-        """Whether ``sheet`` holds no table and our header row only (an earlier try's)."""
+    def _new_table(self, sheet: str, last: str, name: str, session: str) -> str:
+        # POST …/workbook/tables/add {"address": "'Chronology'!A1:F1", "hasHeaders": true}
+        #   → 201 {"id": "{…}", "name": "Table3", "showHeaders": true, …}
+        address = "'" + sheet.replace("'", "''") + f"'!A1:{last}1"
+        table = self.http.request(
+            "POST",
+            f"{self.item()}/workbook/tables/add",
+            self._call(f"add the table {name!r}", kind="workbook"),
+            json={"address": address, "hasHeaders": True},
+            headers={"workbook-session-id": session},
+            retry_ambiguous=False,  # not idempotent: a second try finds it (_leftover)
+        ).json()
+        return str(table.get("id") or table.get("name") or "")
+
+    def _leftover(
+        self, sheet: str, headers: Sequence[str], session: str
+    ) -> tuple[str, str | None] | None:
+        """What an earlier, unclear try left on ``sheet``: ("blank", None), ("header", None)
+        or ("table", its id) for one unnamed table (``TableN``) over our header row; None
+        when the sheet is something else (a person's), which is never touched."""
         quoted = quote(sheet.replace("'", "''"), safe="")
         base = f"{self.item()}/workbook/worksheets('{quoted}')"
-        if self._get(f"{base}/tables", f"list the tables of {sheet!r}", session).get("value"):
-            return False
+        # GET …/worksheets('Chronology')/tables → {"value": [{"id": "{…}", "name": "Table3"}]}
+        tables = self._get(f"{base}/tables", f"list the tables of {sheet!r}", session).get(
+            "value", []
+        )
+        if len(tables) == 1 and re.fullmatch(r"Table\d+", str(tables[0].get("name") or "")):
+            table_id = str(tables[0].get("id") or tables[0].get("name"))
+            row = self._get(
+                f"{self.item()}/workbook/tables/{quote(table_id, safe='')}/headerRowRange",
+                f"read the header row on {sheet!r}",
+                session,
+            ).get("values") or [[]]
+            return ("table", table_id) if [str(v) for v in row[0]] == list(headers) else None
+        if tables:
+            return None
         # GET …/worksheets('Chronology')/usedRange → {"address": "Chronology!A1:F1", …}
         used = self._get(f"{base}/usedRange", f"read the sheet {sheet!r}", session)
         values = used.get("values") or []
-        return len(values) == 1 and [str(v) for v in values[0]] == list(headers)
+        if all(v in ("", None) for row in values for v in row):
+            return ("blank", None)
+        if len(values) == 1 and [str(v) for v in values[0]] == list(headers):
+            return ("header", None)
+        return None
 
     def _probe_session(self) -> None:
         with self._session():

@@ -3,6 +3,7 @@ an unclear append, locks, the If-Match file mode, and what ``check`` says."""
 
 from __future__ import annotations
 
+import io
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import openpyxl
 import openpyxl.worksheet.table
 import pytest
 
-from connectors.base import CellUpdate
+from connectors.base import CellUpdate, TableSpec
 from connectors.graph_http import Call
 from service.errors import InputError, LockedError, PermanentError, TransientError
 from tests.connectors.harness_graph import (
@@ -579,3 +580,36 @@ def test_our_own_write_drops_the_cached_table_even_if_the_ctag_lags(
     book.append_rows(TABLE, rows(1), key_column="Source key")
 
     assert book.find_rows(TABLE, "Source key", ["mail:2"]) == {"mail:2": 3}
+
+
+# ---------------------------------------------------------------------------- ensure_table
+
+
+def chronology_spec() -> TableSpec:
+    from service.cases.chronology import chronology_table_spec
+
+    return chronology_table_spec()
+
+
+def sheets_and_tables(setup: GraphSetup) -> dict[str, list[str]]:
+    data = setup.emu.get_file(SITE_HOST, SITE_PATH, REGISTER_PATH)
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    return {ws.title: sorted(t.displayName for t in ws.tables.values()) for ws in book.worksheets}
+
+
+@pytest.mark.parametrize("step", [r"/worksheets/add$", r"/tables/add$"])
+def test_an_unclear_answer_while_adding_a_table_never_makes_a_second(
+    setup: GraphSetup, step: str
+) -> None:
+    before = sheets_and_tables(setup)
+    setup.emu.add_fault("POST", step, 504, after_commit=True)
+    with pytest.raises(TransientError):
+        setup.workbook().ensure_table(chronology_spec())
+
+    assert setup.workbook().ensure_table(chronology_spec()) is True
+    assert setup.workbook().ensure_table(chronology_spec()) is False
+
+    # One new sheet holding one table, named; the sheet and table that were there, as they were.
+    assert sheets_and_tables(setup) == {**before, "Chronology": ["Chronology"]}
+    assert setup.workbook().read_table("Chronology").headers[-1] == "Service key"
+    assert count(setup, "POST", r"/tables/add$") == 1  # never a second table
