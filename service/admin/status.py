@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from connectors import SENDERS, backend_class
 from service.admin.problems import advice, intake_problems
 from service.app import App
+from service.cases import chronology
 from service.errors import InputError, PreventServiceError
 from service.ledger import ItemRow, ItemState
 
@@ -172,6 +173,9 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             )
             if row.attempts >= 5 or (row.last_error or "").startswith("PermanentError"):
                 healthy = False  # a person has to fix something
+    waiting_events = chronology.pending_count(app)
+    if waiting_events:  # the register was locked or down: written on a later run
+        lines.append(f"chronology: {waiting_events} event(s) waiting to be written")
     waiting = quarantine_waiting(app)
     if waiting:
         healthy = False  # nothing is lost, but nobody has read it yet

@@ -11,6 +11,7 @@ import openpyxl
 
 from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
 from connectors.xlsx import XlsxWorkbook
+from service.admin.status import status_report
 from service.app import App
 from service.cases import chronology, escalation
 from service.config import Config
@@ -72,6 +73,8 @@ def test_a_locked_register_keeps_events_pending_then_writes_them(memory_app: App
 
     assert result.alerts == 1 and chronology.pending_count(memory_app) == 3
     assert any("chronology" in p for p in result.problems)
+    _, lines = status_report(memory_app)
+    assert "chronology: 3 event(s) waiting to be written" in lines
     register.locked = False
     memory_app._now.advance(minutes=10)  # type: ignore[attr-defined]
     pipeline.poll(memory_app)
