@@ -51,7 +51,7 @@ def test_external_senders_are_all_logged_and_alerted_but_acknowledged_once_a_day
     assert app.ledger.counts_by_state() == {ItemState.DONE: 3}
     for alert in alerts(app):
         assert "EXTERNAL SENDER" in alert.text
-        assert "External sender: outside the organisation" in alert.html
+        assert "<strong>External sender</strong> – outside the organisation" in alert.html
 
     # The next day: one more acknowledgement to that address.
     clock.advance(days=1)
