@@ -40,6 +40,10 @@ def test_every_demo_command_is_runnable_as_written_after_the_set_up() -> None:
     assert len(commands) >= 5
     bare = [c for c in commands if not c.startswith(".venv/bin/prevent-service ")]
     assert not bare, f"not runnable after the set-up (not on PATH): {bare}"
+    # Nor a bare `python`: the set-up makes .venv/bin/python, and Debian has no `python`.
+    spans = re.findall(r"`([^`\n]+)`", README)
+    pythons = [c for c in spans if re.search(r"(^|\s)python\s", c)]
+    assert not pythons, f"not runnable after the set-up: {pythons}"
 
 
 @pytest.fixture
