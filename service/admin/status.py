@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 
 from connectors import SENDERS, backend_class
-from service.admin.problems import advice, intake_problems
+from service.admin.problems import Problem, advice, intake_problems
 from service.app import App
 from service.cases import chronology
 from service.errors import InputError, PreventServiceError
@@ -73,6 +73,13 @@ def _age(when: str | None, now: datetime) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h ago"
     return f"{seconds // 86400} days ago"
+
+
+def _error_text(error: str, problems: list[Problem]) -> str:
+    """An item's last error, or a pointer to the same problem listed above (one outage
+    would otherwise repeat the same long line for every item it holds back)."""
+    message = error.split(": ", 1)[-1]
+    return "as in the problems above" if any(message in p.what for p in problems) else error
 
 
 def _when(iso: str, app: App) -> str:
@@ -169,7 +176,11 @@ def status_report(app: App) -> tuple[bool, list[str]]:
             lines.append(
                 f"  {row.reference or row.source_key}: done {', '.join(steps) or 'nothing yet'}; "
                 f"attempts {row.attempts}; retry {row.retry_at or 'next cycle'}"
-                + (f"; last error: {row.last_error}" if row.last_error else "")
+                + (
+                    f"; last error: {_error_text(row.last_error, problems)}"
+                    if row.last_error
+                    else ""
+                )
             )
             if row.attempts >= 5 or (row.last_error or "").startswith("PermanentError"):
                 healthy = False  # a person has to fix something

@@ -91,3 +91,23 @@ def test_status_is_unhealthy_while_a_quarantined_item_waits_for_a_person(tmp_pat
     assert "1 quarantined item(s) marked as read" in read.stdout
     assert read.returncode == 0, read.stdout
     assert "healthy" in read.stdout.splitlines()[-1] and "a person must read" not in read.stdout
+
+
+def test_one_outage_is_one_problem_naming_the_items_it_holds_back(tmp_path: Path) -> None:
+    folder = tmp_path / "svc"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    config = folder / "config.toml"
+    text, n = re.subn(
+        r'sender = \{ backend = "outbox"[^}]*\}',
+        'sender = { backend = "smtp", host = "127.0.0.1", port = 9, security = "none" }',
+        config.read_text(),
+    )
+    assert n == 1
+    config.write_text(text)
+    assert run_cli("--config", str(config), "poll").returncode == 1
+
+    out = run_cli("--config", str(config), "status").stdout
+    assert "problems in the last intake cycle (1):" in out, out
+    assert re.search(r"! alert not sent: .*\[\d+ item\(s\): PRV-\d{4}-0001, ", out), out
+    assert "what to do: the DSP has not been alerted" in out
+    assert out.count("last error: as in the problems above") >= 2, out
