@@ -161,7 +161,11 @@ def _backend_checks(name: str, backend: object, **options: object) -> list[Check
 
 def _register_columns(headers: tuple[str, ...]) -> str | None:
     present = {h.strip().casefold() for h in headers}
-    missing = [c.header for c in register.REGISTER_COLUMNS if c.header.casefold() not in present]
+    missing = [
+        c.header
+        for c in register.REGISTER_COLUMNS
+        if c.header.casefold() not in present and c.header not in register.OPTIONAL_COLUMNS
+    ]
     if missing:
         return (
             f"missing column(s) {', '.join(missing)}: add them to the table (the service "

@@ -172,8 +172,9 @@ def register_table_spec(
 ROW_HEIGHT = 39.0
 HEADER_HEIGHT = 44.0
 
-# Columns a register made by an earlier version may not have: left out there, not an error.
-OPTIONAL_COLUMNS = frozenset({RECEIVED_AT})
+# Columns a register made by an earlier version may not have: the service leaves them out
+# there (Retention review is the workbook's own formula), and ``check`` does not ask for them.
+OPTIONAL_COLUMNS = frozenset({RECEIVED_AT, RETENTION_REVIEW})
 
 _DATE_TEXT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ ,T]+(\d{1,2}):(\d{2}))?$")
 

@@ -269,3 +269,40 @@ def test_xlsx_backend_fills_the_calculated_column_into_a_batch(tmp_path: Path) -
     for r in (2, 3, 4):
         assert ws.cell(r, 1).alignment.wrap_text
         assert "hh:mm" in ws.cell(r, 2).number_format
+
+
+def test_an_emails_date_header_is_never_when_it_happened(tmp_path: Path) -> None:
+    from tests.cli.helpers import alerts_in
+    from tests.service.intake.test_hostile_input import drop
+
+    folder = init_folder(tmp_path / "svc", demo=False, today=TODAY)
+    config = folder / "config.toml"
+    config.write_text(
+        config.read_text().replace('alert_detail = "summary"', 'alert_detail = "full"')
+    )
+    drop(
+        folder,
+        "d.eml",
+        b"From: Staff <staff@example.org>\r\nTo: safeguarding@example.org\r\n"
+        b"Subject: A worry\r\nMessage-ID: <dated@example.org>\r\n"
+        b"Date: Mon, 23 Nov 2026 08:15:00 +0000\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nSomething happened last week.\r\n",
+    )
+    run(folder)
+    (row,) = register_rows(folder / "workbooks" / "concern-register.xlsx")
+    assert row["Occurred at"] is None
+    assert isinstance(row["Received at"], datetime)
+    (alert,) = alerts_in(folder / "outbox")
+    text = alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "When it happened:      Not stated – see the account" in text
+    assert "23/11/2026 08:15" not in text
+
+
+def test_check_accepts_a_register_without_the_new_columns() -> None:
+    from service.admin.checks import _register_columns
+    from service.cases.register import OPTIONAL_COLUMNS
+
+    earlier = tuple(h for h in HEADERS if h not in OPTIONAL_COLUMNS)
+    assert _register_columns(earlier) is None
+    without_status = tuple(h for h in earlier if h != "Status")
+    assert "Status" in str(_register_columns(without_status))
