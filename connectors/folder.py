@@ -376,6 +376,9 @@ class FolderMailbox:
             fsync_dir(folder)
             fsync_dir(src.parent)
             self._ids.pop(src.name, None)
+            # Out of the inbox: if a person puts it back (a quarantined file once mended), it
+            # is new to this process again and must be yielded, not passed over for good.
+            self._yielded = {seen for seen in self._yielded if seen[0] != src.name}
             return dst
         raise PermanentError(f"too many files named like {name[:40]!r} in {folder}; tidy it up")
 

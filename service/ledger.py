@@ -430,6 +430,16 @@ class Ledger:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def reopen_quarantined(self, source_key: str) -> None:
+        """A quarantined item is back in the intake folder: open it as if new (its notice to
+        the DSP was about the unreadable message, not an alert, so the alert is owed)."""
+        self.db.execute(
+            "UPDATE items SET state = ?, done_at = NULL, alert_tried = NULL, alerted_at = NULL, "
+            "attempts = 0, retry_at = NULL, last_error = NULL, waiting_on = NULL "
+            "WHERE source_key = ? AND state = ?",
+            (ItemState.OPEN, source_key, ItemState.QUARANTINED),
+        )
+
     def release(self, waiting_on: str) -> int:
         """``waiting_on`` answered again: open items parked behind its outage go on the next
         cycle instead of at their back-off time. Their attempts stand (the admin's notice

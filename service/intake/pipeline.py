@@ -297,15 +297,20 @@ class Intake:
                 if key in resumed:
                     continue
                 seen = self.ledger.item(key)
-                if seen is not None and seen.state in ItemState.FINAL:
+                if seen is not None and seen.state == ItemState.QUARANTINED:
+                    # A person put it back in the intake folder (a raised size limit, a
+                    # mended file): take it again; still unreadable, it goes back aside.
+                    self.ledger.reopen_quarantined(key)
+                    seen = self.ledger.item(key)
+                elif seen is not None and seen.state in ItemState.FINAL:
                     # A replay (delta resync, UIDVALIDITY change, the same file dropped
                     # twice): already handled; make sure it leaves the intake folder.
-                    if seen.state != ItemState.QUARANTINED:
-                        self._mark_processed(item.item_id, key)
+                    self._mark_processed(item.item_id, key)
                     continue
                 if seen is not None and seen.retry_at and seen.retry_at > _iso(self.app.now()):
                     continue  # parked; its time has not come
                 self._take_mail(item, existing=seen)
+                resumed.add(key)  # two files with the same bytes are one item, taken once
         except TransientError as exc:
             self.result.problems.append(f"mailbox: {exc}")
 
