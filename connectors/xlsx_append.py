@@ -63,6 +63,7 @@ from openpyxl.utils.escape import unescape
 from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
+from connectors.base import Formula, OptionalColumn
 from connectors.xlsx import (
     _put,
     _read_cell,
@@ -489,6 +490,7 @@ class _TableInfo:
     first_row: int
     last_row: int
     autofilter: bool
+    calculated: dict[int, Formula]
 
 
 @dataclass
@@ -608,8 +610,14 @@ class Appender:
         columns = tree.findall(f"{_M}tableColumns/{_M}tableColumn")
         if len(columns) != max_col - min_col + 1:
             raise Unsupported("table columns not understood")
-        if any(c.find(f"{_M}calculatedColumnFormula") is not None for c in columns):
-            raise Unsupported("a table with calculated columns")
+        calculated: dict[int, Formula] = {}
+        for index, column in enumerate(columns):
+            # A person's (or the register's) calculated column: a new row gets its formula,
+            # as Excel fills it (the openpyxl path's _calculated_columns).
+            formula = column.find(f"{_M}calculatedColumnFormula")
+            text = formula.text if formula is not None else None
+            if formula is not None and text and formula.get("array") not in ("1", "true"):
+                calculated[min_col + index] = Formula(text if text.startswith("=") else f"={text}")
         return _TableInfo(
             name=tree.get("displayName", ""),
             ref=ref,
@@ -620,6 +628,7 @@ class Appender:
             first_row=min_row + 1,
             last_row=max_row,
             autofilter=tree.find(f"{_M}autoFilter") is not None,
+            calculated=calculated,
         )
 
     # -- planning ---------------------------------------------------------------------------
@@ -698,26 +707,32 @@ class Appender:
                 )
             # The new rows, cell by cell as the openpyxl path makes them.
             above = known.last_data is not None
-            above_styles = known.above  # every new row copies the last row before the batch
+            prev = known.above
             last_styles = known.above
             pieces: list[bytes] = []
             last_data = known.last_data
             written_last = sheet.last_r
-            for offset, values in enumerate(mapped):
+            for offset, given in enumerate(mapped):
                 r = start + offset
+                values: dict[int, Any] = dict(given)
+                for c, formula in info.calculated.items():
+                    if values.get(c) is None:
+                        values[c] = formula  # as Excel fills a row it adds
                 cells: list[bytes] = []
                 styles_now: dict[int, int | None] = {}
                 for c in range(info.min_col, info.max_col + 1):
-                    cell = styles.cell(r, c, values.get(c), above, above_styles.get(c))
+                    # Style from the row above: the table's last row, or the row just added
+                    # (the openpyxl path's rule; a first batch into an empty table styles
+                    # like its first row).
+                    cell = styles.cell(r, c, values.get(c), above or offset > 0, prev.get(c))
+                    s = _S_ATTR.search(cell[: cell.find(b">")]) if cell else None
+                    styles_now[c] = int(s.group(1)) if s else None  # None: default style
                     if cell:
                         cells.append(cell)
-                        s = _S_ATTR.search(cell[: cell.find(b">")])
-                        styles_now[c] = int(s.group(1)) if s else 0
-                    else:
-                        styles_now[c] = None
                 if cells:
                     pieces.append(b'<row r="%d">' % r + b"".join(cells) + b"</row>")
                     written_last = r
+                prev = styles_now
                 if any(not is_blank(v) for v in values.values()):
                     # The next append copies this row's styles, as the openpyxl path would.
                     last_data, last_styles = r, styles_now
@@ -771,7 +786,7 @@ class Appender:
         new_known = _TableRows(last_data, last_styles if last_data else {}, {})
         for col, keys in known.keys.items():
             added = [m.get(col) for m in mapped]
-            if all(v is None or isinstance(v, str) for v in added):
+            if col not in info.calculated and all(v is None or isinstance(v, str) for v in added):
                 new_known.keys[col] = keys | {key_text(v) for v in added} - {""}
         new_sheet.tables[located.table_part] = new_known
         styles_key = (zlib.crc32(new_styles), len(new_styles)) if new_styles is not None else None
@@ -798,6 +813,8 @@ class Appender:
         for key, value in row.items():
             index = find_header(info.headers, key)
             if index is None:
+                if isinstance(key, OptionalColumn):
+                    continue  # a column new registers have and this older one lacks
                 raise Unsupported("no such column")  # the openpyxl path names the columns
             try:
                 out[info.min_col + index] = to_cell_value(value, self.tz, column=key)
