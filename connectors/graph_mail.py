@@ -63,6 +63,9 @@ PLANNED = "planned:"
 SENT = "\0sent"
 
 
+# Messages whose send requests go in one batch (Exchange runs four of a batch at once).
+SEND_GROUP = 4
+
 # Messages whose MIME is read in one batch (Graph allows 20). A batch answer holds every body
 # in memory, base64-encoded, and delta entries give no size: 10 keeps the worst case (ten
 # messages at intake.max_message_bytes) bounded while a burst still takes few round trips.
@@ -345,6 +348,42 @@ class GraphMailbox(_MailboxBase):
         # place for it that people would see, so the move is the whole job here.
         self._move(item_id, self.quarantine_folder)
 
+    def mark_processed_many(self, item_ids: Sequence[str]) -> dict[str, Exception | None]:
+        """Move several messages to Processed in as few round trips as batching allows: each
+        id's outcome (None: moved; else the error ``mark_processed`` would raise). A move is
+        idempotent (immutable ids), so an unclear answer is simply repeated; a 404 goes the
+        one-by-one way, which tells a deleted folder from a purged message."""
+        self.http.ensure_token()
+        folder = self.processed_folder
+        folder_id = self.folder_id(folder, create=True)
+        subs = [
+            Sub(
+                "POST",
+                f"{self.user}/messages/{quote(item_id)}/move",
+                self._call(
+                    f"move message {_short(item_id)} to {folder!r} in {self.address}",
+                    kind="message",
+                ),
+                json={"destinationId": folder_id},
+                retry_ambiguous=True,  # moving twice lands it in the same place
+            )
+            for item_id in item_ids
+        ]
+        out: dict[str, Exception | None] = {}
+        for item_id, outcome in zip(item_ids, self.http.batch(subs), strict=True):
+            if isinstance(outcome, GraphNotFound):
+                try:
+                    self._move(item_id, folder)
+                except (ConnectorError, InputError) as exc:
+                    out[item_id] = exc
+                    continue
+                out[item_id] = None
+            elif isinstance(outcome, Exception):
+                out[item_id] = outcome
+            else:
+                out[item_id] = None
+        return out
+
     def _move(self, item_id: str, folder: str) -> None:
         """Move to ``folder`` (created if missing). Moving an item already there is a no-op
         for Graph, and with immutable ids the id stays the same, so this is idempotent."""
@@ -470,6 +509,68 @@ class GraphSender(_MailboxBase):
     def _key(self, message: OutboundMessage) -> str:
         # stale_drafts reads these keys back by their prefix
         return f"graph.send:{self.address.lower()}:{message.message_id}"
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> Iterator[ConnectorError | None]:
+        """Send several messages, yielding each one's outcome (None: sent) in order as soon as
+        its group is done: drafts one by one (a MIME body does not go in a batch), then the
+        group's ``send`` requests in one round trip. Groups of four: Exchange runs four of a
+        batch at once, and the first alert need not wait for the last draft.
+
+        The guarantees are ``send``'s: each message is planned in the ledger before its draft,
+        its draft id recorded before the send, and a send without a clear answer is settled by
+        ``send`` itself (Sent Items, then the draft) before anything is sent again."""
+        for start in range(0, len(messages), SEND_GROUP):
+            yield from self._send_group(messages[start : start + SEND_GROUP])
+
+    def _send_group(self, group: Sequence[OutboundMessage]) -> Iterator[ConnectorError | None]:
+        outcomes: list[ConnectorError | None] = [None] * len(group)
+        drafts: dict[int, str] = {}
+        for n, message in enumerate(group):
+            key = self._key(message)
+            state = self.ledger.get(key) or ""
+            if state.startswith("sent:"):
+                continue
+            if state:  # an earlier attempt left a plan or a draft: the careful path
+                outcomes[n] = self._send_one(message)
+                continue
+            try:
+                self.http.ensure_token()
+                self._plan(key)
+                drafts[n] = self._create_draft(message)
+            except ConnectorError as exc:
+                outcomes[n] = exc
+                continue
+            self.ledger.set(key, f"draft:{drafts[n]}")
+        if drafts:
+            subs = [
+                Sub(
+                    "POST",
+                    f"{self.user}/messages/{quote(draft_id)}/send",
+                    self._call(
+                        f"send {group[n].message_id} from {self.address}", "Mail.Send", "send"
+                    ),
+                    retry_ambiguous=False,
+                )
+                for n, draft_id in drafts.items()
+            ]
+            for n, outcome in zip(drafts, self.http.batch(subs), strict=True):
+                if isinstance(outcome, AmbiguousWrite):
+                    # No clear answer: send() reads back (Sent Items, the draft) first.
+                    outcomes[n] = self._send_one(group[n])
+                elif isinstance(outcome, ConnectorError):
+                    outcomes[n] = outcome  # the draft is kept; the next try resumes from it
+                elif isinstance(outcome, PreventServiceError):
+                    raise outcome
+                else:
+                    self._sent(self._key(group[n]), group[n], how="sent")
+        yield from outcomes
+
+    def _send_one(self, message: OutboundMessage) -> ConnectorError | None:
+        try:
+            self.send(message)
+        except ConnectorError as exc:
+            return exc
+        return None
 
     def send(self, message: OutboundMessage) -> None:
         key = self._key(message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +147,25 @@ class App:
         self.sender().send(message)
         # The sender answers: what was parked behind its outage goes on the next cycle.
         self.ledger.release("sender")
+
+    def sending(self, messages: Sequence[OutboundMessage]) -> Iterator[ConnectorError | None]:
+        """Each message's outcome (None: sent), in order. A sender that can send several in
+        fewer round trips (``send_many``) does so; otherwise each is sent only when its
+        outcome is asked for, so a caller's per-message steps stay in between."""
+        many = getattr(self.sender(), "send_many", None)
+        if many is not None:
+            for outcome in many(messages):
+                if outcome is None:  # as in send: the sender answers, release what waits
+                    self.ledger.release("sender")
+                yield outcome
+            return
+        for message in messages:
+            try:
+                self.send(message)
+            except ConnectorError as exc:
+                yield exc
+                continue
+            yield None
 
     def tell_admin(
         self,

@@ -251,6 +251,7 @@ class Intake:
         self.follow_ups: list[followups.FollowUp] = []  # new information on existing cases
         self.cases = followups.Cases(app)
         self._seed_tried: set[tuple[str, int]] = set()
+        self._moved: dict[str, Exception | None] = {}  # outcomes of moves done several at once
 
     # Called after every recorded step; a seam for crash tests (they kill the process here).
     def step_done(self, step: str, source_key: str) -> None:
@@ -643,6 +644,7 @@ class Intake:
 
     def _send_alerts(self) -> None:
         register_status = self._register_status()
+        todo = []
         for work in self.work:
             row = self.ledger.item(work.source_key)
             if row is None or row.alerted_at or work.concern is None:
@@ -650,14 +652,15 @@ class Intake:
             concern = work.concern
             self.ledger.set_critical(concern.source_key, concern.critical)
             chronology.reported(self.app, concern)
-            message = self._alert_message(concern, register_status)
+            todo.append((concern, self._alert_message(concern, register_status)))
             self.ledger.mark_tried(concern.source_key, "alert")
-            try:
-                self.app.send(message)
-            except ConnectorError as exc:
-                self._park(concern.source_key, exc, waiting_on="sender")
+        # A sender that can, sends several per round trip; others send each as it comes up.
+        sent = self.app.sending([message for _, message in todo])
+        for (concern, message), error in zip(todo, sent, strict=True):
+            if error is not None:
+                self._park(concern.source_key, error, waiting_on="sender")
                 # The DSP has not heard: the cycle is not "ok" (status, the admin's notice).
-                self.result.problems.append(f"{concern.reference}: alert not sent: {exc}")
+                self.result.problems.append(f"{concern.reference}: alert not sent: {error}")
                 continue
             self.step_done("alert_sent", concern.source_key)
             # Queued before the step is marked: a crash between them resends (same
@@ -743,6 +746,7 @@ class Intake:
             self.result.problems.append(f"register: {exc}")
 
     def _send_acks(self) -> None:
+        todo = []
         for work in self.work:
             row = self.ledger.item(work.source_key)
             if row is None or row.acked_at or not row.alerted_at or work.concern is None:
@@ -753,24 +757,12 @@ class Intake:
             if not may_acknowledge(self.app, work.ack_to, concern.reference):
                 work.ack_to = None  # none due: the item finishes without one
                 continue
-            message = self.app.compose(
-                kind="ack",
-                key=concern.reference,
-                to=[work.ack_to],
-                subject=f"Your safeguarding concern has been received – {concern.reference}",
-                template="acknowledgement",
-                context={
-                    "reference": concern.reference,
-                    "recorded_at": concern.recorded_at,
-                    "dsp_name": self.config.people.dsp.name,
-                    "dsp_email": self.config.people.dsp.email,
-                    "via_form": concern.source == "Form",
-                },
-            )
-            try:
-                self.app.send(message)
-            except ConnectorError as exc:
-                self._park(concern.source_key, exc, waiting_on="sender")
+            todo.append((concern, self._ack_message(concern, work.ack_to)))
+        # A sender that can, sends several per round trip; others send each as it comes up.
+        sent = self.app.sending([message for _, message in todo])
+        for (concern, _message), error in zip(todo, sent, strict=True):
+            if error is not None:
+                self._park(concern.source_key, error, waiting_on="sender")
                 continue
             chronology.record(
                 self.app, concern.reference, "ack", "Acknowledgement sent", note="To the reporter"
@@ -779,16 +771,44 @@ class Intake:
             self.result.acks += 1
             self.step_done("acked", concern.source_key)
 
+    def _ack_message(self, concern: Concern, ack_to: str) -> OutboundMessage:
+        return self.app.compose(
+            kind="ack",
+            key=concern.reference,
+            to=[ack_to],
+            subject=f"Your safeguarding concern has been received – {concern.reference}",
+            template="acknowledgement",
+            context={
+                "reference": concern.reference,
+                "recorded_at": concern.recorded_at,
+                "dsp_name": self.config.people.dsp.name,
+                "dsp_email": self.config.people.dsp.email,
+                "via_form": concern.source == "Form",
+            },
+        )
+
     def _finish(self, mailbox: Mailbox | None) -> None:
+        ready = []
         for work in self.work:
-            key = work.source_key
-            row = self.ledger.item(key)
+            row = self.ledger.item(work.source_key)
             if row is None or row.state != ItemState.OPEN:
                 continue
             ack_due = work.ack_to is not None
             if not (row.alerted_at and row.logged_at and (row.acked_at or not ack_due)):
                 self.result.pending += 1
                 continue
+            ready.append(work)
+        # A mailbox that can move several per round trip does so now; _mark_processed then
+        # takes each outcome in turn.
+        many = getattr(mailbox, "mark_processed_many", None)
+        ids = [w.mail_item_id for w in ready if w.mail_item_id is not None]
+        if many is not None and len(ids) > 1:
+            try:
+                self._moved = many(ids)
+            except ConnectorError:
+                self._moved = {}  # one by one below, each parked on its own error
+        for work in ready:
+            key = work.source_key
             if work.mail_item_id is not None and (
                 mailbox is None or not self._mark_processed(work.mail_item_id, key)
             ):
@@ -804,7 +824,12 @@ class Intake:
         mailbox = self.app.mailbox()
         assert mailbox is not None
         try:
-            mailbox.mark_processed(item_id)
+            if item_id in self._moved:
+                outcome = self._moved.pop(item_id)
+                if outcome is not None:
+                    raise outcome
+            else:
+                mailbox.mark_processed(item_id)
         except InputError:
             # Gone from the mailbox (a person moved or deleted it): nothing left to move.
             log.warning("%s was no longer in the mailbox to move", key.split(":", 1)[0])

@@ -54,7 +54,8 @@ def test_kill_after_a_draft_is_made_leaves_no_draft_and_no_duplicate(
         check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert len(graph.folder_messages(MAILBOX, "drafts")) == 1  # the orphan the kill left
+    # the orphan the kill left (with drafts made a group at a time, maybe recorded ones too)
+    assert graph.folder_messages(MAILBOX, "drafts") != []
 
     output = ""
     for _ in range(2):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from connectors.base import OutboundMessage
 from connectors.graph_batch import Reply, Sub
 from connectors.graph_http import AmbiguousWrite, Call, GraphHttp, GraphNotFound
+from service.errors import InputError
 from tests.connectors.harness_graph import MAILBOX, GraphSetup, graph_setup
 from tests.connectors.test_mailbox_contract import make_raw
+from tests.connectors.test_sender_contract import message
 
 
 @pytest.fixture
@@ -199,3 +203,68 @@ def test_an_idle_cycle_of_mailbox_and_forms_workbook_is_one_round_trip(
 
     setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First"], [2, "Second"]])})
     assert cycle() == [1, 2]  # the new cTag came with the delta: the table is read again
+
+
+def alert(n: int) -> OutboundMessage:
+    return replace(message(), message_id=f"<alert.{n:04d}@example.org>")
+
+
+def test_several_alerts_go_with_their_sends_batched_and_each_once(setup: GraphSetup) -> None:
+    sender = setup.sender()
+    sender.http.ensure_token()
+
+    outcomes = list(sender.send_many([alert(n) for n in range(9)]))
+    again = list(sender.send_many([alert(n) for n in range(9)]))  # a retry sends nothing
+
+    assert outcomes == again == [None] * 9
+    sent = [m.message()["Message-ID"] for m in setup.emu.outbox(MAILBOX)]
+    assert sorted(sent) == [f"<alert.{n:04d}@example.org>" for n in range(9)]
+    assert setup.emu.folder_messages(MAILBOX, "drafts") == []
+    assert setup.emu.count_requests("POST", r"/messages/[^/]+/send$") == 9
+    assert batches(setup) == 3  # groups of four: 4 + 4 + 1 sends in three round trips
+
+
+def test_a_batched_send_without_a_clear_answer_is_read_back_not_repeated(
+    setup: GraphSetup,
+) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 504, after_commit=True)
+    sender = setup.sender()
+
+    assert list(sender.send_many([alert(n) for n in range(3)])) == [None] * 3
+
+    sent = [m.message()["Message-ID"] for m in setup.emu.outbox(MAILBOX)]
+    assert sorted(sent) == [f"<alert.{n:04d}@example.org>" for n in range(3)]  # none twice
+
+
+def test_a_throttled_batched_send_waits_and_goes_once(setup: GraphSetup) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 429, headers={"Retry-After": "2"})
+    sender = setup.sender()
+
+    assert list(sender.send_many([alert(n) for n in range(3)])) == [None] * 3
+
+    assert len(setup.emu.outbox(MAILBOX)) == 3
+    assert 2.0 in setup.sleeps.waits
+
+
+def test_several_moves_go_batched_and_a_purged_one_is_named(
+    setup: GraphSetup,
+) -> None:
+    ids = [
+        setup.emu.deliver(MAILBOX, make_raw(f"C{n}", "B", message_id=f"<mv{n}@example.org>"))
+        for n in range(6)
+    ]
+    box = setup.mailbox()
+    box.http.request(
+        "POST", f"users/{MAILBOX}/messages/{ids[2]}/permanentDelete", Call(what="a person")
+    )
+    box.http.ensure_token()
+    before = batches(setup)
+
+    out = box.mark_processed_many(ids)
+
+    assert [out[i] is None for i in ids] == [True, True, False, True, True, True]
+    assert isinstance(out[ids[2]], InputError)
+    assert len(setup.emu.folder_messages(MAILBOX, "Processed")) == 5
+    # six moves go as one dependsOn chain; it stops at the purged one (404), whose followers
+    # answer 424 and go again in a second batch
+    assert batches(setup) == before + 2
