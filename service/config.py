@@ -375,7 +375,8 @@ class Compliance(Section):
 
 
 class Schedule(Section):
-    poll_seconds: int = Field(15, ge=5)
+    # 5 s: an idle Graph cycle is one request (docs/microsoft-365.md, request budget)
+    poll_seconds: int = Field(5, ge=5)
     escalation_check_minutes: int = Field(15, ge=1)
     digest_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     digest_time: time = time(8, 0)

@@ -272,7 +272,7 @@ def test_every_config_problem_is_listed(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     text = (ROOT / "config" / "example-local.toml").read_text()
     text = text.replace('alert_detail = "summary"', 'alert_detail = "x"')
-    config.write_text(text.replace("poll_seconds = 15", "poll_seconds = 1"))
+    config.write_text(text.replace("poll_seconds = 5 ", "poll_seconds = 1 "))
     result = run_cli("--config", str(config), "check")
     assert result.returncode == 3
     assert "register.alert_detail" in result.stderr and "schedule.poll_seconds" in result.stderr
