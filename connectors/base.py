@@ -310,3 +310,14 @@ class ProvisionableMailbox(Protocol):
     def provision(self) -> Iterator[CheckResult]:
         """Make the Processed and Quarantine folders if missing. One line per folder."""
         ...
+
+
+def read_columns(workbook: Workbook, table: str, columns: Sequence[str]) -> Table:
+    """``table`` for a caller that needs only ``columns``: a backend that can read less (the
+    local xlsx one streams just those columns, rows blank in all of them left out) does;
+    others give the whole table (extra columns are harmless to such a caller)."""
+    reader = getattr(workbook, "read_columns", None)
+    if reader is None:
+        return workbook.read_table(table)
+    result: Table = reader(table, columns)
+    return result

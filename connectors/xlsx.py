@@ -509,6 +509,61 @@ class XlsxWorkbook:
         fast = None if appender is None else (lambda: appender.plan(table, rows, key_column))
         self._write(mutate, fast)
 
+    def read_columns(self, table: str, columns: Sequence[str]) -> Table:
+        """``read_table`` with only ``columns`` (those the table has), streamed row by row
+        (openpyxl read-only): a fraction of the memory for a large register. Rows blank in
+        all of ``columns`` are left out. Formula cells among them, or a layout the zip-level
+        lookup does not handle, read the whole table instead (the same values)."""
+        from connectors.xlsx_append import locate_table
+
+        key = self._stat_key()
+        if key != self._cache_key:
+            self._cache_key, self._tables, self._lossy = key, {}, None
+        cache = "\0".join([table.casefold(), *columns])
+        cached = self._tables.get(cache) or self._tables.get(table.casefold())
+        if cached is not None:
+            return cached
+        with zipfile.ZipFile(self.path) as zf:
+            check_unpacked_size(self.path, zf)
+        where = locate_table(self.path, table)
+        if where is None:
+            return self.read_table(table)
+        sheet, first, last, min_col, max_col, headers = where
+        picked = sorted({i for c in columns if (i := find_header(headers, c)) is not None})
+        names = [headers[i] for i in picked]
+        rows: list[dict[str, Any]] = []
+        numbers: list[int] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extensions: reported by a write's full load
+            try:
+                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=False)
+            except Exception:
+                return self.read_table(table)  # which says what is wrong with the file
+            try:
+                grid = wb[sheet].iter_rows(
+                    min_row=first, max_row=last, min_col=min_col, max_col=max_col
+                )
+                for r, row in enumerate(grid, start=first):
+                    cells = [row[i] if i < len(row) else None for i in picked]
+                    if any(getattr(c, "data_type", None) == "f" for c in cells):
+                        return self.read_table(table)  # saved values: the full read's pass
+                    values = [_read_cell(c) for c in cells]
+                    if all(is_blank(v) for v in values):
+                        continue
+                    rows.append(dict(zip(names, values, strict=True)))
+                    numbers.append(r)
+            finally:
+                wb.close()
+        result = Table(
+            name=table,
+            headers=tuple(names),
+            rows=tuple(rows),
+            row_numbers=tuple(numbers),
+            sheet=sheet,
+        )
+        self._tables[cache] = result
+        return result
+
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         return rows_with_keys(self.read_table(table), column, values, where=self.path.name)
 

@@ -477,6 +477,7 @@ class _Located:
     styles_part: str
     strings_part: str | None
     date1904: bool
+    sheet_name: str
 
 
 @dataclass
@@ -535,7 +536,8 @@ class Appender:
 
     # -- locating -------------------------------------------------------------------------
 
-    def _locate(self, zf: zipfile.ZipFile, table: str) -> tuple[_Located, _TableInfo, bytes]:
+    @staticmethod
+    def _locate(zf: zipfile.ZipFile, table: str) -> tuple[_Located, _TableInfo, bytes]:
         def rels(part: str) -> dict[str, tuple[str, str]]:
             folder, name = posixpath.split(part)
             rel_part = posixpath.join(folder, "_rels", name + ".rels")
@@ -570,8 +572,8 @@ class Appender:
         strings = [p for kind, p in wb_rels.values() if kind == "sharedStrings"]
         if len(styles) != 1:
             raise Unsupported("no single styles part")
-        exact: tuple[str, str, bytes] | None = None
-        folded: tuple[str, str, bytes] | None = None
+        exact: tuple[str, str, bytes, str] | None = None
+        folded: tuple[str, str, bytes, str] | None = None
         for sheet in wb_xml.iter(f"{_M}sheet"):
             kind, sheet_part = wb_rels.get(sheet.get(_R_ID, ""), ("", ""))
             if kind != "worksheet":
@@ -581,20 +583,22 @@ class Appender:
                     continue
                 data = zf.read(table_part)
                 name = _parse(data, table_part).get("displayName", "")
+                title = sheet.get("name", "")
                 if name == table and exact is None:
-                    exact = (sheet_part, table_part, data)
+                    exact = (sheet_part, table_part, data, title)
                 elif name.casefold() == table.casefold() and folded is None:
-                    folded = (sheet_part, table_part, data)
+                    folded = (sheet_part, table_part, data, title)
         found = exact or folded
         if found is None:
             raise Unsupported("no such table")  # the openpyxl path lists the tables present
-        sheet_part, table_part, data = found
+        sheet_part, table_part, data, title = found
         located = _Located(
-            sheet_part, table_part, styles[0], strings[0] if strings else None, date1904
+            sheet_part, table_part, styles[0], strings[0] if strings else None, date1904, title
         )
-        return located, self._table_info(data, table_part), data
+        return located, Appender._table_info(data, table_part), data
 
-    def _table_info(self, data: bytes, part: str) -> _TableInfo:
+    @staticmethod
+    def _table_info(data: bytes, part: str) -> _TableInfo:
         root = _ROOT_RE.match(data)
         if root is None or root.group(1) != b"table" or b"<!" in data:
             raise Unsupported("table part has a prefix, comments or a DTD")
@@ -1139,3 +1143,22 @@ class _CellReader:
         if isinstance(value, datetime) and value.tzinfo is not None:
             raise Unsupported("an aware datetime")
         return value
+
+
+def locate_table(path: Path, table: str) -> tuple[str, int, int, int, int, list[str]] | None:
+    """Where table ``table`` is, read from the zip parts alone (a read-only openpyxl load has
+    no tables): (sheet name, first and last data row, first and last column, headers), or
+    None for a layout this module does not handle (the caller reads the whole table)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            located, info, _ = Appender._locate(zf, table)
+    except (Unsupported, zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+    return (
+        located.sheet_name,
+        info.first_row,
+        info.last_row,
+        info.min_col,
+        info.max_col,
+        info.headers,
+    )

@@ -35,7 +35,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.base import Attachment, CellUpdate, Table, TableSpec, Workbook
+from connectors.base import Attachment, CellUpdate, Table, TableSpec, Workbook, read_columns
 from service.app import App
 from service.cases.escalation import time_to_acknowledge
 from service.cases.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
@@ -289,7 +289,11 @@ def gather(app: App, period: Period) -> BoardReport:
 def _concerns(app: App, period: Period) -> ConcernFigures:
     config = app.config
     tz = config.organisation.tz
-    table = app.workbook("register").read_table(config.register.table)
+    referral_columns = [choice for choice, _ in REFERRALS]
+    # Only the columns counted here (not the accounts' text): a local register streams them.
+    wanted = [REFERENCE, RECORDED_AT, "Summary", "Risk indicators", "Source", "Centre/area"]
+    wanted += [STATUS, "Critical risk factor", *referral_columns]
+    table = read_columns(app.workbook("register"), config.register.table, wanted)
     figures = ConcernFigures()
     months: Counter[date] = Counter()
     groups: Counter[str] = Counter()
@@ -302,7 +306,6 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
     hours: list[float] = []
     decision_hours: list[float] = []
     referrals: Counter[str] = Counter()
-    referral_columns = [choice for choice, _ in REFERRALS]
     status_names = {norm(s): s for s in STATUS_CHOICES}
     for i, row in enumerate(table.rows):
         reference = as_text(row.get(REFERENCE))

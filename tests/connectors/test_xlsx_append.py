@@ -338,3 +338,32 @@ def test_libreoffice_reads_appended_rows_and_its_own_files_take_appends(tmp_path
     assert [r[0] for r in got] == refs
     assert got[3][3] == "=1+2"  # text, not the formula's result 3
     assert got[4][5] == "7"
+
+
+# ---------------------------------------------------------------------------- read_columns
+
+
+def test_read_columns_gives_those_columns_of_read_table(tmp_path: Path) -> None:
+    path = make(tmp_path / "register.xlsx")
+    wb = XlsxWorkbook(path)
+    wb.append_rows("Concerns", [{"Summary": "only a summary"}, {"Reference": "PRV-2026-0003"}])
+    full = XlsxWorkbook(path).read_table("Concerns")
+    part = XlsxWorkbook(path).read_columns("Concerns", ["reference", "Date of birth", "Nope"])
+
+    assert part.headers == ("Reference", "Date of birth")
+    expected = [
+        (n, {"Reference": r["Reference"], "Date of birth": r["Date of birth"]})
+        for n, r in zip(full.row_numbers, full.rows, strict=True)
+        if r["Reference"] or r["Date of birth"]
+    ]
+    assert list(zip(part.row_numbers, part.rows, strict=True)) == expected
+    assert expected[1][1]["Date of birth"] == date(2001, 2, 3)  # a date cell reads as a date
+    assert [n for n, _ in expected] == [2, 3, 5]  # the summary-only row 4 is left out
+
+
+def test_read_columns_with_a_formula_reads_saved_values_as_read_table_does(
+    tmp_path: Path,
+) -> None:
+    path = make(tmp_path / "register.xlsx")
+    got = XlsxWorkbook(path).read_columns("Concerns", ["Reference", "Review"])
+    assert got == XlsxWorkbook(path).read_table("Concerns")  # the whole table, formulas read
