@@ -22,6 +22,9 @@ Safety with people in the loop (every write goes through ``XlsxWorkbook._write``
 * **Formula text** — text starting with ``= + - @``, tab or CR (or their full-width forms) is
   stored as a string cell with Excel's "quote prefix" so Excel shows it as text, even after a
   person edits the cell.
+* **Streaming appends** — with ``streaming=True`` (as the service builds it) ``append_rows``
+  rewrites only the table's sheet, table and styles parts instead of a load and save
+  (``connectors.xlsx_append``), under every rule above; other layouts use the openpyxl path.
 * **People's formulas** — a read gives a formula cell's value as Excel last saved it (openpyxl
   ``data_only=True``), or an ``UnsavedFormula`` when the file was saved by a program that does
   not calculate. Writes load with ``data_only=False``, so every formula is saved back as a
