@@ -32,7 +32,7 @@ from urllib.parse import quote
 from openpyxl.utils import column_index_from_string, get_column_letter
 
 from connectors.base import CellUpdate, CheckResult, OptionalColumn, Table, TableSpec
-from connectors.graph_batch import Reply
+from connectors.graph_batch import Reply, Sub
 from connectors.graph_http import (
     AmbiguousWrite,
     Call,
@@ -622,6 +622,26 @@ class GraphWorkbook:
                 "Table Name shows a table's name; correct it or the config."
             ) from exc
 
+    def _get_many(
+        self, paths: Sequence[str], what: str, session: str | None
+    ) -> list[dict[str, Any]]:
+        """Several ``_get`` in one round trip, with the same errors."""
+        headers = {"workbook-session-id": session} if session else None
+        call = self._call(what, kind="workbook")
+        outcomes = self.http.batch([Sub("GET", path, call, headers=headers) for path in paths])
+        out: list[dict[str, Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, GraphNotFound):
+                raise InputError(
+                    f"{self._where()}: {what}: no such table; tables in it: "
+                    f"{', '.join(self._table_names(session)) or 'none'}. In Excel, Table Design "
+                    "> Table Name shows a table's name; correct it or the config."
+                ) from outcome
+            if isinstance(outcome, PreventServiceError):
+                raise outcome
+            out.append(outcome.json())
+        return out
+
     def _table_names(self, session: str | None) -> list[str]:
         headers = {"workbook-session-id": session} if session else None
         try:
@@ -638,13 +658,15 @@ class GraphWorkbook:
 
     def _grid(self, table: str, session: str | None) -> _Grid:
         # GET …/tables/Concerns/range → {"address": "Register!A1:Q42", "values": [[…], …]}
-        data = self._get(f"{self._table_path(table)}/range", f"read table {table!r}", session)
-        grid = _Grid.parse(data, self._where())
         # The range includes the Total Row a person may switch on (Table Design > Total Row):
         # GET …/tables/Concerns?$select=showTotals → {"showTotals": true, …}
-        meta = self._get(
-            f"{self._table_path(table)}?$select=showTotals", f"read table {table!r}", session
+        # Both in one round trip (JSON batching); neither depends on the other.
+        data, meta = self._get_many(
+            [f"{self._table_path(table)}/range", f"{self._table_path(table)}?$select=showTotals"],
+            f"read table {table!r}",
+            session,
         )
+        grid = _Grid.parse(data, self._where())
         if meta.get("showTotals") is True and grid.body:
             grid = replace(grid, body=grid.body[:-1])
         return grid

@@ -268,3 +268,19 @@ def test_several_moves_go_batched_and_a_purged_one_is_named(
     # six moves go as one dependsOn chain; it stops at the purged one (404), whose followers
     # answer 424 and go again in a second batch
     assert batches(setup) == before + 2
+
+
+def test_a_changed_table_is_read_with_its_total_row_check_in_one_round_trip(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, site=True)
+    setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First response"]])})
+    book = setup.workbook()
+    book.item()
+    book.http.ensure_token()
+    before = len(setup.emu.round_trips)
+
+    assert [r["ID"] for r in book.read_table("Table1").rows] == [1]
+
+    assert len(setup.emu.round_trips) - before == 2  # the cTag, then range + showTotals
+    assert setup.emu.count_requests("GET", r"/tables/Table1/range$") == 1
