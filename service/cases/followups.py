@@ -95,18 +95,21 @@ class Cases:
         if not threaded and not quoted:
             return Decision()
         named = list(dict.fromkeys([*threaded, *quoted]))
-        if row is not None and row.reference:
-            return Decision(note=self._not_added(named, sender))  # already a new concern
         if threaded:
-            candidate = threaded[0]  # threading headers win; the direct parent first
+            candidate: str | None = threaded[0]  # threading headers win; the parent first
         elif len(quoted) == 1:
             candidate = quoted[0]
         else:
-            return Decision(
-                note=f"It quotes {_and(named)}; it names more than one case, so it was logged "
+            candidate = None
+        if candidate is None:
+            note = (
+                f"It quotes {_and(named)}; it names more than one case, so it was logged "
                 "as a new concern and added to none of them."
             )
-        if sender and self.on_case(candidate, sender):
+            return Decision(note=note)
+        # An item that already has a reference of its own stays a new concern (a resume).
+        joins = not (row is not None and row.reference)
+        if joins and sender and self.on_case(candidate, sender):
             return Decision(case=candidate, how=self._how(candidate, sender, thread_ids))
         return Decision(note=self._not_added(named, sender))
 
