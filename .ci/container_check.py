@@ -46,6 +46,21 @@ def sh(*args: str, check: bool = True, **kwargs: object) -> subprocess.Completed
     return result
 
 
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt already uses (deb822 or one-line sources)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for source in sources:
+        if not source.is_file() or source.suffix not in {".list", ".sources", ""}:
+            continue
+        for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
+            words = line.split()
+            if line.startswith("URIs:") and len(words) > 1 and words[1].endswith("/debian"):
+                return words[1]
+            if words[:1] == ["deb"] and any(w.endswith("/debian") for w in words):
+                return next(w for w in words if w.endswith("/debian"))
+    raise SystemExit("no Debian mirror found in /etc/apt/sources.list(.d) for debootstrap")
+
+
 def base_image() -> None:
     found = sh(DOCKER, "image", "inspect", "-f", "{{.Id}}", "debian:bookworm-slim", check=False)
     if found.returncode == 0:
@@ -54,13 +69,7 @@ def base_image() -> None:
         return
     print("no debian:bookworm-slim to pull: making it from Debian's packages (debootstrap)")
     with tempfile.TemporaryDirectory(prefix="bookworm-") as root:
-        sh(
-            "debootstrap",
-            "--variant=minbase",
-            "bookworm",
-            root,
-            "http://deb.debian.org/debian",
-        )
+        sh("debootstrap", "--variant=minbase", "bookworm", root, apt_mirror())
         shutil.rmtree(Path(root) / "var/lib/apt/lists", ignore_errors=True)
         tar = subprocess.Popen(
             ["tar", "--numeric-owner", "-C", root, "-c", "."], stdout=subprocess.PIPE
