@@ -578,7 +578,7 @@ class ImapMailbox:
         if len(uids) > 1:
             try:
                 sizes = self._run(
-                    "sizing new mail", partial(self._sizes, validity=validity, uids=uids)
+                    "sizing new mail", partial(self._sizes, validity=validity, first=uids[0])
                 )
             except _UidValidityChanged:
                 yield None
@@ -627,10 +627,12 @@ class ImapMailbox:
         if self._select(client, self.folder) != validity:
             raise _UidValidityChanged
 
-    def _sizes(self, client: imaplib.IMAP4, validity: int, uids: Sequence[int]) -> dict[int, int]:
+    def _sizes(self, client: imaplib.IMAP4, validity: int, first: int) -> dict[int, int]:
+        """Sizes by UID from ``first`` on: a range, not a list of UIDs, so that the command
+        stays short however many (and however scattered) the UIDs are."""
         self._ensure_selected(client, validity)
         # Sample: [b'1 (UID 7 RFC822.SIZE 2417)', b'2 (UID 8 RFC822.SIZE 96)']
-        typ, data = client.uid("FETCH", _uid_set(uids), "(UID RFC822.SIZE)")
+        typ, data = client.uid("FETCH", f"{first}:*", "(UID RFC822.SIZE)")
         if typ != "OK":
             raise imaplib.IMAP4.error(f"FETCH SIZE: {_first(data)}")
         sizes: dict[int, int] = {}
