@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from connectors.base import read_columns
 from service.app import App
 from service.cases import chronology
 from service.cases.register import REFERENCE, SOURCE_KEY
@@ -111,7 +112,10 @@ def _chronology(
     found: list[tuple[datetime | None, str, str, str, bool]] = []
     keys: set[str] = set()
     try:
-        table = app.workbook("register").read_table(chronology.TABLE)
+        # Only its own columns: a local register streams them (no whole-workbook load).
+        table = read_columns(
+            app.workbook("register"), chronology.TABLE, [c.header for c in chronology.COLUMNS]
+        )
     except (InputError, ConnectorError):
         table = None  # a register from before the chronology, not yet upgraded
     for row in table.rows if table else ():
