@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 from connectors.base import read_columns
 from service.app import App
 from service.cases import chronology
-from service.cases.register import REFERENCE, SOURCE_KEY
+from service.cases.register import (
+    CLOSED_DATE,
+    DOB_OR_AGE,
+    REFERENCE,
+    RETENTION_REVIEW,
+    SOURCE_KEY,
+    retention_review,
+)
 from service.errors import ConnectorError, InputError
 from service.values import as_datetime, as_text, from_excel_serial
 
@@ -80,7 +87,12 @@ def case_command(app: App, reference: str, out: TextIO) -> int:
         for header in table.headers:
             if header.casefold() in _HIDDEN:
                 continue
-            text = show(header, row.get(header), tz)
+            value = row.get(header)
+            if header.casefold() == RETENTION_REVIEW.casefold() and as_text(value).startswith("="):
+                # The workbook's formula, uncalculated (no program has saved the file since the
+                # service wrote it): show what it gives.
+                value = retention_review(row.get(DOB_OR_AGE), row.get(CLOSED_DATE))
+            text = show(header, value, tz)
             if not text:
                 continue
             lines = text.splitlines() or [""]

@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.base import ColumnSpec, OptionalColumn, TableSpec
 from service.model import Concern
+from service.values import from_excel_serial
 
 STATUS_NEW = "New"
 STATUS_CHOICES = (
@@ -145,6 +146,32 @@ def retention_formula(table: str) -> str:
         f"IF(AND(ISNUMBER({dob}),{dob}>=3000),EDATE({dob},{months}),"
         f'IF(ISNUMBER({closed}),EDATE({closed},{months}),""))'
     )
+
+
+def retention_review(dob_or_age: Any, closed: Any) -> date | None:
+    """What ``retention_formula`` calculates, for readers that get the formula, not its value
+    (openpyxl reads a file the service wrote without cached values): the date of birth + 25
+    years when "DOB or age" holds a date, else the closed date + 25 years, else None."""
+    for value in (dob_or_age, closed):
+        day = _as_date(value)
+        if day is not None:
+            try:
+                return day.replace(year=day.year + RETENTION_YEARS)
+            except ValueError:  # 29 February + 25 years: EDATE gives 28 February
+                return day.replace(year=day.year + RETENTION_YEARS, day=28)
+    return None
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    # Excel serials, as Graph reads dates; below 3000 (a date before 1908) is an age, as in
+    # the formula.
+    if isinstance(value, int | float) and not isinstance(value, bool) and 3000 <= value < 2958466:
+        return from_excel_serial(int(value)).date()
+    return None
 
 
 def register_table_spec(

@@ -195,3 +195,32 @@ def test_a_follow_up_while_the_register_is_open_in_excel(demo: Path) -> None:
     assert [e["Event"] for e in mine].count("Follow-up received") == 1
     assert len([m for m in sent(demo) if "New information on" in str(m["Subject"])]) == 1
     assert not (demo / "inbox" / "reply.eml").exists()
+
+
+def test_case_shows_the_retention_review_date_not_the_formula(demo: Path) -> None:
+    """The register's Retention review is a formula nobody has calculated yet (no program
+    has saved the file since the service wrote it): `case` shows the date it gives."""
+    from datetime import date, datetime
+
+    from openpyxl import load_workbook
+
+    path = demo / "workbooks" / "concern-register.xlsx"
+    workbook = load_workbook(path)
+    sheet = next(s for s in workbook.worksheets if "Concerns" in s.tables)
+    headers = [c.value for c in sheet[1]]
+    column = {h: i + 1 for i, h in enumerate(headers)}
+    rows = {sheet.cell(r, column["Reference"]).value: r for r in range(2, sheet.max_row + 1)}
+    sheet.cell(rows["PRV-2026-0002"], column["DOB or age"]).value = date(2008, 2, 29)
+    sheet.cell(rows["PRV-2026-0003"], column["DOB or age"]).value = 17  # an age, not a date
+    sheet.cell(rows["PRV-2026-0003"], column["Closed date"]).value = datetime(2026, 12, 1)
+    workbook.save(path)
+
+    def retention_line(reference: str) -> str:
+        result = run_cli("--config", str(demo / "config.toml"), "case", reference)
+        assert result.returncode == 0, result.stderr
+        assert "=IF(" not in result.stdout
+        return next((ln for ln in result.stdout.splitlines() if ln.startswith("Retention")), "")
+
+    assert retention_line("PRV-2026-0002").split()[-1] == "28/02/2033"  # DOB + 25 years
+    assert retention_line("PRV-2026-0003").split()[-1] == "01/12/2051"  # closed + 25 years
+    assert retention_line("PRV-2026-0004") == ""  # neither known yet: nothing to confirm
