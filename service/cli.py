@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -280,20 +281,26 @@ def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
-    from apscheduler.jobstores.base import JobLookupError
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
     from schedules.jobs import build_scheduler
 
     app = _app(args)
     stopped = threading.Event()
     scheduler = build_scheduler(lambda: app, app.config)
+    failure: list[BaseException] = []
 
     def stop(signum: int, _frame: object) -> None:
+        # Only note it: the scheduler is shut down from this thread between jobs. Shutting it
+        # down here, inside a job that the signal interrupted, emptied the job store under
+        # APScheduler's feet (IndexError/JobLookupError when it rescheduled that job).
         log.info("stopping on %s", signal.Signals(signum).name)
         stopped.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
+
+    def work() -> None:
+        try:
+            scheduler.start()  # blocks until shutdown; jobs run one at a time in this thread
+        except BaseException as exc:
+            failure.append(exc)
+            stopped.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -301,20 +308,21 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         signal.signal(signal.SIGBREAK, stop)
     print(f"prevent-service {__version__}: worker started (Ctrl-C or SIGTERM stops it)", file=out)
     out.flush()
+    worker = threading.Thread(target=work, name="scheduler", daemon=True)
     try:
         if not stopped.is_set():  # Ctrl-C before the scheduler started: do not start it
-            try:
-                scheduler.start()
-            except JobLookupError:
-                # Stopped in the middle of a job (they run in this thread): the job finished,
-                # then found its entry gone from the job store that shutdown had cleared.
-                if not stopped.is_set():
-                    raise
-        if not isinstance(scheduler, BlockingScheduler):
-            while not stopped.wait(1.0):
+            worker.start()
+            while not stopped.wait(0.5):  # a short wait: signal handlers run between waits
                 pass
+            while worker.is_alive() and not scheduler.running:  # still starting up
+                time.sleep(0.05)
             if scheduler.running:
-                scheduler.shutdown(wait=True)
+                # Waits for the job store lock that a round of jobs holds: the job running
+                # now finishes first.
+                scheduler.shutdown(wait=False)
+            worker.join()
+        if failure:
+            raise failure[0]
     finally:
         app.close()
     print("worker stopped", file=out)
