@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -217,11 +218,25 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     created = init_folder(args.dir, demo=args.demo, today=date.today())
     print(f"Created {created}.", file=out)
     config = _quote(str(created / "config.toml"))  # a path with spaces pastes as one
+    program = _program()
     if args.demo:
-        print(f"Next: prevent-service --config {config} poll", file=out)
+        print(f"Next: {program} --config {config} poll", file=out)
     else:
-        print(f"Next: fill in {config}, then prevent-service --config {config} check", file=out)
+        print(f"Next: fill in {config}, then {program} --config {config} check", file=out)
     return EXIT_OK
+
+
+def _program() -> str:
+    """This command as a person can run it again: the bare name where PATH finds this very
+    program, else the path it was started by (``.venv/bin/prevent-service`` after the README's
+    set-up, where the venv is not on PATH)."""
+    invoked = Path(sys.argv[0])
+    if not invoked.name.startswith("prevent-service"):  # python -m service.cli, tests
+        return "prevent-service"
+    found = shutil.which("prevent-service")
+    if found and Path(found).resolve() == invoked.resolve():
+        return "prevent-service"
+    return _quote(str(invoked))
 
 
 def _quote(path: str) -> str:

@@ -74,6 +74,11 @@ def test_the_readme_commands_run_in_a_new_folder(folder: Path) -> None:
     first = sh(rest, folder)
     assert first.returncode == 0, f"{rest}\n{first.stdout}{first.stderr}"
     assert list((folder / "demo" / "outbox").glob("*.eml"))
+    # init's own "Next:" line runs as written too (the venv is not on PATH).
+    following = re.search(r"^Next: (.+)$", first.stdout, re.M)
+    assert following, first.stdout
+    again = sh(following.group(1), folder)
+    assert again.returncode == 0, f"{following.group(1)}\n{again.stdout}{again.stderr}"
 
     run_commands = [c for c in demo_commands() if c.endswith(" run")]
     assert len(run_commands) == 1
