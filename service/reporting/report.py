@@ -329,11 +329,11 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
         if reference in decisions:
             decision_hours.append(decisions[reference].total_seconds() / 3600)
         months[day.replace(day=1)] += 1
-        indicators = as_text(row.get("Risk indicators")).split("\nOther (as answered)")[0]
-        touched = [g.name for g in GROUPS if f"{g.name} — " in indicators]
+        reported_here, suggested_here = _indicator_groups(as_text(row.get("Risk indicators")))
+        touched = [g.name for g in GROUPS if g.name in reported_here | suggested_here]
         for name in touched:
             groups[name] += 1
-            if indicators.startswith("Suggested"):
+            if name not in reported_here:  # only suggested, by e-mail text or answers' wording
                 suggested[name] += 1
         if not touched:
             figures.no_indicator += 1
@@ -400,6 +400,20 @@ def time_to_first_decision(app: App) -> dict[str, timedelta]:
         r[0]: max(timedelta(0), datetime.fromisoformat(r[2]) - datetime.fromisoformat(r[1]))
         for r in rows
     }
+
+
+def _indicator_groups(cell: str) -> tuple[set[str], set[str]]:
+    """The groups a register's "Risk indicators" cell names as reported (ticked on the form)
+    and as suggested (from an e-mail's text or a form's free-text answers), line by line: a
+    form's cell holds both ("Reported: …" then "Suggested from the answers' wording …")."""
+    reported: set[str] = set()
+    suggested: set[str] = set()
+    for line in cell.splitlines():
+        if line.startswith(("Other (as answered)", "Suggested from:")):
+            continue  # free text, and the words that suggested an indicator
+        named = {g.name for g in GROUPS if f"{g.name} — " in line}
+        (suggested if line.startswith("Suggested") else reported).update(named)
+    return reported, suggested
 
 
 def _area(app: App, text: str) -> str:

@@ -150,7 +150,11 @@ def register() -> MemoryWorkbook:
                 "Recorded at": local(date(2026, 11, 1), 9),
                 "Source": "Form",
                 "Centre/area": "Secret Lane Campus",
-                "Risk indicators": f"Reported: {ACCESS}; {EXPER}",
+                # A form: ticked options, then what its free-text answers' wording suggested
+                # (counted as suggested, not as reported), then which words suggested it.
+                "Risk indicators": f"Reported: {ACCESS}; {EXPER}\n"
+                f"Suggested from the answers' wording (the DSP decides): {CRIT}\n"
+                "Suggested from: 'extremist websites' → Accessing extremist websites",
                 "Critical risk factor": "Yes – immediate danger reported",
                 "Status": "referred",  # typed in lower case: still the register's choice
             }
@@ -286,7 +290,7 @@ def test_concern_counts(report: BoardReport) -> None:
         "Vulnerability": (2, 1, 1),
         "Access to extremist influences": (1, 0, 1),
         "Experiences, behaviours and influences": (1, 0, 1),
-        "More critical risk factors": (1, 1, 0),
+        "More critical risk factors": (2, 2, 0),
     }
     assert c.no_indicator == 1
     assert c.critical == 2
