@@ -7,9 +7,9 @@ Prints the median and range of ``--runs`` runs (default 5) of:
 - **append**: one service event queued, then ``chronology.flush`` (on xlsx: the locked
   read-modify-write of the file; on Graph: a session and ``rows/add``);
 - **case**: ``prevent-service case PRV-…`` (``casefile.case_command``) on a fresh App, so
-  nothing is cached: the register table is read whole (locally a whole-workbook load: the
-  row's every column, the DSP's own included) and the Chronology by its six columns (streamed
-  locally), then filtered.
+  nothing is cached: the case's register row with every column, the DSP's own included
+  (locally the sheet streamed for it, ``read_rows_where``; on Graph the table read whole), and
+  the Chronology by its six columns (streamed locally), then filtered.
 
     PYTHONPATH=. python bench/bench_cases.py [--concerns 10000] [--events 50000] [--runs 5]
                                              [--latency 0.0] [--only xlsx|graph]
@@ -133,7 +133,7 @@ def measure(label: str, make_app: Callable[[], App], reference: str, runs: int) 
         a.close()
 
     show(
-        f"case {reference} (fresh App: register read whole, chronology by its columns)",
+        f"case {reference} (fresh App: the row found by streaming, chronology by its columns)",
         timed(runs, fresh, look_up),
     )
 

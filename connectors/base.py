@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -310,6 +310,32 @@ class ProvisionableMailbox(Protocol):
     def provision(self) -> Iterator[CheckResult]:
         """Make the Processed and Quarantine folders if missing. One line per folder."""
         ...
+
+
+def read_rows_where(workbook: Workbook, table: str, column: str, values: Sequence[str]) -> Table:
+    """The rows of ``table`` whose ``column`` holds one of ``values`` (trimmed, any case), with
+    every column: a backend that can find them without reading the whole table (the local
+    xlsx one streams the sheet) does; others read the table and filter it here."""
+    reader = getattr(workbook, "read_rows_where", None)
+    if reader is not None:
+        result: Table = reader(table, column, values)
+        return result
+    return rows_where(workbook.read_table(table), column, values)
+
+
+def rows_where(table: Table, column: str, values: Sequence[str]) -> Table:
+    """``table`` with only the rows whose ``column`` holds one of ``values`` (trimmed, any
+    case; the header matched as written, else ignoring case)."""
+    header = column if column in table.headers else next(
+        (h for h in table.headers if h.casefold() == column.casefold()), column
+    )
+    wanted = {v.strip().casefold() for v in values}
+    picked = [
+        i for i, row in enumerate(table.rows)
+        if str(row.get(header) or "").strip().casefold() in wanted
+    ]
+    numbers = tuple(table.row_numbers[i] for i in picked) if table.row_numbers else ()
+    return replace(table, rows=tuple(table.rows[i] for i in picked), row_numbers=numbers)
 
 
 def read_columns(workbook: Workbook, table: str, columns: Sequence[str]) -> Table:

@@ -68,6 +68,7 @@ from connectors.base import (
     Table,
     TableSpec,
     UnsavedFormula,
+    rows_where,
 )
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from service.errors import InputError, LockedError, PermanentError, TransientError
@@ -566,6 +567,61 @@ class XlsxWorkbook:
         )
         self._tables[cache] = result
         return result
+
+    def read_rows_where(self, table: str, column: str, values: Sequence[str]) -> Table:
+        """The rows whose ``column`` holds one of ``values`` (trimmed, any case), every column,
+        found by streaming the sheet (openpyxl read-only) instead of loading the workbook: a
+        case look-up in a large register. Formula cells read as in ``read_table`` (a second
+        streaming pass over the rows found). A layout the zip-level lookup does not handle
+        reads the whole table and filters it."""
+        from connectors.xlsx_append import locate_table
+
+        with zipfile.ZipFile(self.path) as zf:
+            check_unpacked_size(self.path, zf)
+        where = locate_table(self.path, table)
+        key = None if where is None else find_header(where[5], column)
+        if where is None or key is None:
+            return rows_where(self.read_table(table), column, values)
+        sheet, first, last, min_col, _max_col, headers = where
+        wanted = {v.strip().casefold() for v in values}
+        found: list[tuple[int, list[Any]]] = []
+        formulas: dict[tuple[int, int], str] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extensions: reported by a write's full load
+            try:
+                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=False)
+            except Exception:
+                return rows_where(self.read_table(table), column, values)  # says what is wrong
+            try:
+                grid = wb[sheet].iter_rows(
+                    min_row=first, max_row=last, min_col=min_col, max_col=min_col + len(headers) - 1
+                )
+                for r, row in enumerate(grid, start=first):
+                    cell = row[key] if key < len(row) else None
+                    if str(_read_cell(cell) or "").strip().casefold() not in wanted:
+                        continue
+                    cells = [row[i] if i < len(row) else None for i in range(len(headers))]
+                    for i, c in enumerate(cells):
+                        if getattr(c, "data_type", None) == "f":
+                            value = c.value  # type: ignore[union-attr]
+                            formulas[(r, min_col + i)] = str(getattr(value, "text", None) or value)
+                    found.append((r, [_read_cell(c) for c in cells]))
+            finally:
+                wb.close()
+        saved = self._saved_values(sheet, formulas)
+        rows = []
+        for r, cells_read in found:
+            for (row_number, col), value in saved.items():
+                if row_number == r:
+                    cells_read[col - min_col] = value
+            rows.append(dict(zip(headers, cells_read, strict=True)))
+        return Table(
+            name=table,
+            headers=tuple(headers),
+            rows=tuple(rows),
+            row_numbers=tuple(r for r, _ in found),
+            sheet=sheet,
+        )
 
     def find_rows(self, table: str, column: str, values: Sequence[str]) -> dict[str, int]:
         return rows_with_keys(self.read_table(table), column, values, where=self.path.name)

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from connectors.base import read_columns
+from connectors.base import read_columns, read_rows_where
 from service.app import App
 from service.cases import chronology
 from service.cases.register import (
@@ -70,8 +70,10 @@ def case_command(app: App, reference: str, out: TextIO) -> int:
     tz = app.config.organisation.tz
     wanted = _norm(reference)
     workbook = app.workbook("register")
-    table = workbook.read_table(app.config.register.table)
-    rows = [r for r in table.rows if _norm(as_text(r.get(REFERENCE))) == wanted]
+    # Only this case's row, found by streaming where the backend can: a large register is
+    # never loaded whole for one case.
+    table = read_rows_where(workbook, app.config.register.table, REFERENCE, [wanted])
+    rows = list(table.rows)
     if not rows:
         print(
             f"No concern {wanted} in the register (table {app.config.register.table}). "
