@@ -513,13 +513,38 @@ class XlsxWorkbook:
         fast = None if appender is None else (lambda: appender.plan(table, rows, key_column))
         self._write(mutate, fast)
 
+    @contextlib.contextmanager
+    def _streamed(
+        self, table: str
+    ) -> Iterator[tuple[tuple[str, int, int, int, int, list[str]], Any] | None]:
+        """Where ``table`` is (read from the zip parts) and its sheet opened read-only, for the
+        streaming reads; None where they do not apply (a layout the zip-level lookup does not
+        handle, a file openpyxl cannot open): the caller reads the whole table instead."""
+        from connectors.xlsx_append import locate_table
+
+        with zipfile.ZipFile(self.path) as zf:
+            check_unpacked_size(self.path, zf)
+        where = locate_table(self.path, table)
+        if where is None:
+            yield None
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extensions: reported by a write's full load
+            try:
+                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=False)
+            except Exception:
+                wb = None
+            try:
+                yield None if wb is None else (where, wb[where[0]])
+            finally:
+                if wb is not None:
+                    wb.close()
+
     def read_columns(self, table: str, columns: Sequence[str]) -> Table:
         """``read_table`` with only ``columns`` (those the table has), streamed row by row
         (openpyxl read-only): a fraction of the memory for a large register. Rows blank in
         all of ``columns`` are left out. Formula cells among them, or a layout the zip-level
         lookup does not handle, read the whole table instead (the same values)."""
-        from connectors.xlsx_append import locate_table
-
         key = self._stat_key()
         if key != self._cache_key:
             self._cache_key, self._tables, self._lossy = key, {}, None
@@ -527,37 +552,24 @@ class XlsxWorkbook:
         cached = self._tables.get(cache) or self._tables.get(table.casefold())
         if cached is not None:
             return cached
-        with zipfile.ZipFile(self.path) as zf:
-            check_unpacked_size(self.path, zf)
-        where = locate_table(self.path, table)
-        if where is None:
-            return self.read_table(table)
-        sheet, first, last, min_col, max_col, headers = where
-        picked = sorted({i for c in columns if (i := find_header(headers, c)) is not None})
-        names = [headers[i] for i in picked]
         rows: list[dict[str, Any]] = []
         numbers: list[int] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # extensions: reported by a write's full load
-            try:
-                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=False)
-            except Exception:
+        with self._streamed(table) as streamed:
+            if streamed is None:
                 return self.read_table(table)  # which says what is wrong with the file
-            try:
-                grid = wb[sheet].iter_rows(
-                    min_row=first, max_row=last, min_col=min_col, max_col=max_col
-                )
-                for r, row in enumerate(grid, start=first):
-                    cells = [row[i] if i < len(row) else None for i in picked]
-                    if any(getattr(c, "data_type", None) == "f" for c in cells):
-                        return self.read_table(table)  # saved values: the full read's pass
-                    values = [_read_cell(c) for c in cells]
-                    if all(is_blank(v) for v in values):
-                        continue
-                    rows.append(dict(zip(names, values, strict=True)))
-                    numbers.append(r)
-            finally:
-                wb.close()
+            (sheet, first, last, min_col, max_col, headers), ws = streamed
+            picked = sorted({i for c in columns if (i := find_header(headers, c)) is not None})
+            names = [headers[i] for i in picked]
+            grid = ws.iter_rows(min_row=first, max_row=last, min_col=min_col, max_col=max_col)
+            for r, row in enumerate(grid, start=first):
+                cells = [row[i] if i < len(row) else None for i in picked]
+                if any(getattr(c, "data_type", None) == "f" for c in cells):
+                    return self.read_table(table)  # saved values: the full read's pass
+                values = [_read_cell(c) for c in cells]
+                if all(is_blank(v) for v in values):
+                    continue
+                rows.append(dict(zip(names, values, strict=True)))
+                numbers.append(r)
         result = Table(
             name=table,
             headers=tuple(names),
@@ -574,40 +586,27 @@ class XlsxWorkbook:
         case look-up in a large register. Formula cells read as in ``read_table`` (a second
         streaming pass over the rows found). A layout the zip-level lookup does not handle
         reads the whole table and filters it."""
-        from connectors.xlsx_append import locate_table
-
-        with zipfile.ZipFile(self.path) as zf:
-            check_unpacked_size(self.path, zf)
-        where = locate_table(self.path, table)
-        key = None if where is None else find_header(where[5], column)
-        if where is None or key is None:
-            return rows_where(self.read_table(table), column, values)
-        sheet, first, last, min_col, _max_col, headers = where
         wanted = {v.strip().casefold() for v in values}
         found: list[tuple[int, list[Any]]] = []
         formulas: dict[tuple[int, int], str] = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # extensions: reported by a write's full load
-            try:
-                wb = openpyxl.load_workbook(self.path, read_only=True, data_only=False)
-            except Exception:
+        with self._streamed(table) as streamed:
+            key = None if streamed is None else find_header(streamed[0][5], column)
+            if streamed is None or key is None:
                 return rows_where(self.read_table(table), column, values)  # says what is wrong
-            try:
-                grid = wb[sheet].iter_rows(
-                    min_row=first, max_row=last, min_col=min_col, max_col=min_col + len(headers) - 1
-                )
-                for r, row in enumerate(grid, start=first):
-                    cell = row[key] if key < len(row) else None
-                    if str(_read_cell(cell) or "").strip().casefold() not in wanted:
-                        continue
-                    cells = [row[i] if i < len(row) else None for i in range(len(headers))]
-                    for i, c in enumerate(cells):
-                        if getattr(c, "data_type", None) == "f":
-                            value = c.value  # type: ignore[union-attr]
-                            formulas[(r, min_col + i)] = str(getattr(value, "text", None) or value)
-                    found.append((r, [_read_cell(c) for c in cells]))
-            finally:
-                wb.close()
+            (sheet, first, last, min_col, _max_col, headers), ws = streamed
+            grid = ws.iter_rows(
+                min_row=first, max_row=last, min_col=min_col, max_col=min_col + len(headers) - 1
+            )
+            for r, row in enumerate(grid, start=first):
+                cell = row[key] if key < len(row) else None
+                if str(_read_cell(cell) or "").strip().casefold() not in wanted:
+                    continue
+                cells = [row[i] if i < len(row) else None for i in range(len(headers))]
+                for i, c in enumerate(cells):
+                    if getattr(c, "data_type", None) == "f":
+                        value = c.value  # type: ignore[union-attr]
+                        formulas[(r, min_col + i)] = str(getattr(value, "text", None) or value)
+                found.append((r, [_read_cell(c) for c in cells]))
         saved = self._saved_values(sheet, formulas)
         rows = []
         for r, cells_read in found:
