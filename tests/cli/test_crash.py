@@ -36,13 +36,8 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("step", STEPS)
-def test_kill_at_each_step_then_rerun(tmp_path: Path, step: str) -> None:
-    demo = tmp_path / "demo"
-    assert run_cli("init", "--demo", str(demo)).returncode == 0
-    config = str(demo / "config.toml")
-
+def kill_at_then_poll_twice(step: str, config: str) -> str:
+    """A poll SIGKILLed right after ``step``, then two ordinary polls: their logs, joined."""
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, step, "--config", config, "poll"],
         cwd=ROOT,
@@ -52,12 +47,22 @@ def test_kill_at_each_step_then_rerun(tmp_path: Path, step: str) -> None:
         check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-
     logs = killed.stderr
     for _ in range(2):
         result = run_cli("--config", config, "poll")
         assert result.returncode in (0, 1), result.stderr
         logs += result.stderr
+    return logs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_at_each_step_then_rerun(tmp_path: Path, step: str) -> None:
+    demo = tmp_path / "demo"
+    assert run_cli("init", "--demo", str(demo)).returncode == 0
+    config = str(demo / "config.toml")
+
+    logs = kill_at_then_poll_twice(step, config)
     # Each alert was sent once: counted as the pipeline sends, not as the outbox keeps them
     # (the outbox would hide a second send of the same Message-ID; SMTP would not).
     assert logs.count("alert sent for") == 5, logs
@@ -109,20 +114,7 @@ def test_kill_at_each_step_of_a_follow_up_then_rerun(tmp_path: Path, step: str) 
     assert run_cli("--config", config, "poll").returncode == 0
     reference = drop_reply_to_first_ack(demo)
 
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLER, step, "--config", config, "poll"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    logs = killed.stderr
-    for _ in range(2):
-        result = run_cli("--config", config, "poll")
-        assert result.returncode in (0, 1), result.stderr
-        logs += result.stderr
+    logs = kill_at_then_poll_twice(step, config)
 
     assert logs.count("follow-up alert sent for") == 1, logs
     register = demo / "workbooks" / "concern-register.xlsx"
