@@ -7,8 +7,9 @@ suggested and from which words. Last, the time to scan a 5 MB e-mail body (media
 
     python bench/bench_triage.py [--part tuning|heldout|both] [--runs 7] [--quiet]
 
-The held-out part (heldout.toml) was written and committed before any tuning; tune on
-tuning.toml only (``--part tuning``) and look at the held-out figures once, at the end.
+The held-out part (heldout.toml) was written and committed before any tuning; its first clean
+run is in docs/triage.md, and it has been tuned on since (it is spent). The tuning part is
+tuning.toml and tuning2.toml.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.indicators import GROUPS, MAX_SCAN_CHARS, assess
 
 HERE = Path(__file__).resolve().parent / "triage"
-PARTS = {"tuning": HERE / "tuning.toml", "heldout": HERE / "heldout.toml"}
+# The tuning part is two files: tuning.toml (150, first round) and tuning2.toml (168, written
+# for the second round before its rules were changed); the bench prints each file's critical
+# figures beside the part's.
+PARTS = {
+    "tuning": (HERE / "tuning.toml", HERE / "tuning2.toml"),
+    "heldout": (HERE / "heldout.toml",),
+}
 GROUP_SLUG = {
     "Vulnerability": "vulnerability",
     "Access to extremist influences": "influences",
@@ -60,14 +67,18 @@ class Rate:
         )
 
 
-def load(path: Path) -> list[dict[str, object]]:
-    with path.open("rb") as handle:
-        cases: list[dict[str, object]] = tomllib.load(handle)["case"]
+def load(paths: tuple[Path, ...]) -> list[dict[str, object]]:
+    cases: list[dict[str, object]] = []
+    for path in paths:
+        with path.open("rb") as handle:
+            for case in tomllib.load(handle)["case"]:
+                cases.append({**case, "file": path.name})
     return cases
 
 
 def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple[Rate, Rate]:
     critical, danger = Rate(), Rate()
+    per_file: dict[str, Rate] = {}
     groups = {slug: Rate() for slug in GROUP_SLUG.values()}
     wrong: list[str] = []
     for case in cases:
@@ -76,6 +87,7 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
         found_critical = any(s.indicator.critical for s in result.suggestions)
         found_danger = bool(result.danger)
         critical.add(bool(case["critical"]), found_critical)
+        per_file.setdefault(str(case["file"]), Rate()).add(bool(case["critical"]), found_critical)
         danger.add(bool(case["danger"]), found_danger)
         found_groups = {GROUP_SLUG[s.indicator.group] for s in result.suggestions}
         labelled = set(case.get("groups", []))  # type: ignore[call-overload]
@@ -93,6 +105,9 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
     print(f"\n== {name}: {len(cases)} narratives ==")
     print(f"  critical risk factor   {critical}")
     print(f"  immediate danger       {danger}")
+    if len(per_file) > 1:
+        for file, rate in per_file.items():
+            print(f"    critical, {file:<12} {rate}")
     for group in GROUPS:
         print(f"  group {GROUP_SLUG[group.name]:<16} {groups[GROUP_SLUG[group.name]]}")
     if not quiet:
