@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 
 from service.app import App
+from service.ledger import ItemState
+from service.ledger import iso as _iso
 
 _KEY = "intake.problems"  # kv: JSON list of {"what", "since", "count", "last"}
 MAX_PROBLEMS = 20
@@ -71,6 +73,53 @@ def record_intake_problems(app: App, problems: list[str]) -> None:
         app.ledger.set(_KEY, json.dumps(current[:MAX_PROBLEMS]))
     elif previous:
         app.ledger.delete(_KEY)
+
+
+def still_holding(app: App, fresh: list[str]) -> list[str]:
+    """Last cycle's problems that still hold items back, as this cycle's problem lines.
+
+    An item that failed waits out its retry back-off; a cycle in which every such item is
+    waiting tried nothing, so it has not shown that the fault is gone. Without this it would
+    count as good and ``status`` would say healthy while nothing gets through. A problem stays
+    while an open item is waiting with that problem's error as its last error and no cycle has
+    tried it again; the first attempt that works finishes the item or (a register or sender
+    answering again) releases the others, and the problem is gone with them."""
+    previous = intake_problems(app)
+    if not previous:
+        return []
+    now = _iso(app.now())
+    waiting = [
+        row
+        for row in app.ledger.items_in_state(ItemState.OPEN)
+        if row.retry_at and row.retry_at > now and row.last_error
+    ]
+    if not waiting:
+        return []
+    seen = {_same(_what(_one_line(p))) for p in fresh}
+    carried: list[str] = []
+    for problem in previous:
+        if _same(problem.what) in seen:
+            continue  # tried again this cycle, and failed again: already a fresh problem
+        held = [row for row in waiting if _holds(problem.what, row.last_error or "")]
+        if not held:
+            continue
+        if problem.items:
+            carried += [f"{row.reference or row.source_key}: {problem.what}" for row in held]
+        else:
+            carried.append(problem.what)
+    return carried
+
+
+def _what(line: str) -> str:
+    match = _ITEM.match(line)
+    return line[match.end() :] if match else line
+
+
+def _holds(what: str, last_error: str) -> bool:
+    """Whether an item's last error ("TransientError: …") is the fault a problem names
+    ("register: …", "alert not sent: …"); both are cut to length, so compare the start."""
+    message = _same(_one_line(last_error.split(": ", 1)[-1]))[:120]
+    return bool(message) and message in _same(what)
 
 
 def intake_problems(app: App) -> list[Problem]:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary, WeakSet
 
 from connectors.base import InboundItem, Mailbox, OutboundMessage
-from service.admin.problems import record_intake_problems
+from service.admin.problems import record_intake_problems, still_holding
 from service.app import App
 from service.cases import chronology, followups, form_updates, register
 from service.cases.areas import contacts_for, suggested_area_cell
@@ -169,6 +169,8 @@ def poll(app: App) -> CycleResult:
             result.problems.append(f"unexpected {type(exc).__name__} (run with --debug)")
             raise
         finally:
+            # Items waiting out a back-off have not shown their fault is gone: not a good cycle.
+            result.problems += still_holding(app, result.problems)
             app.ledger.finish_run(run_id, result.ok, result.summary())
             record_intake_problems(app, result.problems)  # for `status`
             if not result.ok:
