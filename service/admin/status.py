@@ -88,6 +88,7 @@ def _when(iso: str, app: App) -> str:
     return f"{at:%d/%m/%Y %H:%M} ({_age(iso, app.now())})"
 
 
+QUARANTINE_LISTED = 20  # the newest; `status` says how many more there are
 _READ = "quarantine.read:"  # kv key prefix: when a person said they had dealt with the item
 
 
@@ -191,12 +192,15 @@ def status_report(app: App) -> tuple[bool, list[str]]:
     if waiting:
         healthy = False  # nothing is lost, but nobody has read it yet
         lines.append(f"quarantined ({len(waiting)}) — a person must read these:")
-        for row in waiting[-20:]:
+        shown = waiting[-QUARANTINE_LISTED:]
+        if len(waiting) > len(shown):  # e.g. all an older version quarantined, after an upgrade
+            lines.append(f"  … and {len(waiting) - len(shown)} earlier one(s), not listed")
+        for row in shown:
             lines.append(f"  ! {row.source_key} ({_age(row.done_at, now)}): {row.last_error or ''}")
         lines.append(
             "    what to do: open each in the mailbox's Quarantine folder (the DSP was sent a "
             "notice for each), deal with it, then run 'prevent-service status --quarantine-read "
-            "KEY' (or 'all')"
+            "KEY'; once every one is dealt with, 'prevent-service status --quarantine-read all'"
         )
     for kind in ("reminders", "escalation"):
         runs = ledger.last_runs(kind, 1)
