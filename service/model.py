@@ -104,6 +104,12 @@ class Concern:
         return names
 
     @property
+    def in_danger(self) -> bool:
+        """Someone may be in immediate danger (the form's answer, or the wording): the alert
+        tells the DSP to call 999 before anything else."""
+        return _is_yes(self.immediate_danger) or bool(self.danger_signs)
+
+    @property
     def critical_text(self) -> str:
         if not self.critical:
             return "No"
