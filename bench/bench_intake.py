@@ -90,7 +90,7 @@ def append_cycle(existing: int, new: int, repeat: int) -> list[float]:
             started = time.perf_counter()
             result = poll(app)
             times.append(time.perf_counter() - started)
-            assert result.rows == new, result.summary()
+            assert result.logged == new, result.summary()
         size = (folder / "workbooks" / "concern-register.xlsx").stat().st_size
         app.close()
     print(f"  register file with {existing:,} rows: {size / 1e6:.1f} MB")

@@ -144,14 +144,20 @@ def append_once(
 
 def flush(app: App) -> str | None:
     """Write the pending events; None when all went, else why not (content-free)."""
+    return flush_counted(app)[1]
+
+
+def flush_counted(app: App) -> tuple[int, str | None]:
+    """``flush``, and how many events it wrote (the intake cycle's summary counts them)."""
     db = app.ledger.db
+    count = 0
     while True:
         pending = db.execute(
             "SELECT * FROM case_events WHERE written_at IS NULL ORDER BY at, rowid LIMIT ?",
             (BATCH,),
         ).fetchall()
         if not pending:
-            return None
+            return count, None
         events = [_event(r) for r in pending]
         tried = [r["key"] for r in pending if r["tried_at"]]
         now = iso(app.now())
@@ -164,7 +170,7 @@ def flush(app: App) -> str | None:
             written = append_once(app, [e.row() for e in events], tried=tried)
         except (ConnectorError, InputError) as exc:
             log.warning("chronology: %d event(s) pending: %s", len(events), type(exc).__name__)
-            return f"chronology: {len(events)} event(s) pending: {exc}"
+            return count, f"chronology: {len(events)} event(s) pending: {exc}"
         step_done("appended")
         with app.ledger.transaction():
             # Written: the ledger keeps the key and times only (a reporter's address in "By"
@@ -174,8 +180,9 @@ def flush(app: App) -> str | None:
                 [(iso(app.now()), key) for key in written],
             )
         log.info("chronology: %d event(s) written", len(events))
+        count += len(events)
         if len(pending) < BATCH:
-            return None
+            return count, None
 
 
 def _event(row: Any) -> Event:

@@ -402,7 +402,8 @@ def _write(intake: Intake, items: Sequence[FollowUp]) -> None:
     for item, _ in pending:
         intake.step_done("row_written", item.source_key)
         ledger.mark_step(item.source_key, "logged")
-        intake.result.rows += 1
+        intake.result.followups += 1
+        intake.result.events += 1  # its entry is a Chronology row
         intake.step_done("logged", item.source_key)
     log.info("chronology: %d follow-up(s) added", len(pending))
 

@@ -105,9 +105,11 @@ class CycleResult:
     ignored: int = 0
     duplicates: int = 0
     quarantined: int = 0
-    alerts: int = 0
-    rows: int = 0
-    acks: int = 0
+    alerts: int = 0  # DSP alerts sent (a follow-up's included)
+    logged: int = 0  # concerns written to the register (one row each)
+    followups: int = 0  # messages joined to an existing case (a Chronology row, no register row)
+    acks: int = 0  # acknowledgements sent
+    events: int = 0  # Chronology rows written (a follow-up's included)
     problems: list[str] = field(default_factory=list)
     skipped: bool = False  # another process held the intake lock
 
@@ -120,11 +122,13 @@ class CycleResult:
             f"{name}={getattr(self, name)}"
             for name in (
                 "new",
-                "done",
-                "pending",
+                "logged",
+                "followups",
                 "alerts",
-                "rows",
                 "acks",
+                "events",
+                "pending",
+                "done",
                 "ignored",
                 "duplicates",
                 "quarantined",
@@ -161,7 +165,9 @@ def poll(app: App) -> CycleResult:
         started = time.monotonic()
         try:
             Intake(app, result).run()
-            if problem := chronology.flush(app):
+            written, problem = chronology.flush_counted(app)
+            result.events += written
+            if problem:
                 result.problems.append(problem)
         except PreventServiceError as exc:
             result.problems.append(f"{type(exc).__name__}: {exc}")
@@ -735,7 +741,7 @@ class Intake:
                 for work in to_add:
                     self.step_done("row_written", work.source_key)
                     self.ledger.mark_step(work.source_key, "logged")
-                    self.result.rows += 1
+                    self.result.logged += 1
                     self.step_done("logged", work.source_key)
                 log.info("register: %d row(s) appended", len(to_add))
                 self.ledger.release("register")  # it answers: rows parked behind it go next

@@ -32,7 +32,7 @@ def test_a_register_graph_made_and_filled_has_the_working_layout(
     for eml in sorted((folder / "inbox").glob("*.eml")):
         graph.deliver(MAILBOX, eml.read_bytes())
     polled = cli(folder, "poll")
-    assert "rows=5" in polled.stdout + polled.stderr, polled.stdout + polled.stderr
+    assert "logged=5" in polled.stdout + polled.stderr, polled.stdout + polled.stderr
 
     book = openpyxl.load_workbook(io.BytesIO(graph.get_file(SITE_HOST, SITE_PATH, REGISTER)))
     ws = book["Register"]

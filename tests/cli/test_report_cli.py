@@ -20,7 +20,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report") / "demo"
     assert run_cli("init", "--demo", str(folder)).returncode == 0
     polled = run_cli("--config", str(folder / "config.toml"), "poll")
-    assert "rows=5" in polled.stdout, polled.stdout + polled.stderr
+    assert "logged=5" in polled.stdout, polled.stdout + polled.stderr
     return folder
 
 

@@ -45,7 +45,7 @@ def test_external_senders_are_all_logged_and_alerted_but_acknowledged_once_a_day
         deliver(app, mail(f"Spam run {n}", sender=SPAM, message_id=f"<spam{n}@othercompany.test>"))
     result = pipeline.poll(app)
 
-    assert (result.alerts, result.rows, result.done, result.pending) == (3, 3, 3, 0)
+    assert (result.alerts, result.logged, result.done, result.pending) == (3, 3, 3, 0)
     assert len(register_rows(app)) == 3
     assert [m.to for m in acks(app)] == [("victim@othercompany.test",)]
     assert app.ledger.counts_by_state() == {ItemState.DONE: 3}

@@ -65,7 +65,7 @@ def test_an_emailed_concern_is_alerted_logged_acknowledged_and_moved(memory_app:
 
     result = pipeline.poll(memory_app)
 
-    assert (result.new, result.done, result.alerts, result.rows, result.acks) == (1, 1, 1, 1, 1)
+    assert (result.new, result.done, result.alerts, result.logged, result.acks) == (1, 1, 1, 1, 1)
     [alert] = alerts(memory_app)
     assert alert.to == ("dsp@example.org",) and alert.cc == ("deputy.dsp@example.org",)
     assert "PRV-2026-0001" in alert.subject
@@ -241,7 +241,7 @@ def test_a_locked_register_does_not_hold_up_the_alert(memory_app: App, clock: Cl
     clock.advance(minutes=5)
     second = pipeline.poll(memory_app)
 
-    assert second.rows == 1 and second.done == 1
+    assert second.logged == 1 and second.done == 1
     assert len(alerts(memory_app)) == 1  # no second alert
     assert len(register_rows(memory_app)) == 1
     assert len(acks(memory_app)) == 1
@@ -300,7 +300,7 @@ def test_a_failing_alert_is_retried_later_and_the_row_still_written(
     memory_app._sender = FlakySender(inner, failures=1)  # type: ignore[assignment]
     deliver(memory_app, mail())
     first = pipeline.poll(memory_app)
-    assert first.alerts == 0 and first.rows == 1 and first.pending == 1
+    assert first.alerts == 0 and first.logged == 1 and first.pending == 1
     # An alert that did not go is the cycle's problem, not an "ok" cycle (status, admin).
     assert not first.ok and "PRV-2026-0001" in first.problems[0]
     clock.advance(minutes=10)
@@ -369,7 +369,7 @@ def test_form_responses_become_concerns_with_reported_indicators(memory_app: App
         ],
     )
     result = pipeline.poll(memory_app)
-    assert result.new == 2 and result.rows == 2 and result.done == 2
+    assert result.new == 2 and result.logged == 2 and result.done == 2
     rows = register_rows(memory_app)
     assert rows[0]["Person of concern"] == "Avery Quinn"
     assert rows[0]["Risk indicators"].startswith("Reported")
@@ -504,7 +504,7 @@ def test_only_new_form_responses_are_taken_on_later_cycles(memory_app: App) -> N
         [dict(zip(forms.read_table("Table1").headers, form_row(2, account="second"), strict=True))],
     )
     second = pipeline.poll(memory_app)
-    assert second.new == 1 and second.rows == 1
+    assert second.new == 1 and second.logged == 1
     assert [r["Account"] for r in register_rows(memory_app)] == ["first", "second"]
 
 
@@ -564,7 +564,7 @@ def test_a_new_ledger_does_not_take_in_form_responses_the_register_holds(
 
     result = pipeline.poll(rebuilt)
 
-    assert (result.new, result.alerts, result.rows) == (1, 1, 1)
+    assert (result.new, result.alerts, result.logged) == (1, 1, 1)
     assert [r["Account"] for r in register_rows(rebuilt)] == ["answer 1", "answer 2", "answer 3"]
     assert len(alerts(rebuilt)) == 3  # two from before, one new: no second alert for 1 and 2
     assert register_rows(rebuilt)[-1]["Reference"].endswith("-0003")
@@ -601,7 +601,7 @@ def test_a_ledger_restored_from_an_old_backup_repeats_no_reference_and_no_alert(
     deliver(restored, mail(message_id="<m3@example.org>"))
     result = pipeline.poll(restored)
 
-    assert (result.alerts, result.rows) == (1, 1)
+    assert (result.alerts, result.logged) == (1, 1)
     references = [r["Reference"] for r in register_rows(restored)]
     assert len(references) == 4 and len(set(references)) == 4, references
     assert len(alerts(restored)) == 4  # one per concern: none for response 2 again
@@ -664,7 +664,7 @@ def test_a_replaced_form_whose_numbering_begins_again_loses_no_concern(
 
     result = pipeline.poll(memory_app)
 
-    assert (result.new, result.alerts, result.rows) == (1, 1, 1)
+    assert (result.new, result.alerts, result.logged) == (1, 1, 1)
     rows = register_rows(memory_app)
     assert [r["Account"] for r in rows] == ["last year", "this year"]
     assert rows[1][SOURCE_KEY] == "form:1:2027-01-22T09:30"
@@ -677,7 +677,7 @@ def test_a_response_deleted_after_its_alert_does_not_stay_pending_for_ever(
     add_forms(memory_app, [form_row(1, account="deleted later")])
     memory_app.workbook("register").locked = True  # type: ignore[attr-defined]
     first = pipeline.poll(memory_app)
-    assert (first.alerts, first.rows) == (1, 0)  # alerted; the row waits for the register
+    assert (first.alerts, first.logged) == (1, 0)  # alerted; the row waits for the register
     memory_app.workbook("register").locked = False  # type: ignore[attr-defined]
     replace_form(memory_app, [])  # the DSP deleted the response in Forms
 
