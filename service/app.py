@@ -17,7 +17,7 @@ from connectors.base import Attachment, Mailbox, MailSender, OutboundMessage, Wo
 from service.config import Config
 from service.errors import ConnectorError
 from service.ledger import Ledger
-from service.render import render_email
+from service.render import render_email, workbook_where
 
 log = logging.getLogger("prevent_service")
 
@@ -125,7 +125,14 @@ class App:
         a follow-up to the concern."""
         if reply_to is None and kind not in REPLIES_COME_BACK:
             reply_to = self.config.people.dsp.email
-        ctx = {"organisation": self.config.organisation.name, **context}
+        compliance = self.config.compliance
+        ctx = {
+            "organisation": self.config.organisation.name,
+            # Where the workbooks are, for mail that cannot link to them (no link configured).
+            "register_where": workbook_where(self.config.register.workbook),
+            "compliance_where": workbook_where(compliance.workbook if compliance else None),
+            **context,
+        }
         html, text = render_email(template, **ctx)
         to_list = tuple(dict.fromkeys(a for a in to if a))
         cc_list = tuple(dict.fromkeys(a for a in cc if a and a not in to_list))

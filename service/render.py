@@ -11,6 +11,8 @@ from typing import Any
 
 import jinja2
 
+from service.config import GraphWorkbookConfig, WorkbookConfig, XlsxWorkbookConfig
+
 
 @cache
 def _environment(autoescape: bool) -> jinja2.Environment:
@@ -25,6 +27,17 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     env.filters["datetime"] = lambda d, fmt="%d %b %Y %H:%M": d.strftime(fmt) if d else ""
     env.filters["date"] = lambda d, fmt="%a %d %b %Y": d.strftime(fmt) if d else ""
     return env
+
+
+def workbook_where(section: WorkbookConfig | None) -> str:
+    """Where a workbook is, in words, for mail that has no link to it (``register.link``,
+    ``compliance.workbook_link`` unset): "open the register" alone leaves a reader hunting."""
+    if isinstance(section, XlsxWorkbookConfig):
+        return str(section.path)
+    if isinstance(section, GraphWorkbookConfig):
+        site = f"https://{section.site_host}{section.site_path}"
+        return f"{section.path.lstrip('/')} on the SharePoint site {site}"
+    return ""
 
 
 def render_email(name: str, **context: Any) -> tuple[str, str]:

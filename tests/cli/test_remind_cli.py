@@ -76,6 +76,17 @@ def test_dry_run_then_real_run_send_exactly_the_planned_digests_once(demo: Path)
     assert book["Policies"]["E2"].data_type == "f"
     assert book["Training"]["H2"].data_type == "f"
 
+    # With no workbook_link (the local default), a plan owner's digest says where the file is.
+    workbook = str(demo / "workbooks" / "compliance.xlsx")
+    [plan_digest] = [
+        m
+        for m in outbox_messages(demo / "outbox")
+        if str(m["To"]) == "executive.director@example.org"
+    ]
+    for kind in ("plain", "html"):
+        body = plan_digest.get_body((kind,)).get_content()  # type: ignore[union-attr]
+        assert f"the compliance workbook ({workbook}; ask " in body
+
 
 def test_remind_on_a_weekend_sends_nothing(demo: Path) -> None:
     saturday = TODAY + timedelta(days=(5 - TODAY.weekday()) % 7)
