@@ -35,10 +35,10 @@ from service.cases.escalation_time import (
     is_critical,
     waited_hours,
 )
-from service.cases.register import CLOSED_STATUSES, RECORDED_AT, REFERENCE, STATUS, STATUS_NEW
+from service.cases.register import CLOSED_STATUSES, STATUS, STATUS_NEW, dated_rows
 from service.compliance.reminders import record_sent
 from service.errors import ConnectorError, InputError
-from service.values import as_datetime, as_text, sheet_row
+from service.values import as_text
 
 log = logging.getLogger("prevent_service.escalation")
 
@@ -99,28 +99,20 @@ def read_concerns(app: App) -> tuple[list[ConcernRow], list[int]]:
     section = app.config.register
     table = app.workbook("register").read_table(section.table)
     tz = app.config.organisation.tz
-    rows: list[ConcernRow] = []
-    bad: list[int] = []
-    for i, row in enumerate(table.rows):
-        reference = as_text(row.get(REFERENCE))
-        if not reference:
-            continue
-        recorded = as_datetime(row.get(RECORDED_AT), tz)
-        if recorded is None:
-            bad.append(sheet_row(table, i))
-            continue
-        rows.append(
-            ConcernRow(
-                reference=reference,
-                recorded_at=recorded,
-                status=as_text(row.get(STATUS)),
-                risk=as_text(row.get("Risk level")),
-                summary=as_text(row.get("Summary")),
-                critical_text=as_text(row.get("Critical risk factor")),
-                fields=(fields := watch.watched_fields(row, tz)),
-                decided=watch.decided(row, fields),
-            )
+    dated, bad = dated_rows(table, tz)
+    rows = [
+        ConcernRow(
+            reference=row.reference,
+            recorded_at=row.recorded_at,
+            status=as_text(row.cells.get(STATUS)),
+            risk=as_text(row.cells.get("Risk level")),
+            summary=as_text(row.cells.get("Summary")),
+            critical_text=as_text(row.cells.get("Critical risk factor")),
+            fields=(fields := watch.watched_fields(row.cells, tz)),
+            decided=watch.decided(row.cells, fields),
         )
+        for row in dated
+    ]
     return rows, bad
 
 

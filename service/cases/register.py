@@ -9,13 +9,15 @@ hidden; it makes appends idempotent (an append after an unclear failure reads it
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from connectors.base import ColumnSpec, OptionalColumn, TableSpec
+from connectors.base import ColumnSpec, OptionalColumn, Table, TableSpec
 from service.model import Concern
-from service.values import from_excel_serial
+from service.values import as_datetime, as_text, from_excel_serial, sheet_row
 
 STATUS_NEW = "New"
 STATUS_CHOICES = (
@@ -235,3 +237,31 @@ def register_row(concern: Concern) -> dict[str, Any]:
     row[STATUS] = STATUS_NEW
     row[SOURCE_KEY] = concern.source_key
     return row
+
+
+@dataclass(frozen=True)
+class DatedRow:
+    """A concern's register row, as the escalation check and the board report read it."""
+
+    reference: str
+    recorded_at: datetime  # aware
+    cells: Mapping[str, Any]
+
+
+def dated_rows(table: Table, tz: ZoneInfo) -> tuple[list[DatedRow], list[int]]:
+    """The register's concern rows in sheet order, each with its "Recorded at" read as an aware
+    date-time (naive cells are in ``tz``), and the sheet row numbers of rows whose "Recorded
+    at" cannot be read (reported, never guessed). Rows without a Reference (blank, or a note
+    someone typed below the table) are not concerns and are left out of both."""
+    rows: list[DatedRow] = []
+    unreadable: list[int] = []
+    for i, row in enumerate(table.rows):
+        reference = as_text(row.get(REFERENCE))
+        if not reference:
+            continue
+        recorded = as_datetime(row.get(RECORDED_AT), tz)
+        if recorded is None:
+            unreadable.append(sheet_row(table, i))
+            continue
+        rows.append(DatedRow(reference, recorded, row))
+    return rows, unreadable

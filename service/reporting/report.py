@@ -38,7 +38,14 @@ from typing import Any, TextIO
 from connectors.base import Attachment, CellUpdate, Table, TableSpec, Workbook, read_columns
 from service.app import App
 from service.cases.escalation import time_to_acknowledge
-from service.cases.register import RECORDED_AT, REFERENCE, STATUS, STATUS_CHOICES, STATUS_NEW
+from service.cases.register import (
+    RECORDED_AT,
+    REFERENCE,
+    STATUS,
+    STATUS_CHOICES,
+    STATUS_NEW,
+    dated_rows,
+)
 from service.cases.watch import REFERRALS
 from service.compliance.duedates import next_working_day, parse_due
 from service.compliance.owners import norm
@@ -54,7 +61,7 @@ from service.compliance.workbook import (
 )
 from service.errors import ConnectorError, InputError, PreventServiceError
 from service.indicators import GROUPS
-from service.values import as_datetime, as_text, sheet_row
+from service.values import as_text, sheet_row
 
 log = logging.getLogger("prevent_service.report")
 
@@ -307,16 +314,11 @@ def _concerns(app: App, period: Period) -> ConcernFigures:
     decision_hours: list[float] = []
     referrals: Counter[str] = Counter()
     status_names = {norm(s): s for s in STATUS_CHOICES}
-    for i, row in enumerate(table.rows):
-        reference = as_text(row.get(REFERENCE))
-        if not reference:
-            continue
-        recorded = as_datetime(row.get(RECORDED_AT), tz)
-        if recorded is None:
-            figures.unreadable_rows += 1
-            figures.unreadable_at.append(sheet_row(table, i))
-            continue
-        day = recorded.astimezone(tz).date()
+    dated, figures.unreadable_at = dated_rows(table, tz)
+    figures.unreadable_rows = len(figures.unreadable_at)
+    for concern in dated:
+        reference, row = concern.reference, concern.cells
+        day = concern.recorded_at.astimezone(tz).date()
         if not period.start <= day <= period.end:
             continue
         if LEGACY_FOLLOW_UP.match(as_text(row.get("Summary"))):
