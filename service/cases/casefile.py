@@ -26,9 +26,11 @@ from service.cases.register import (
     retention_review,
 )
 from service.errors import ConnectorError, InputError
+from service.ledger import ItemRow
 from service.values import as_datetime, as_text, from_excel_serial
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
+_ERROR_TYPE = re.compile(r"^\w*Error: ")  # the ledger's "LockedError: …": the message is enough
 _DATEISH = re.compile(r"\b(date|at|when|time)\b", re.IGNORECASE)
 _HIDDEN = {SOURCE_KEY.casefold(), chronology.KEY.casefold()}
 WIDTH = 100
@@ -75,12 +77,17 @@ def case_command(app: App, reference: str, out: TextIO) -> int:
     table = read_rows_where(workbook, app.config.register.table, REFERENCE, [wanted])
     rows = list(table.rows)
     if not rows:
-        print(
-            f"No concern {wanted} in the register (table {app.config.register.table}). "
-            "Check the reference; a follow-up has none of its own (it is in its case's "
-            "chronology).",
-            file=out,
-        )
+        known = app.ledger.item_by_reference(wanted)
+        if known is None:
+            print(
+                f"No concern {wanted} in the register (table {app.config.register.table}). "
+                "Check the reference; a follow-up has none of its own (it is in its case's "
+                "chronology).",
+                file=out,
+            )
+            return EXIT_NOT_FOUND
+        _not_in_register(app, known, wanted, tz, out)
+        _print_chronology(app, wanted, tz, out)
         return EXIT_NOT_FOUND
     print(f"Case {wanted}", file=out)
     print("=" * (5 + len(wanted)), file=out)
@@ -102,6 +109,40 @@ def case_command(app: App, reference: str, out: TextIO) -> int:
             for line in lines[1:]:
                 print(f"{'':{width}}  {line}", file=out)
         print(file=out)
+    _print_chronology(app, wanted, tz, out)
+    return EXIT_OK
+
+
+def _not_in_register(app: App, item: ItemRow, reference: str, tz: ZoneInfo, out: TextIO) -> None:
+    """The service took the concern in but the register has no row for it: say which of the
+    two it is (not written yet, or gone since), rather than "check the reference"."""
+    seen = datetime.fromisoformat(item.first_seen).astimezone(tz).strftime("%d/%m/%Y %H:%M")
+    alerted = "the DSP was alerted" if item.alerted_at else "the DSP alert is not sent yet"
+    table = app.config.register.table
+    if item.logged_at is None:
+        why = _ERROR_TYPE.sub("", item.last_error or "").strip()
+        print(
+            f"{reference} was received on {seen} and {alerted}, but its register row (table "
+            f"{table}) is not written yet."
+            + (f" Last try: {why}" if why else "")
+            + ("" if why.endswith(".") or not why else ".")
+            + " The service writes the row as soon as it can; 'prevent-service status' shows "
+            "what is in the way.",
+            file=out,
+        )
+    else:
+        logged = datetime.fromisoformat(item.logged_at).astimezone(tz).strftime("%d/%m/%Y %H:%M")
+        print(
+            f"{reference} was received on {seen} and written to the register on {logged}, "
+            f"but no row in table {table} has that reference now: it may have been deleted, "
+            "or its Reference cell changed. Look in the register's backups and its version "
+            "history.",
+            file=out,
+        )
+    print(file=out)
+
+
+def _print_chronology(app: App, wanted: str, tz: ZoneInfo, out: TextIO) -> None:
     events = _chronology(app, wanted, tz)
     print(f"Chronology ({len(events)} entr{'y' if len(events) == 1 else 'ies'})", file=out)
     print("-" * 20, file=out)
@@ -115,7 +156,6 @@ def case_command(app: App, reference: str, out: TextIO) -> int:
             wrapped = textwrap.wrap(paragraph, WIDTH - 6) or [""]
             for line in wrapped:
                 print(f"      {line}", file=out)
-    return EXIT_OK
 
 
 def _chronology(

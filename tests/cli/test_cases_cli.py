@@ -224,3 +224,35 @@ def test_case_shows_the_retention_review_date_not_the_formula(demo: Path) -> Non
     assert retention_line("PRV-2026-0002").split()[-1] == "28/02/2033"  # DOB + 25 years
     assert retention_line("PRV-2026-0003").split()[-1] == "01/12/2051"  # closed + 25 years
     assert retention_line("PRV-2026-0004") == ""  # neither known yet: nothing to confirm
+
+
+def test_case_for_a_concern_whose_row_is_not_written_yet_says_so(demo: Path) -> None:
+    """A DSP looking up the reference from an alert while the register is open in Excel was
+    told "No concern … in the register. Check the reference": the reference was right."""
+    (demo / "workbooks" / "~$concern-register.xlsx").write_text("someone")
+    drop(demo, "new", message("Dana Ortiz <dana.ortiz@example.org>", "A worry", "Hm.", "<n@x>"))
+    poll(demo)
+    alert = next(
+        m for m in sent(demo) if "New safeguarding concern PRV-2026-0006" in str(m["Subject"])
+    )
+    assert "Pending" in alert.get_body(("plain",)).get_content()
+
+    result = run_cli("--config", str(demo / "config.toml"), "case", "PRV-2026-0006")
+
+    assert result.returncode == 1, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "Check the reference" not in result.stdout
+    assert first.startswith("PRV-2026-0006 was received on ")
+    assert "the DSP was alerted, but its register row (table Concerns) is not written yet" in first
+    assert "Last try: concern-register.xlsx is open in Excel" in first
+    assert "LockedError" not in first
+    assert "'prevent-service status'" in first
+    # What the service has recorded is still shown, marked as not yet in the register.
+    assert "Alert sent – Service  [pending: not yet in the register]" in result.stdout
+
+
+def test_case_for_a_reference_the_service_never_gave_says_check_it(demo: Path) -> None:
+    result = run_cli("--config", str(demo / "config.toml"), "case", "PRV-2026-0999")
+    assert result.returncode == 1
+    assert "No concern PRV-2026-0999 in the register" in result.stdout
+    assert "Check the reference" in result.stdout
