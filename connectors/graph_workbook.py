@@ -194,6 +194,10 @@ class GraphWorkbook:
         self._file_tables: dict[str, tuple[str, Table]] = {}  # file mode: name → (eTag, table)
         # workbook mode: name → (cTag, monotonic time read, table); dropped on our own writes
         self._tables: dict[str, tuple[str, float, Table]] = {}
+        # workbook mode, during an intake cycle (``begin_cycle``/``end_cycle``): one session
+        # for the cycle's lock probe and writes, closed when the cycle ends
+        self._cycle = False
+        self._kept: str | None = None
 
     @classmethod
     def from_config(
@@ -553,6 +557,7 @@ class GraphWorkbook:
             if cached is None:
                 raise
             self._item = None
+            self._kept = None  # a session on the old file; it expires by itself
             if self.ledger is not None:
                 self.ledger.delete(self._item_key)
             if self.item() == cached:
@@ -567,13 +572,25 @@ class GraphWorkbook:
 
     @contextmanager
     def _session(self) -> Iterator[str]:
-        """A short persistent session: created, used for one operation, closed."""
-        item = self.item()
+        """A short persistent session: created, used for one operation, closed. During a
+        cycle (``begin_cycle``) one session serves every operation until ``end_cycle``."""
+        if self._cycle:
+            if self._kept is None:
+                self._kept = self._create_session()
+            yield self._kept
+            return
+        session = self._create_session()
+        try:
+            yield session
+        finally:
+            self._close_session(session)
+
+    def _create_session(self) -> str:
         # POST …/workbook/createSession {"persistChanges": true}
         #   → 201 {"id": "cluster=…&session=…", "persistChanges": true}
         response = self.http.request(
             "POST",
-            f"{item}/workbook/createSession",
+            f"{self.item()}/workbook/createSession",
             self._call("open a workbook session", kind="workbook"),
             json={"persistChanges": True},
             retry_ambiguous=True,  # a second session is harmless; it expires on its own
@@ -581,19 +598,35 @@ class GraphWorkbook:
         session = str(response.json().get("id") or "")
         if not session:
             raise TransientError(f"{self._where()}: Graph opened a session without an id")
+        return session
+
+    def _close_session(self, session: str) -> None:
         try:
-            yield session
-        finally:
-            try:
-                self.http.request(
-                    "POST",
-                    f"{item}/workbook/closeSession",
-                    self._call("close the workbook session", kind="workbook"),
-                    headers={"workbook-session-id": session},
-                    retry_ambiguous=True,
-                )
-            except PreventServiceError as exc:  # it expires by itself after a few minutes
-                log.info("graph: closing a workbook session failed (%s); it will expire", exc)
+            self.http.request(
+                "POST",
+                f"{self.item()}/workbook/closeSession",
+                self._call("close the workbook session", kind="workbook"),
+                headers={"workbook-session-id": session},
+                retry_ambiguous=True,
+            )
+        except PreventServiceError as exc:  # it expires by itself after a few minutes
+            log.info("graph: closing a workbook session failed (%s); it will expire", exc)
+
+    def begin_cycle(self) -> None:
+        """From now until ``end_cycle``, the lock probe (``writable``), the register rows and
+        the chronology rows share one workbook session (Microsoft's advice for several calls
+        in a row): two requests per cycle instead of a create and a close per operation. The
+        session is opened only when something is written or probed."""
+        if self.mode == "workbook":
+            self._cycle = True
+
+    def end_cycle(self) -> None:
+        """Close the cycle's session, if one was opened."""
+        self._cycle = False
+        with self._lock:
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                self._close_session(kept)
 
     def _in_session(self, work: Callable[[str], T]) -> T:
         """Run ``work`` in a fresh session; once more in a new one if the session expired
@@ -603,6 +636,7 @@ class GraphWorkbook:
                 with self._session() as session:
                     return work(session)
             except WorkbookSessionExpired:
+                self._kept = None  # a cycle's session too: the next one is new
                 if attempt:
                     raise
                 log.info("graph: workbook session for %s expired; opening a new one", self.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,12 @@ log = logging.getLogger("prevent_service")
 
 # Kinds of mail whose replies should reach the safeguarding mailbox (see ``App.compose``).
 REPLIES_COME_BACK = frozenset({"ack", "followup-ack"})
+
+
+def _cycle_hook(workbook: Workbook, name: str) -> None:
+    hook = getattr(workbook, name, None)
+    if hook is not None:
+        hook()
 
 
 class App:
@@ -44,6 +51,7 @@ class App:
         self._sender = sender
         # Workbooks by role: "register", "forms", "compliance".
         self._workbooks: dict[str, Workbook] = dict(workbooks or {})
+        self._in_cycle = False
 
     # -- time -------------------------------------------------------------------------
 
@@ -84,7 +92,23 @@ class App:
                 raise KeyError(f"no {role} workbook is configured")
             cls = backend_class(WORKBOOKS, section.backend)
             self._workbooks[role] = cls.from_config(section, self.config, self.ledger)
+            if self._in_cycle:
+                _cycle_hook(self._workbooks[role], "begin_cycle")
         return self._workbooks[role]
+
+    @contextmanager
+    def cycle(self) -> Iterator[None]:
+        """One intake cycle: a workbook backend that can share one session among the
+        cycle's operations (``begin_cycle``/``end_cycle``) does so; others are untouched."""
+        self._in_cycle = True
+        for workbook in self._workbooks.values():
+            _cycle_hook(workbook, "begin_cycle")
+        try:
+            yield
+        finally:
+            self._in_cycle = False
+            for workbook in self._workbooks.values():
+                _cycle_hook(workbook, "end_cycle")
 
     def close(self) -> None:
         for backend in [self._mailbox, self._sender, *self._workbooks.values()]:

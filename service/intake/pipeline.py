@@ -164,8 +164,9 @@ def poll(app: App) -> CycleResult:
             app.ledger.set(_FIRST_CYCLE, app.now().astimezone(UTC).isoformat())
         started = time.monotonic()
         try:
-            Intake(app, result).run()
-            written, problem = chronology.flush_counted(app)
+            with app.cycle():  # a Graph register: one workbook session for the whole cycle
+                Intake(app, result).run()
+                written, problem = chronology.flush_counted(app)
             result.events += written
             if problem:
                 result.problems.append(problem)

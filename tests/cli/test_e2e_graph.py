@@ -159,6 +159,23 @@ def test_intake_runs_end_to_end_on_graph_and_a_second_poll_does_nothing(
     assert len(register_rows(graph)) == 5
 
 
+def test_a_poll_writes_the_register_and_chronology_in_one_workbook_session(
+    site: Path, graph: Any
+) -> None:
+    result = cli(site, "poll")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert len(register_rows(graph)) == 5
+    adds = [r for r in graph.requests if r.path.endswith("/rows/add")]
+    assert {r.path.split("/tables/")[1].split("/")[0] for r in adds} == {"Concerns", "Chronology"}
+    sessions = {
+        {k.lower(): v for k, v in r.headers.items()}.get("workbook-session-id") for r in adds
+    }
+    assert len(sessions) == 1 and None not in sessions
+    assert graph.count_requests("POST", r"/createSession$") == 1  # the lock probe's session
+    assert graph.count_requests("POST", r"/closeSession$") == 1  # closed when the cycle ends
+
+
 def test_a_locked_register_delays_the_row_not_the_alert(site: Path, graph: Any) -> None:
     config = site / "config.toml"
     config.write_text(

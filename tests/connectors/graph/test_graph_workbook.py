@@ -57,6 +57,11 @@ def keys(setup: GraphSetup) -> list[object]:
     return [r["Source key"] for r in read_register(setup)]
 
 
+def session_of(recorded: object) -> str:
+    headers = getattr(recorded, "headers", {})
+    return str({k.lower(): v for k, v in headers.items()}["workbook-session-id"])
+
+
 def count(setup: GraphSetup, method: str, pattern: str) -> int:
     return int(setup.emu.count_requests(method, pattern))
 
@@ -74,6 +79,72 @@ def test_a_burst_is_one_rows_add_in_one_short_session(setup: GraphSetup) -> None
     (add,) = [r for r in setup.emu.requests if r.path.endswith("/rows/add")]
     session_header = {k.lower(): v for k, v in add.headers.items()}["workbook-session-id"]
     assert session_header
+
+
+def test_a_cycle_shares_one_session_between_the_probe_and_every_write(
+    setup: GraphSetup,
+) -> None:
+    setup.put_workbook(
+        {TABLE: (HEADERS, []), "Chronology": (["Reference", "Event", "Service key"], [])}
+    )
+    book = setup.workbook()
+
+    book.begin_cycle()
+    assert book.writable() is None  # the probe opens the cycle's session …
+    book.append_rows(TABLE, rows(2), key_column="Source key")
+    book.append_rows(
+        "Chronology",
+        [
+            {
+                "Reference": "PRV-2026-0002",
+                "Event": "Reported",
+                "Service key": "PRV-2026-0002|reported",
+            }
+        ],
+    )
+    assert count(setup, "POST", r"/closeSession$") == 0  # … kept open for the writes
+    book.end_cycle()
+
+    assert keys(setup) == ["mail:2", "mail:3"]
+    assert count(setup, "POST", r"/createSession$") == 1
+    assert count(setup, "POST", r"/closeSession$") == 1
+    adds = [r for r in setup.emu.requests if r.path.endswith("/rows/add")]
+    sessions = {session_of(r) for r in adds}
+    assert len(adds) == 2 and len(sessions) == 1
+
+    book.append_rows(TABLE, rows(1, start=9))  # after the cycle: a short session of its own
+    assert count(setup, "POST", r"/createSession$") == 2
+    assert count(setup, "POST", r"/closeSession$") == 2
+
+
+def test_a_cycle_session_that_expires_is_replaced_and_the_rows_added_once(
+    setup: GraphSetup,
+) -> None:
+    book = setup.workbook()
+    book.begin_cycle()
+    assert book.writable() is None
+    setup.emu.add_fault("POST", r"/rows/add$", 404, body=EXPIRED_SESSION)
+
+    book.append_rows(TABLE, rows(2), key_column="Source key")
+    book.end_cycle()
+
+    assert keys(setup) == ["mail:a", "mail:2", "mail:3"]
+    assert count(setup, "POST", r"/createSession$") == 2
+    assert count(setup, "POST", r"/closeSession$") == 1  # the live one; the expired is gone
+
+
+def test_a_locked_file_in_a_cycle_keeps_no_session(setup: GraphSetup) -> None:
+    setup.emu.set_file_locked(SITE_HOST, SITE_PATH, REGISTER_PATH, True)
+    book = setup.workbook()
+    book.begin_cycle()
+
+    assert book.writable() is not None
+    with pytest.raises(LockedError):
+        book.append_rows(TABLE, rows(1))
+    book.end_cycle()
+
+    assert count(setup, "POST", r"/closeSession$") == 0
+    assert keys(setup) == ["mail:a"]
 
 
 def test_values_go_by_header_name_whatever_the_column_order(setup: GraphSetup) -> None:
