@@ -220,7 +220,8 @@ def _escalate(
         to=to,
         cc=cc,
         subject=(
-            f"{'URGENT – ' if urgent else ''}Concern {concern.reference} not yet picked up "
+            f"[Prevent] {'URGENT – ' if urgent else ''}Concern {concern.reference} not yet "
+            "picked up "
             f"({waited})"
         ),
         template="escalation",
@@ -361,14 +362,21 @@ def weekly_digest(app: App, week: str | None = None) -> bool:
         else None
     )
     to = [app.config.people.dsp.email]
+    year, number = week.split("-W")
+    week_of = date.fromisocalendar(int(year), int(number), 1)
     message = app.compose(
         kind="weekly-digest",
         key=week,
         to=to,
-        subject=f"Prevent concerns: {len(open_)} open – week {week}",
+        # "[Prevent]" like every other mail about concerns (one inbox rule catches them all);
+        # the week by its Monday, as people say it, not its ISO key (2026-W49).
+        subject=(
+            f"[Prevent] {len(open_)} open concern{'' if len(open_) == 1 else 's'} – week of "
+            f"{week_of:%a %d %b %Y}"
+        ),
         template="weekly_digest",
         context={
-            "week": week,
+            "week": f"{week_of:%a %d %b %Y}",
             "day": today,
             "open_count": len(open_),
             "new_count": sum(c.is_new for c in open_),

@@ -69,12 +69,14 @@ def test_a_new_concern_escalates_once_per_level() -> None:
     assert first.to == ("deputy@example.org", "ed@example.org")
     assert first.cc == ("dsp@example.org",)
     assert not first.high_importance
-    assert "PRV-2026-0001" in first.subject
+    # Tagged like every other mail about concerns, so one inbox rule or search finds them all.
+    assert first.subject == "[Prevent] Concern PRV-2026-0001 not yet picked up (4 hours)"
     at(clock, START + timedelta(hours=6))
     assert check(app).escalated == []
     at(clock, START + timedelta(hours=8))
     assert check(app).escalated == [("PRV-2026-0001", 2)]
-    assert sender.sent[-1].high_importance and "URGENT" in sender.sent[-1].subject
+    assert sender.sent[-1].high_importance
+    assert sender.sent[-1].subject.startswith("[Prevent] URGENT – Concern PRV-2026-0001")
     at(clock, START + timedelta(days=3))
     assert check(app).escalated == []
     assert len(sender.sent) == 2
@@ -147,7 +149,10 @@ def test_weekly_digest_lists_open_concerns_by_age_without_learner_detail() -> No
     assert weekly_digest(app) is True
     digest = sender.sent[-1]
     assert digest.to == ("dsp@example.org",)
-    assert digest.subject.startswith("Prevent concerns: 4 open")
+    # The week as people say it (its Monday), not its ISO key "2026-W48".
+    assert digest.subject == "[Prevent] 4 open concerns – week of Mon 23 Nov 2026"
+    assert "Open Prevent concerns – week of Mon 23 Nov 2026" in digest.text
+    assert "W48" not in digest.text + digest.html
     text = digest.text
     order = [text.index(f"PRV-2026-00{n}") for n in (10, 11, 12, 13)]
     assert order == sorted(order)  # oldest first
@@ -283,5 +288,5 @@ def test_a_concern_recorded_in_the_future_is_still_listed_in_the_digest() -> Non
     app, _clock, sender = app_at(wb, START)
     assert weekly_digest(app) is True
     text = sender.sent[-1].text
-    assert sender.sent[-1].subject.startswith("Prevent concerns: 2 open")
+    assert sender.sent[-1].subject.startswith("[Prevent] 2 open concerns")
     assert "PRV-2026-0060" in text and "PRV-2026-0061" in text

@@ -64,7 +64,7 @@ def test_an_escalated_critical_concern_is_urgent_from_the_first_level(source: st
     assert check(app).escalated == [("PRV-2026-0001", 1)]
     [message] = sender.sent
     assert message.high_importance
-    assert message.subject.startswith("URGENT – ")
+    assert message.subject.startswith("[Prevent] URGENT – ")
     assert "flagged critical" in message.text
 
 
