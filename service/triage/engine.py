@@ -12,6 +12,14 @@ Pattern language (one string per pattern, words separated by spaces, all within 
 - ``[a|b]``          optional
 - ``..`` / ``...``   up to 3 / up to 8 other words (never a negation such as "not" or "never")
 
+A rule may also name words that must stand *near* its pattern (``near``: each list one of
+whose phrases must occur within ``window`` words either side, not negated): "the Arena lad" …
+"did what had to be done", in either order, is one finding spanning both.
+
+Before matching, a word is respelt from the knowledge file's ``[spelling]`` list ("sed" →
+"said", "vids" → "videos") and a long word one letter away from a ``fuzzy`` word (a dropped,
+added, changed or swapped letter: "beheding", "swastica") is read as that word.
+
 A match is dropped when a negation stands just before it ("would never support …", "doesn't
 think violence is justified") or when its clause opens with "no evidence", "no concerns",
 "nothing to suggest" and the like. A rule marked ``mention = true`` only names something
@@ -32,7 +40,11 @@ from typing import Any
 __all__ = ["Finding", "Knowledge", "KnowledgeError", "Rule", "load_knowledge", "normalise", "stem"]
 
 # Words, numbers and a few symbols (swastika, runes). Apostrophes stay inside ("didn't").
-_WORDS = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*|[\u5350\u534d\u16a0-\u16ff]")
+# Emoji and pictographs are words of one character each ("⚡⚡", a flag's two letters).
+_WORDS = re.compile(
+    r"[^\W_]+(?:['\u2019][^\W_]+)*"
+    r"|[\u5350\u534d\u16a0-\u16ff\u2600-\u27bf\U0001f1e6-\U0001f1ff\U0001f300-\U0001faff]"
+)
 # A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single
 # line break is not an end (mail wraps lines); a blank line is.
 _SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
@@ -90,14 +102,12 @@ def _undouble(w: str) -> str:
     return w
 
 
-_STEMS: dict[str, str] = {}
+FUZZY_MIN = 6  # shorter words are not read as a near miss: too many real words are close
+MAX_STEMS = 200_000  # a hostile text of unique words must not grow the cache forever
 
 
-def _stem_cached(word: str) -> str:
-    if len(_STEMS) > 200_000:  # a hostile text of unique words must not grow this forever
-        _STEMS.clear()
-    _STEMS[word] = result = stem(word)
-    return result
+def _deletions(word: str) -> list[str]:
+    return [word[:n] + word[n + 1 :] for n in range(len(word))]
 
 
 def normalise(text: str) -> list[str]:
@@ -124,6 +134,9 @@ class Rule:
     needs: tuple[tuple[str, ...], ...] = ()  # one of these phrases must be in the sentence
     unless: tuple[tuple[str, ...], ...] = ()  # none of these may be in the sentence
     note: str = ""
+    # each group: one of its phrases within `window` words of the match, not negated
+    near: tuple[tuple[tuple[str, ...], ...], ...] = ()
+    window: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,11 @@ class _Compiled:
     rule: Rule
     elements: tuple[_Element, ...]
     first: tuple[tuple[str, ...], ...]
+    # rule.near, each group indexed by first word (longest phrase first)
+    near: tuple[dict[str, tuple[tuple[str, ...], ...]], ...] = ()
+    # first words of a later element the pattern cannot match without (empty: none such):
+    # a sentence with none of them is not tried, which spares most gap searches
+    also: frozenset[str] = frozenset()
 
 
 class _Piece:
@@ -172,6 +190,41 @@ class Knowledge:
     clause_breaks: frozenset[str]
     index: dict[str, list[_Compiled]] = field(default_factory=dict)
     cue_first: frozenset[str] = frozenset()
+    spelling: dict[str, str] = field(default_factory=dict)  # variant → word, lower case
+    fuzzy: dict[str, str] = field(default_factory=dict)  # a word and its one-letter deletions
+    vocabulary: frozenset[str] = frozenset()  # every stem the file uses: never read as a typo
+    _stems: dict[str, str] = field(default_factory=dict)
+
+    def stem(self, word: str) -> str:
+        """The stem of a word of the text, after respelling (cached)."""
+        known = self._stems.get(word)
+        if known is not None:
+            return known
+        if len(self._stems) > MAX_STEMS:
+            self._stems.clear()
+        lower = word.lower().replace("\u2019", "'")
+        respelt = self.spelling.get(lower)
+        if respelt is not None:
+            result = stem(respelt)
+        else:
+            result = stem(word)
+            # "extremism" is a word of the file in its own right, not a typo of "extremist"
+            if len(lower) >= FUZZY_MIN and self.fuzzy and result not in self.vocabulary:
+                near_miss = self._near_miss(lower) if lower.isalpha() else None
+                if near_miss is not None:
+                    result = stem(near_miss)
+        self._stems[word] = result
+        return result
+
+    def _near_miss(self, word: str) -> str | None:
+        """The fuzzy word one edit from ``word`` (same first letter), if any: the symmetric
+        deletion test covers a dropped, an added, a changed and two swapped letters."""
+        fuzzy = self.fuzzy
+        for key in (word, *_deletions(word)):
+            target = fuzzy.get(key)
+            if target is not None and target[0] == word[0] and abs(len(target) - len(word)) < 2:
+                return target
+        return None
 
     def find(self, text: str) -> list[Finding]:
         """The first match of each rule, in text order.
@@ -191,7 +244,8 @@ class Knowledge:
             raw = _WORDS.findall(sentence.group())
             if not raw:
                 continue
-            words = [_STEMS.get(w) or _stem_cached(w) for w in raw]
+            stems = self._stems
+            words = [stems.get(w) or self.stem(w) for w in raw]
             if index.keys().isdisjoint(words):
                 cue_before = self._has_cue(words)
                 continue
@@ -223,6 +277,7 @@ class Knowledge:
         cue: bool | None = None
         index = self.index
         end = len(words)
+        present: set[str] | None = None
         for i, word in enumerate(words):
             candidates = index.get(word)
             if not candidates:
@@ -231,6 +286,11 @@ class Knowledge:
                 rule = compiled.rule
                 if rule.id in done:
                     continue
+                if compiled.also:
+                    if present is None:
+                        present = set(words)
+                    if compiled.also.isdisjoint(present):
+                        continue
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
                     continue
@@ -245,11 +305,41 @@ class Knowledge:
                         cue = self._has_cue(words)
                     if cue or cue_before:
                         continue
-                start, finish = piece.span(first + i, first + stop - 1)
+                low, high = i, stop
+                if compiled.near:
+                    span = self._near(compiled, words, i, stop)
+                    if span is None:
+                        continue
+                    low, high = min(low, span[0]), max(high, span[1])
+                start, finish = piece.span(first + low, first + high - 1)
                 words_as_written = " ".join(piece.text[start:finish].split())[:120]
                 found.append(Finding(rule, words_as_written, start, finish))
                 done.add(rule.id)
         return cue
+
+    def _near(
+        self, compiled: _Compiled, words: list[str], i: int, stop: int
+    ) -> tuple[int, int] | None:
+        """The words spanned by one phrase of each ``near`` group within the rule's window
+        of words[i:stop] (a negated one does not count), or None when a group has none."""
+        window = compiled.rule.window
+        low, high = i, stop
+        lo, hi = max(0, i - window), min(len(words), stop + window)
+        for group in compiled.near:
+            found = None
+            for j in range(lo, hi):
+                for phrase in group.get(words[j], ()):
+                    n = len(phrase)
+                    if j + n <= hi and tuple(words[j : j + n]) == phrase:
+                        if not self._negated(words, j):
+                            found = (j, j + n)
+                        break
+                if found:
+                    break
+            if found is None:
+                return None
+            low, high = min(low, found[0]), max(high, found[1])
+        return low, high
 
     def _has_cue(self, words: list[str]) -> bool:
         present = self.cue_first.intersection(words)
@@ -363,6 +453,53 @@ def _compile_pattern(
     return tuple(elements)
 
 
+def _also(elements: tuple[_Element, ...]) -> frozenset[str]:
+    """The first words of the pattern's most selective required element after its first."""
+    required = [
+        frozenset(e.by_first) for e in elements[1:] if not e.gap and not e.optional and e.by_first
+    ]
+    return min(required, key=len, default=frozenset())
+
+
+def _by_first(
+    phrases: tuple[tuple[str, ...], ...],
+) -> dict[str, tuple[tuple[str, ...], ...]]:
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in sorted(set(phrases), key=lambda p: -len(p)):
+        out.setdefault(phrase[0], []).append(phrase)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _spelling(table: Any, sources: dict[str, Any], where: str) -> dict[str, str]:
+    """[spelling]: source = "a key of [sources]", words = { variant = "word", ... }."""
+    if not isinstance(table, dict):
+        raise KnowledgeError(f"{where}: expected a table")
+    if table and table.get("source") not in sources:
+        raise KnowledgeError(f"{where}: unknown source {table.get('source')!r}")
+    words = table.get("words", {})
+    if not isinstance(words, dict):
+        raise KnowledgeError(f'{where}: words must be a table of variant = "word"')
+    out: dict[str, str] = {}
+    for variant, word in words.items():
+        if not isinstance(word, str) or len(_WORDS.findall(word)) != 1:
+            raise KnowledgeError(f"{where}: {variant!r} must be respelt as one word")
+        if len(_WORDS.findall(variant)) != 1:
+            raise KnowledgeError(f"{where}: {variant!r} is not one word")
+        out[variant.lower()] = word.lower()
+    return out
+
+
+def _fuzzy_words(values: Any, where: str) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise KnowledgeError(f"{where}: expected a list of words")
+    out = []
+    for value in values:
+        if not value.isalpha() or len(value) < FUZZY_MIN + 1:
+            raise KnowledgeError(f"{where}: {value!r} must be one word of {FUZZY_MIN + 1}+ letters")
+        out.append(value.lower())
+    return out
+
+
 def _phrases(values: Any, where: str) -> tuple[tuple[str, ...], ...]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise KnowledgeError(f"{where}: expected a list of phrases")
@@ -415,7 +552,18 @@ def load_knowledge(path: Path) -> Knowledge:
         if rule_id in seen:
             raise KnowledgeError(f"{where}: duplicate id")
         seen.add(rule_id)
-        allowed = {"id", "indicators", "source", "mention", "patterns", "needs", "unless", "note"}
+        allowed = {
+            "id",
+            "indicators",
+            "source",
+            "mention",
+            "patterns",
+            "needs",
+            "unless",
+            "note",
+            "near",
+            "window",
+        }
         unknown = set(raw) - allowed
         if unknown:
             raise KnowledgeError(f"{where}: unknown keys {sorted(unknown)}")
@@ -427,6 +575,13 @@ def load_knowledge(path: Path) -> Knowledge:
             raise KnowledgeError(f"{where}: needs indicators and patterns")
         needs = _expand(raw.get("needs", []), classes, f"{where}: needs")
         unless = _expand(raw.get("unless", []), classes, f"{where}: unless")
+        near_raw = raw.get("near", [])
+        if not isinstance(near_raw, list) or not all(isinstance(g, list) for g in near_raw):
+            raise KnowledgeError(f"{where}: near must be a list of lists of phrases")
+        near = tuple(_expand(g, classes, f"{where}: near") for g in near_raw)
+        window = raw.get("window", 10 if near else 0)
+        if not isinstance(window, int) or isinstance(window, bool) or not 0 <= window <= 40:
+            raise KnowledgeError(f"{where}: window must be a number of words from 0 to 40")
         rule = Rule(
             rule_id,
             indicators,
@@ -436,11 +591,16 @@ def load_knowledge(path: Path) -> Knowledge:
             needs,
             unless,
             str(raw.get("note", "")),
+            near,
+            window,
         )
         rules.append(rule)
+        near_index = tuple(_by_first(group) for group in near)
         for pattern in patterns:
             elements = _compile_pattern(pattern, classes, where)
-            compiled.append(_Compiled(rule, elements, elements[0].options))
+            compiled.append(
+                _Compiled(rule, elements, elements[0].options, near_index, _also(elements))
+            )
     knowledge = Knowledge(
         sources=dict(sources),
         classes=classes,
@@ -453,6 +613,17 @@ def load_knowledge(path: Path) -> Knowledge:
         ),
     )
     knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
+    knowledge.spelling = _spelling(data.get("spelling", {}), sources, f"{path}: spelling")
+    for word in _fuzzy_words(language.get("fuzzy", []), f"{path}: language: fuzzy"):
+        for key in (word, *_deletions(word)):
+            knowledge.fuzzy.setdefault(key, word)
+    vocabulary: set[str] = {w for phrases in classes.values() for p in phrases for w in p}
+    for item in compiled:
+        vocabulary.update(w for e in item.elements for o in e.options for w in o)
+        vocabulary.update(w for g in item.rule.near for p in g for w in p)
+        vocabulary.update(w for p in item.rule.needs + item.rule.unless for w in p)
+    vocabulary.update(w for p in knowledge.cues for w in p)
+    knowledge.vocabulary = frozenset(vocabulary)
     for item in compiled:
         for first in {option[0] for option in item.first}:
             knowledge.index.setdefault(first, []).append(item)

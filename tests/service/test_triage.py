@@ -251,3 +251,100 @@ def test_praise_for_an_attack_needs_more_than_the_word_attack() -> None:
     assert not critical("He loves Arsenal and said their attack was brilliant on Saturday.")
     assert critical("He said the attack on the gurdwara was brilliant.")
     assert critical("He said the attack was justified.")
+
+
+# ---------------------------------------------------------------------------- second round
+
+
+def test_words_near_a_pattern_count_in_either_order_and_the_finding_spans_both() -> None:
+    [first] = [
+        s
+        for s in assess("Morgan says the Hanau shooter did what had to be done.").suggestions
+        if s.rule == "glorifies-attacker-near" and s.indicator.critical
+    ]
+    assert first.matched == "Hanau shooter did what had to be done"
+    assert critical("Morgan honestly stans the Plymouth shooter.")
+    assert not critical("Morgan says the Hanau shooter was not a legend.")  # negated near word
+    assert not critical("The officers who stopped the Hanau shooter were heroes.")
+
+
+def test_text_speak_and_one_letter_typos_are_read_as_the_word() -> None:
+    assert critical("morgan sed the isis bruvs r legends")
+    assert critical("Morgan keeps watching beheeding videos at break.")
+    assert critical("Morgan drew a swastica on the desk.")
+    known = knowledge()
+    # a word the file uses in its own right is never read as a typo of another
+    assert known.stem("extremism") != known.stem("extremist")
+    assert known.stem("Extremisn") == known.stem("extremist")
+
+
+def test_emoji_are_words() -> None:
+    assert normalise("bio: \u26a1\u26a1 88") == ["bio", "\u26a1", "\u26a1", "88"]
+    assert critical("Morgan changed his bio to \u26a1\u26a1 last week.")
+
+
+def test_a_weapon_near_a_group_or_place_of_worship_is_danger_and_critical() -> None:
+    result = assess("Morgan ordered a machete and says it is for the Muslims at the mosque.")
+    assert result.danger and any(s.indicator.critical for s in result.suggestions)
+    assert not assess(
+        "The police knife-crime workshop showed machetes to the Muslims' youth club."
+    ).danger
+
+
+def test_an_insult_or_a_lesson_is_not_a_stance() -> None:
+    assert not critical("Morgan said the council is fascist for closing the library.")
+    assert not critical("The class debated whether the Easter Rising bombings were justified.")
+    assert critical("Morgan said the Easter Rising bombings were justified.")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = ["a"]\nnear = ["x"]',
+            "near must be a list of lists",
+        ),
+        (
+            'id = "r"\nindicators = ["danger"]\nsource = "s"\npatterns = ["a"]\n'
+            'near = [["x"]]\nwindow = 99',
+            "window must be",
+        ),
+    ],
+)
+def test_a_mistake_in_near_names_the_rule(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, f"[[rule]]\n{body}\n")
+    with pytest.raises(KnowledgeError, match="rule r") as err:
+        load_knowledge(path)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[spelling]\nsource = "nope"\nwords = { u = "you" }\n', "unknown source"),
+        ('[spelling]\nsource = "s"\nwords = { u = "you all" }\n', "must be respelt as one word"),
+        ('[language]\nfuzzy = ["bomb"]\n', "must be one word of 7+ letters"),
+    ],
+)
+def test_a_mistake_in_spelling_or_fuzzy_names_the_file(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    path = write(tmp_path, table)
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_spelling_and_near_work_end_to_end_in_a_small_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[spelling]\nsource = "s"\nwords = { xx = "x" }\n'
+        '[language]\nfuzzy = ["zebracorn"]\nnegators = ["not"]\n'
+        '[[rule]]\nid = "r"\nindicators = ["danger"]\nsource = "s"\n'
+        'patterns = ["zebracorn"]\nnear = [["{c}"]]\nwindow = 3\n',
+    )
+    known = load_knowledge(path)
+    assert [f.matched for f in known.find("A zebracorn then xx y.")] == ["zebracorn then xx y"]
+    assert [f.matched for f in known.find("x y, a zebrakorn.")] == ["x y, a zebrakorn"]
+    assert known.find("A zebracorn and then much later x y.") == []  # out of the window
+    assert known.find("A zebracorn, not x y.") == []  # the near words are negated
