@@ -88,6 +88,20 @@ def _when(iso: str, app: App) -> str:
     return f"{at:%d/%m/%Y %H:%M} ({_age(iso, app.now())})"
 
 
+def _next_try(iso: str | None, app: App) -> str:
+    """When a parked item is tried again, in local time like every other time here (the
+    ledger's UTC ISO stamp read an hour off in summer and unlike the lines around it)."""
+    if not iso:
+        return "at the next cycle"
+    at = datetime.fromisoformat(iso)
+    seconds = int((at - app.now()).total_seconds())
+    if seconds <= 0:
+        return "at the next cycle"
+    wait = f"{seconds}s" if seconds < 120 else f"{seconds // 60} min"
+    local = at.astimezone(app.config.organisation.tz)
+    return f"{local:%d/%m/%Y %H:%M} (in {wait})"
+
+
 QUARANTINE_LISTED = 20  # the newest; `status` says how many more there are
 _READ = "quarantine.read:"  # kv key prefix: when a person said they had dealt with the item
 
@@ -175,8 +189,9 @@ def status_report(app: App) -> tuple[bool, list[str]]:
                 if at
             ]
             lines.append(
-                f"  {row.reference or row.source_key}: done {', '.join(steps) or 'nothing yet'}; "
-                f"attempts {row.attempts}; retry {row.retry_at or 'next cycle'}"
+                f"  {row.reference or row.source_key}: done so far: "
+                f"{', '.join(steps) or 'nothing'}; attempts {row.attempts}; next try "
+                f"{_next_try(row.retry_at, app)}"
                 + (
                     f"; last error: {_error_text(row.last_error, problems)}"
                     if row.last_error

@@ -111,3 +111,11 @@ def test_one_outage_is_one_problem_naming_the_items_it_holds_back(tmp_path: Path
     assert re.search(r"! alert not sent: .*\[\d+ item\(s\): PRV-\d{4}-0001, ", out), out
     assert "what to do: the DSP has not been alerted" in out
     assert out.count("last error: as in the problems above") >= 2, out
+    # Each held-back item: what is done so far and when it is tried again, in the same local
+    # day/month/year form as "since" above (it was the ledger's UTC ISO stamp).
+    assert re.search(
+        r"PRV-\d{4}-0001: done so far: logged; attempts 1; "
+        r"next try \d\d/\d\d/\d{4} \d\d:\d\d \(in \d+s\)",
+        out,
+    ), out
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", out), out
