@@ -216,6 +216,9 @@ def people_text(app: App, addresses: Iterable[str]) -> str:
 # ---------------------------------------------------------------------------- intake's events
 
 
+REPORTED_KEY = "reported"  # its "By" (the reporter) waits in the ledger until written
+
+
 def reported(app: App, concern: Concern) -> None:
     how = (
         "E-mail to the safeguarding mailbox"
@@ -225,7 +228,7 @@ def reported(app: App, concern: Concern) -> None:
     record(
         app,
         concern.reference,
-        "reported",
+        REPORTED_KEY,
         "Reported",
         by=concern.reporter_email or ("anonymous" if concern.source == "Form" else "unknown"),
         note=how,

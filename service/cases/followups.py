@@ -152,8 +152,21 @@ class Cases:
 
     def reporter(self, reference: str) -> str | None:
         row = self._register_rows().get(reference)
-        value = as_text(row.get(REPORTER_EMAIL)) if row else ""
-        return value or None
+        if row is None:  # its row may be waiting (the register open in Excel, or down)
+            return self._waiting_reporter(reference)
+        return as_text(row.get(REPORTER_EMAIL)) or None
+
+    def _waiting_reporter(self, reference: str) -> str | None:
+        """The reporter of a concern whose register row is not written yet. Their address
+        waits in the ledger with the concern's "Reported" event until the register can be
+        written (then it lives in the register, and the ledger forgets it), so their reply
+        joins the case instead of becoming a new concern that names it."""
+        found = self.app.ledger.db.execute(
+            "SELECT by_whom FROM case_events WHERE key = ? AND written_at IS NULL",
+            (f"{reference}|{chronology.REPORTED_KEY}",),
+        ).fetchone()
+        value = as_text(found[0]) if found else ""
+        return value if "@" in value else None  # not "anonymous" or "unknown"
 
     # -- references -----------------------------------------------------------------------
 
