@@ -110,6 +110,7 @@ class SharedSignIn:
         # GraphHttp.want): key → path; and their answers: key → (monotonic time, outcome).
         self.wanted: dict[str, str] = {}
         self.fetched: dict[str, tuple[float, Any]] = {}
+        self.remembered = False  # the ledger's remembered ride-alongs were added
 
 
 # Keyed by the identity of the loaded M365 section (a config loaded again, or another test's

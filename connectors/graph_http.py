@@ -53,6 +53,11 @@ T = TypeVar("T")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
+# Ledger keys of reads that ride along with the mailbox's delta read every cycle (the Forms
+# workbook's cTag): ``RIDE_PREFIX + key`` → the Graph path. Kept so that a new process's
+# first cycle is one round trip for them too, before the workbook has asked in memory.
+RIDE_PREFIX = "graph.ride:"
+
 # Lock codes: Graph/SharePoint (resourceLocked, notAllowed+resourceLocked), Excel
 # (accessConflict, invalidSessionAccessConflict; EditModeCannotAcquireLock seen in the wild).
 LOCK_CODES = frozenset(
@@ -528,6 +533,16 @@ class GraphHttp:
 
     def want(self, key: str, path: str) -> None:
         self._shared().wanted[key] = path
+
+    def want_remembered(self, remembered: Sequence[tuple[str, str, str]]) -> None:
+        """Once per process: the ride-along reads a ledger remembers (``RIDE_PREFIX``
+        entries as ``Ledger.kv_with_prefix`` gives them), unless already wanted in memory."""
+        shared = self._shared()
+        if getattr(shared, "remembered", False):
+            return
+        shared.remembered = True
+        for key, path, _updated in remembered:
+            shared.wanted.setdefault(key.removeprefix(RIDE_PREFIX), path)
 
     def wanted(self) -> dict[str, str]:
         """What to send along now. A read whose last ridden answer was never taken (the

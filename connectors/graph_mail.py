@@ -26,6 +26,7 @@ from connectors.base import CheckResult, InboundItem, OutboundMessage
 from connectors.graph_auth import certificate_expiry
 from connectors.graph_batch import Sub
 from connectors.graph_http import (
+    RIDE_PREFIX,
     AmbiguousWrite,
     Call,
     GraphConflict,
@@ -251,6 +252,8 @@ class GraphMailbox(_MailboxBase):
         """One delta page. The first of a cycle carries, in the same batch, the small reads
         other Graph backends asked to ride along (the Forms workbook's cTag)."""
         headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
+        if first:
+            self.http.want_remembered(self.ledger.kv_with_prefix(RIDE_PREFIX))
         wanted = self.http.wanted() if first and url.startswith(self.http.base_url) else {}
         if not wanted:
             return self.http.get_json(url, call, headers=headers)

@@ -34,6 +34,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from connectors.base import CellUpdate, CheckResult, OptionalColumn, Table, TableSpec
 from connectors.graph_batch import Reply, Sub
 from connectors.graph_http import (
+    RIDE_PREFIX,
     AmbiguousWrite,
     Call,
     GraphHttp,
@@ -311,9 +312,14 @@ class GraphWorkbook:
         or newer."""
         item = self.item()
         key = f"cTag of {self.name}"
-        self.http.want(key, f"{item}?$select=id,cTag")
+        path = f"{item}?$select=id,cTag"
+        self.http.want(key, path)
         ridden = self.http.take(key, max_age=RIDE_ALONG_SECONDS)
         if isinstance(ridden, Reply) and ridden.status == 200 and ridden.json().get("cTag"):
+            if self.ledger is not None and self.ledger.get(RIDE_PREFIX + key) != path:
+                # Read every cycle (it took a ridden answer): a new process's first delta read
+                # carries it too (GraphMailbox reads these), so its first cycle saves a trip.
+                self.ledger.set(RIDE_PREFIX + key, path)
             return str(ridden.json()["cTag"])
         meta = self.http.get_json(
             item, self._call("read the file's version"), params={"$select": "id,cTag"}

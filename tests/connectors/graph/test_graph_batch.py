@@ -10,8 +10,10 @@ import pytest
 from connectors.base import OutboundMessage
 from connectors.graph_batch import Reply, Sub
 from connectors.graph_http import AmbiguousWrite, Call, GraphHttp, GraphNotFound
+from connectors.graph_mail import GraphMailbox
+from connectors.graph_workbook import GraphWorkbook
 from service.errors import InputError
-from tests.connectors.harness_graph import MAILBOX, GraphSetup, graph_setup
+from tests.connectors.harness_graph import MAILBOX, GraphSetup, graph_config, graph_setup
 from tests.connectors.test_mailbox_contract import make_raw
 from tests.connectors.test_sender_contract import message
 
@@ -31,8 +33,8 @@ def client(setup: GraphSetup) -> GraphHttp:
     return http
 
 
-def batches(setup: GraphSetup) -> int:
-    return sum(1 for r in setup.emu.round_trips if r.path.endswith("/$batch"))
+def batches(setup: GraphSetup, since: int = 0) -> int:
+    return sum(1 for r in setup.emu.round_trips[since:] if r.path.endswith("/$batch"))
 
 
 def test_answers_come_back_in_the_order_asked(setup: GraphSetup) -> None:
@@ -203,6 +205,33 @@ def test_an_idle_cycle_of_mailbox_and_forms_workbook_is_one_round_trip(
 
     setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First"], [2, "Second"]])})
     assert cycle() == [1, 2]  # the new cTag came with the delta: the table is read again
+
+
+def test_a_new_process_reads_the_forms_cTag_with_its_first_delta(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = graph_setup(tmp_path, request, site=True)
+    setup.put_workbook({"Table1": (["ID", "Details"], [[1, "First response"]])})
+
+    def cycle(box: GraphMailbox, forms: GraphWorkbook) -> list[object]:
+        box.http.ensure_token()
+        list(box.fetch_new())
+        return [r["ID"] for r in forms.read_table("Table1").rows]
+
+    box, forms = setup.mailbox(), setup.workbook()
+    for _ in range(3):
+        cycle(box, forms)
+    # A new process: a config loaded again (its own token and memory), the same ledger.
+    fresh = GraphSetup(setup.emu, graph_config(setup.emu, tmp_path), setup.ledger)
+    box, forms = fresh.mailbox(), fresh.workbook()
+    box.http.ensure_token()
+    before = len(setup.emu.round_trips)
+
+    assert cycle(box, forms) == [1]
+
+    # delta + cTag in one $batch, then the table (range + Total Row check) in another
+    assert len(setup.emu.round_trips) - before == 2
+    assert batches(setup, since=before) == 2
 
 
 def alert(n: int) -> OutboundMessage:
