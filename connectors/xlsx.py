@@ -522,8 +522,12 @@ class XlsxWorkbook:
         handle, a file openpyxl cannot open): the caller reads the whole table instead."""
         from connectors.xlsx_append import locate_table
 
-        with zipfile.ZipFile(self.path) as zf:
-            check_unpacked_size(self.path, zf)
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                check_unpacked_size(self.path, zf)
+        except (zipfile.BadZipFile, OSError):
+            yield None  # not a workbook, or missing: read_table names the file and the fix
+            return
         where = locate_table(self.path, table)
         if where is None:
             yield None

@@ -256,3 +256,20 @@ def test_case_for_a_reference_the_service_never_gave_says_check_it(demo: Path) -
     assert result.returncode == 1
     assert "No concern PRV-2026-0999 in the register" in result.stdout
     assert "Check the reference" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["case", "PRV-2026-0001"], ["report"]])
+def test_a_broken_register_is_named_with_its_fix_not_an_unexpected_error(
+    demo: Path, command: list[str]
+) -> None:
+    """The streamed reads (case, report) opened the file as a zip before anything else, so a
+    damaged register gave 'unexpected BadZipFile' (exit 4) instead of the file and the fix."""
+    register = demo / "workbooks" / "concern-register.xlsx"
+    register.write_text("not a workbook")
+
+    result = run_cli("--config", str(demo / "config.toml"), *command)
+
+    assert result.returncode == 1, result.stderr
+    assert "unexpected" not in result.stderr
+    assert f"{register} is not a readable Excel workbook" in result.stderr
+    assert "restore a copy from the" in result.stderr
