@@ -59,7 +59,7 @@ from service.compliance.workbook import (
     read_compliance,
     status_key,
 )
-from service.errors import ConnectorError, InputError, PreventServiceError
+from service.errors import ConnectorError, InputError, PreventServiceError, TransientError
 from service.indicators import GROUPS
 from service.values import as_text, sheet_row
 
@@ -739,7 +739,18 @@ def report_command(
             file=out,
         )
     elif send_it:
-        sent = send(app, report, written)
+        try:
+            sent = send(app, report, written)
+        except TransientError as exc:
+            # The worker retries its own sends; this command does not, so "will retry" (the
+            # sender's words for the worker) would leave the board waiting for nothing.
+            why = str(exc).removesuffix("; will retry")
+            print(
+                f"Not sent: {why}. The workbook above is written; fix [sending] (try "
+                "'prevent-service check --send-test'), then run this again with --send.",
+                file=out,
+            )
+            return 1
         print(
             f"Sent to {sent} recipient(s)."
             if sent

@@ -85,3 +85,22 @@ def test_bad_dates_are_usage_errors(demo: Path, args: list[str], says: str) -> N
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert says in result.stderr
     assert "Workbook:" not in result.stdout
+
+
+def test_report_send_with_the_mail_server_down_says_run_it_again(tmp_path: Path) -> None:
+    """The sender's "nothing was sent; will retry" is true in the worker, not for this command:
+    nothing retries it, so it says what to do and exits 1."""
+    folder = tmp_path / "demo"
+    assert run_cli("init", "--demo", str(folder)).returncode == 0
+    config = folder / "config.toml"
+    text = config.read_text()
+    down = 'sender = { backend = "smtp", host = "127.0.0.1", port = 9, security = "none" }'
+    config.write_text(text.replace('sender = { backend = "outbox", path = "outbox" }', down))
+
+    result = run_cli("--config", str(config), "report", "--send")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "will retry" not in result.stdout + result.stderr
+    assert "Not sent: could not reach the SMTP server 127.0.0.1:9" in result.stdout
+    assert "then run this again with --send" in result.stdout
+    assert "Workbook: " in result.stdout  # the figures and the file are there all the same
