@@ -199,6 +199,10 @@ class GraphWorkbook:
         # for the cycle's lock probe and writes, closed when the cycle ends
         self._cycle = False
         self._kept: str | None = None
+        # Tables this process appends to, and their header rows read in the same round trip
+        # as a cycle's createSession (each used once, by that cycle's first append to it).
+        self._appended: dict[str, str] = {}
+        self._early_headers: dict[str, list[str]] = {}
 
     @classmethod
     def from_config(
@@ -351,6 +355,7 @@ class GraphWorkbook:
             return
 
         tries = 0
+        self._appended[table.casefold()] = table
 
         def add(session: str) -> None:
             # A second try runs in a new session after the first expired, perhaps during
@@ -564,6 +569,7 @@ class GraphWorkbook:
                 raise
             self._item = None
             self._kept = None  # a session on the old file; it expires by itself
+            self._early_headers.clear()
             if self.ledger is not None:
                 self.ledger.delete(self._item_key)
             if self.item() == cached:
@@ -594,14 +600,49 @@ class GraphWorkbook:
     def _create_session(self) -> str:
         # POST …/workbook/createSession {"persistChanges": true}
         #   → 201 {"id": "cluster=…&session=…", "persistChanges": true}
+        path = f"{self.item()}/workbook/createSession"
+        call = self._call("open a workbook session", kind="workbook")
+        if self._cycle and self._appended:
+            return self._create_session_and_read_headers(path, call)
         response = self.http.request(
             "POST",
-            f"{self.item()}/workbook/createSession",
-            self._call("open a workbook session", kind="workbook"),
+            path,
+            call,
             json={"persistChanges": True},
             retry_ambiguous=True,  # a second session is harmless; it expires on its own
         )
         session = str(response.json().get("id") or "")
+        if not session:
+            raise TransientError(f"{self._where()}: Graph opened a session without an id")
+        return session
+
+    def _create_session_and_read_headers(self, path: str, call: Call) -> str:
+        """A cycle's session, and in the same round trip the header rows of the tables this
+        process appends to (sessionless reads: they need no session id). Each is used by the
+        cycle's first append to its table, as a header read right before it would be; a
+        failed read is simply read again then, with the usual errors."""
+        tables = list(self._appended.values())
+        subs = [
+            Sub("POST", path, call, json={"persistChanges": True}, retry_ambiguous=True),
+            *(
+                Sub(
+                    "GET",
+                    f"{self._table_path(table)}/headerRowRange",
+                    self._call(f"read the header row of table {table!r}", kind="workbook"),
+                )
+                for table in tables
+            ),
+        ]
+        created, *headers = self.http.batch(subs)
+        if isinstance(created, PreventServiceError):
+            raise created
+        for table, outcome in zip(tables, headers, strict=True):
+            if isinstance(outcome, Reply):
+                values = outcome.json().get("values") or [[]]
+                self._early_headers[table.casefold()] = [
+                    "" if h is None else str(h) for h in values[0]
+                ]
+        session = str(created.json().get("id") or "")
         if not session:
             raise TransientError(f"{self._where()}: Graph opened a session without an id")
         return session
@@ -629,6 +670,7 @@ class GraphWorkbook:
     def end_cycle(self) -> None:
         """Close the cycle's session, if one was opened."""
         self._cycle = False
+        self._early_headers.clear()
         with self._lock:
             kept, self._kept = self._kept, None
             if kept is not None:
@@ -712,6 +754,9 @@ class GraphWorkbook:
         return grid
 
     def _headers(self, table: str, session: str) -> list[str]:
+        early = self._early_headers.pop(table.casefold(), None)
+        if early is not None:
+            return early
         # GET …/tables/Concerns/headerRowRange → {"address": "Register!A1:Q1", "values": [[…]]}
         data = self._get(
             f"{self._table_path(table)}/headerRowRange",

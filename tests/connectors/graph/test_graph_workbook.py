@@ -133,6 +133,34 @@ def test_a_cycle_session_that_expires_is_replaced_and_the_rows_added_once(
     assert count(setup, "POST", r"/closeSession$") == 1  # the live one; the expired is gone
 
 
+def test_a_later_cycle_reads_the_header_rows_with_its_session_and_sees_a_reordering(
+    setup: GraphSetup,
+) -> None:
+    book = setup.workbook()
+    book.begin_cycle()
+    book.append_rows(TABLE, rows(1), key_column="Source key")
+    book.end_cycle()
+    # Between cycles a person moves the columns about (here: reverses them).
+    setup.put_workbook({TABLE: (list(reversed(HEADERS)), [])})
+    before = len(setup.emu.round_trips)
+
+    book.begin_cycle()
+    book.append_rows(
+        TABLE,
+        [{"Reference": "PRV-2026-0009", "Summary": "Text", "Source key": "form:9"}],
+        key_column="Source key",
+    )
+    book.end_cycle()
+
+    (row,) = read_register(setup)
+    assert row["Reference"] == "PRV-2026-0009" and row["Source key"] == "form:9"
+    assert row["Summary"] == "Text"
+    # createSession + the header row in one $batch, rows/add, closeSession
+    trips = setup.emu.round_trips[before:]
+    assert [r.path.rsplit("/", 1)[-1] for r in trips] == ["$batch", "add", "closeSession"]
+    assert count(setup, "GET", r"/headerRowRange$") == 2  # once in each cycle
+
+
 def test_a_locked_file_in_a_cycle_keeps_no_session(setup: GraphSetup) -> None:
     setup.emu.set_file_locked(SITE_HOST, SITE_PATH, REGISTER_PATH, True)
     book = setup.workbook()
