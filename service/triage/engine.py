@@ -154,9 +154,11 @@ class _Compiled:
     first: tuple[tuple[str, ...], ...]
     # rule.near, each group indexed by first word (longest phrase first)
     near: tuple[dict[str, tuple[tuple[str, ...], ...]], ...] = ()
-    # first words of a later element the pattern cannot match without (empty: none such):
-    # a sentence with none of them is not tried, which spares most gap searches
-    also: frozenset[str] = frozenset()
+    # for each later element of the pattern and each near group, the first words it can
+    # start with: a sentence lacking all of one set is not tried (spares most gap searches)
+    also: tuple[frozenset[str], ...] = ()
+    needs_first: frozenset[str] = frozenset()  # first words of rule.needs / rule.unless
+    unless_first: frozenset[str] = frozenset()
 
 
 class _Piece:
@@ -277,26 +279,25 @@ class Knowledge:
         cue: bool | None = None
         index = self.index
         end = len(words)
-        present: set[str] | None = None
+        present = set(words)
+        # whether a pattern can match in this sentence at all: its later words, near words,
+        # needs and unless are read once per sentence, not at each occurrence of its first word
+        viable: dict[str, list[_Compiled]] = {}  # first word → the patterns worth trying
         for i, word in enumerate(words):
-            candidates = index.get(word)
-            if not candidates:
-                continue
+            candidates = viable.get(word)
+            if candidates is None:
+                candidates = [
+                    c
+                    for c in index.get(word, ())
+                    if c.rule.id not in done and _viable(c, words, present)
+                ]
+                viable[word] = candidates
             for compiled in candidates:
                 rule = compiled.rule
                 if rule.id in done:
                     continue
-                if compiled.also:
-                    if present is None:
-                        present = set(words)
-                    if compiled.also.isdisjoint(present):
-                        continue
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
-                    continue
-                if rule.needs and not any(_contains(words, p) for p in rule.needs):
-                    continue
-                if rule.unless and any(_contains(words, p) for p in rule.unless):
                     continue
                 if self._negated(words, i):
                     continue
@@ -328,6 +329,8 @@ class Knowledge:
         for group in compiled.near:
             found = None
             for j in range(lo, hi):
+                if i <= j < stop:
+                    continue  # the pattern's own words do not count as near it
                 for phrase in group.get(words[j], ()):
                     n = len(phrase)
                     if j + n <= hi and tuple(words[j : j + n]) == phrase:
@@ -355,6 +358,21 @@ class Knowledge:
                 break
         clause = words[start:i]
         return any(_contains(clause, p) for p in self.negations)
+
+
+def _viable(compiled: _Compiled, words: list[str], present: set[str]) -> bool:
+    for words_of in compiled.also:
+        if words_of.isdisjoint(present):
+            return False
+    rule = compiled.rule
+    if rule.needs:
+        if compiled.needs_first.isdisjoint(present):
+            return False
+        if not any(p[0] in present and _contains(words, p) for p in rule.needs):
+            return False
+    if not rule.unless or compiled.unless_first.isdisjoint(present):
+        return True
+    return not any(p[0] in present and _contains(words, p) for p in rule.unless)
 
 
 def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:
@@ -453,12 +471,11 @@ def _compile_pattern(
     return tuple(elements)
 
 
-def _also(elements: tuple[_Element, ...]) -> frozenset[str]:
-    """The first words of the pattern's most selective required element after its first."""
-    required = [
+def _also(elements: tuple[_Element, ...]) -> tuple[frozenset[str], ...]:
+    """The first words of each required element of the pattern after its first."""
+    return tuple(
         frozenset(e.by_first) for e in elements[1:] if not e.gap and not e.optional and e.by_first
-    ]
-    return min(required, key=len, default=frozenset())
+    )
 
 
 def _by_first(
@@ -599,7 +616,15 @@ def load_knowledge(path: Path) -> Knowledge:
         for pattern in patterns:
             elements = _compile_pattern(pattern, classes, where)
             compiled.append(
-                _Compiled(rule, elements, elements[0].options, near_index, _also(elements))
+                _Compiled(
+                    rule,
+                    elements,
+                    elements[0].options,
+                    near_index,
+                    _also(elements) + tuple(frozenset(group) for group in near_index),
+                    frozenset(p[0] for p in needs),
+                    frozenset(p[0] for p in unless),
+                )
             )
     knowledge = Knowledge(
         sources=dict(sources),
