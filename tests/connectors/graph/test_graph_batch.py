@@ -250,7 +250,10 @@ def test_several_alerts_go_with_their_sends_batched_and_each_once(setup: GraphSe
     assert sorted(sent) == [f"<alert.{n:04d}@example.org>" for n in range(9)]
     assert setup.emu.folder_messages(MAILBOX, "drafts") == []
     assert setup.emu.count_requests("POST", r"/messages/[^/]+/send$") == 9
-    assert batches(setup) == 3  # groups of four: 4 + 4 + 1 sends in three round trips
+    # groups of four: 4 + 4 sends in two batches; the last one alone, as a plain request
+    assert batches(setup) == 2
+    last_send = [r for r in setup.emu.round_trips if r.path.endswith("/send")]
+    assert len(last_send) == 1
 
 
 def test_a_batched_send_without_a_clear_answer_is_read_back_not_repeated(
@@ -263,6 +266,22 @@ def test_a_batched_send_without_a_clear_answer_is_read_back_not_repeated(
 
     sent = [m.message()["Message-ID"] for m in setup.emu.outbox(MAILBOX)]
     assert sorted(sent) == [f"<alert.{n:04d}@example.org>" for n in range(3)]  # none twice
+
+
+def test_a_lone_send_goes_plain_and_an_unclear_answer_is_still_read_back(
+    setup: GraphSetup,
+) -> None:
+    setup.emu.add_fault("POST", r"/messages/[^/]+/send$", 504, after_commit=True)
+    sender = setup.sender()
+
+    assert list(sender.send_many([alert(0)])) == [None]
+    assert list(sender.send_many([alert(0)])) == [None]  # a retry sends nothing
+
+    assert [m.message()["Message-ID"] for m in setup.emu.outbox(MAILBOX)] == [
+        "<alert.0000@example.org>"
+    ]
+    assert batches(setup) == 0
+    assert setup.emu.count_requests("POST", r"/messages/[^/]+/send$") == 1
 
 
 def test_a_throttled_batched_send_waits_and_goes_once(setup: GraphSetup) -> None:
