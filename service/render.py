@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from service.config import GraphWorkbookConfig, WorkbookConfig, XlsxWorkbookConfig
 
@@ -26,7 +27,15 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     )
     env.filters["datetime"] = lambda d, fmt="%d %b %Y %H:%M": d.strftime(fmt) if d else ""
     env.filters["date"] = lambda d, fmt="%a %d %b %Y": d.strftime(fmt) if d else ""
+    if autoescape:
+        env.filters["lines"] = _lines
     return env
+
+
+def _lines(text: object) -> Markup:
+    """Escaped text with its line breaks kept as <br>: Outlook's Word renderer ignores
+    ``white-space: pre-wrap``, so a multi-line account or indicators cell ran into one line."""
+    return Markup("<br>\n").join(escape(line) for line in str(text or "").splitlines())
 
 
 def workbook_where(section: WorkbookConfig | None) -> str:

@@ -86,6 +86,9 @@ def test_dry_run_then_real_run_send_exactly_the_planned_digests_once(demo: Path)
     for kind in ("plain", "html"):
         body = plan_digest.get_body((kind,)).get_content()  # type: ignore[union-attr]
         assert f"the compliance workbook ({workbook}; ask " in body
+    for digest in outbox_messages(demo / "outbox"):
+        text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "\n\n\n" not in text.replace("\r\n", "\n"), text  # one blank line, not two
 
 
 def test_remind_on_a_weekend_sends_nothing(demo: Path) -> None:
