@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from connectors.base import CheckResult, InboundItem, OutboundMessage
 from connectors.graph_auth import certificate_expiry
-from connectors.graph_batch import Sub
+from connectors.graph_batch import Reply, Sub
 from connectors.graph_http import (
     RIDE_PREFIX,
     AmbiguousWrite,
@@ -104,6 +104,9 @@ class _MailboxBase:
         self.address = address
         self.user = _user_path(address)
         self._folder_ids: dict[str, str] = {}
+        # Cached folder ids to confirm by name this cycle (a person may have deleted or
+        # renamed the folder since): the check rides in the same round trip as the move.
+        self._unverified: set[str] = set()
 
     def _call(self, what: str, permission: str = "Mail.ReadWrite", kind: str = "mailbox") -> Call:
         return Call(what=what, permission=permission, kind=kind, subject=self.address)
@@ -113,23 +116,18 @@ class _MailboxBase:
         if name.lower() in WELL_KNOWN_FOLDERS:
             return name.lower()
         cached = self._folder_ids.get(name)
-        if cached:
+        if cached and name not in self._unverified:
             return cached
-        call = self._call(f"find the folder {name!r} in {self.address}")
+        self._unverified.discard(name)
+        lookup = self._lookup(name)
         # GET users/{upn}/mailFolders?$filter=displayName eq 'Processed'&$top=1
         # → {"value": [{"id": "AAMkAG…", "displayName": "Processed", …}]}
-        data = self.http.get_json(
-            f"{self.user}/mailFolders",
-            call,
-            params={"$filter": f"displayName eq '{_odata_quote(name)}'", "$top": "1"},
-        )
-        # Exchange compares (and keeps unique) folder names regardless of case.
-        found = [
-            f for f in data.get("value", []) if str(f.get("displayName")).lower() == name.lower()
-        ]
+        data = self.http.get_json(lookup.path, lookup.call, params=lookup.params)
+        found = self._found(name, data)
         if found:
-            self._folder_ids[name] = str(found[0]["id"])
-            return self._folder_ids[name]
+            self._folder_ids[name] = found
+            return found
+        self._folder_ids.pop(name, None)
         if not create:
             return None
         create_call = self._call(f"create the folder {name!r} in {self.address}")
@@ -143,6 +141,40 @@ class _MailboxBase:
             # Created by a concurrent run, or by our own attempt that timed out: look again.
             return self.folder_id(name, create=False) or self._missing_folder(name)
         return self._folder_ids[name]
+
+    def _lookup(self, name: str) -> Sub:
+        return Sub(
+            "GET",
+            f"{self.user}/mailFolders",
+            self._call(f"find the folder {name!r} in {self.address}"),
+            params={"$filter": f"displayName eq '{_odata_quote(name)}'", "$top": "1"},
+        )
+
+    @staticmethod
+    def _found(name: str, data: dict[str, Any]) -> str | None:
+        # Exchange compares (and keeps unique) folder names regardless of case.
+        for folder in data.get("value", []):
+            if str(folder.get("displayName")).lower() == name.lower() and folder.get("id"):
+                return str(folder["id"])
+        return None
+
+    def _check_with(self, name: str) -> str | None:
+        """The cached id of ``name`` when it is to be confirmed this cycle (the check then
+        goes in the same batch as the moves into it), else None."""
+        if name in self._unverified and self._folder_ids.get(name):
+            return self._folder_ids[name]
+        return None
+
+    def _confirmed(self, name: str, cached: str, lookup: Any) -> bool:
+        """Whether the check that rode along found ``name`` still at ``cached``. If not (the
+        folder was deleted, renamed or made again, or the check failed) the cache is dropped:
+        moves into the old id are done again into the folder found (or made) by name."""
+        self._unverified.discard(name)
+        if isinstance(lookup, Reply) and self._found(name, lookup.json()) == cached:
+            return True
+        self._folder_ids.pop(name, None)
+        log.info("graph: the folder %r changed since it was last looked up; using it by name", name)
+        return False
 
     def _missing_folder(self, name: str) -> str:
         raise TransientError(f"folder {name!r} in {self.address} could not be created or found")
@@ -207,10 +239,10 @@ class GraphMailbox(_MailboxBase):
         asks for more after the page's last item, so a crash mid-page replays that page.
         """
         self.http.ensure_token()
-        # Look the folders up again each cycle (one request when something is moved): a person
-        # may have deleted Processed (Outlook keeps it, id and all, under Deleted Items, where
-        # moves would still land) or renamed it since the worker started.
-        self._folder_ids.clear()
+        # Confirm the folders by name again each cycle (in the same round trip as the first
+        # move): a person may have deleted Processed (Outlook keeps it, id and all, under
+        # Deleted Items, where moves would still land) or renamed it since the worker started.
+        self._unverified = set(self._folder_ids)
         url = self.ledger.get(self.cursor_key)
         resynced = False
         if url is None:
@@ -358,22 +390,17 @@ class GraphMailbox(_MailboxBase):
         one-by-one way, which tells a deleted folder from a purged message."""
         self.http.ensure_token()
         folder = self.processed_folder
-        folder_id = self.folder_id(folder, create=True)
-        subs = [
-            Sub(
-                "POST",
-                f"{self.user}/messages/{quote(item_id)}/move",
-                self._call(
-                    f"move message {_short(item_id)} to {folder!r} in {self.address}",
-                    kind="message",
-                ),
-                json={"destinationId": folder_id},
-                retry_ambiguous=True,  # moving twice lands it in the same place
-            )
-            for item_id in item_ids
-        ]
+        check = self._check_with(folder)
+        folder_id = check or self.folder_id(folder, create=True)
+        subs = [self._move_sub(item_id, folder, str(folder_id)) for item_id in item_ids]
+        if check is not None:
+            lookup, *outcomes = self.http.batch([self._lookup(folder), *subs])
+            if not self._confirmed(folder, check, lookup):
+                return {item_id: self._move_or_error(item_id, folder) for item_id in item_ids}
+        else:
+            outcomes = self.http.batch(subs)
         out: dict[str, Exception | None] = {}
-        for item_id, outcome in zip(item_ids, self.http.batch(subs), strict=True):
+        for item_id, outcome in zip(item_ids, outcomes, strict=True):
             if isinstance(outcome, GraphNotFound):
                 try:
                     self._move(item_id, folder)
@@ -387,10 +414,41 @@ class GraphMailbox(_MailboxBase):
                 out[item_id] = None
         return out
 
+    def _move_sub(self, item_id: str, folder: str, folder_id: str) -> Sub:
+        # POST users/{upn}/messages/{id}/move {"destinationId": "AAMk…"} → 201 message
+        return Sub(
+            "POST",
+            f"{self.user}/messages/{quote(item_id)}/move",
+            self._call(
+                f"move message {_short(item_id)} to {folder!r} in {self.address}", kind="message"
+            ),
+            json={"destinationId": folder_id},
+            retry_ambiguous=True,  # moving twice lands it in the same place
+        )
+
+    def _move_or_error(self, item_id: str, folder: str) -> Exception | None:
+        try:
+            self._move(item_id, folder)
+        except (ConnectorError, InputError) as exc:
+            return exc
+        return None
+
     def _move(self, item_id: str, folder: str) -> None:
         """Move to ``folder`` (created if missing). Moving an item already there is a no-op
         for Graph, and with immutable ids the id stays the same, so this is idempotent."""
         self.http.ensure_token()
+        check = self._check_with(folder)
+        if check is not None:
+            # The cycle's check of the cached folder id and the move, in one round trip.
+            lookup, outcome = self.http.batch(
+                [self._lookup(folder), self._move_sub(item_id, folder, check)]
+            )
+            if self._confirmed(folder, check, lookup):
+                if not isinstance(outcome, PreventServiceError):
+                    return
+                if not isinstance(outcome, GraphNotFound):
+                    raise outcome
+            # else, or a 404: the careful way below (into the folder found or made by name)
         for attempt in range(2):
             folder_id = self.folder_id(folder, create=True)
             call = self._call(

@@ -196,6 +196,66 @@ def test_a_processed_folder_a_person_deleted_is_made_again(setup: GraphSetup) ->
     assert moved["id"] == second
 
 
+def test_a_known_folder_is_confirmed_in_the_round_trip_of_the_cycles_first_move(
+    setup: GraphSetup,
+) -> None:
+    (first,) = deliver(setup, 1)
+    box = setup.mailbox()
+    list(box.fetch_new())
+    box.mark_processed(first)  # looked up, made, moved
+    ids = deliver(setup, 2, tag="n")
+    list(box.fetch_new())
+    before = len(setup.emu.round_trips)
+
+    for item_id in ids:
+        box.mark_processed(item_id)
+
+    trips = [r.path.rsplit("/", 1)[-1] for r in setup.emu.round_trips[before:]]
+    assert trips == ["$batch", "move"]  # check + move together, then the move alone
+    assert setup.emu.count_requests("GET", r"/mailFolders$") == 2  # once in each cycle
+    assert setup.emu.count_requests("POST", r"/mailFolders$") == 1
+    assert len(setup.emu.folder_messages(MAILBOX, "Processed")) == 3
+
+
+def test_a_processed_folder_a_person_renamed_is_made_again(setup: GraphSetup) -> None:
+    (first,) = deliver(setup, 1)
+    box = setup.mailbox()
+    list(box.fetch_new())
+    box.mark_processed(first)
+    old = box.folder_id("Processed", create=False) or ""
+    setup.emu.mail.mailboxes[MAILBOX.lower()].folders[old].display_name = "Old concerns"
+    second, third = deliver(setup, 2, tag="n")
+    list(box.fetch_new())
+
+    assert box.mark_processed_many([second, third]) == {second: None, third: None}
+
+    new = box.folder_id("Processed", create=False)
+    assert new is not None and new != old
+    assert sorted(m["id"] for m in setup.emu.folder_messages(MAILBOX, "Processed")) == sorted(
+        [second, third]
+    )
+    assert [m["id"] for m in setup.emu.folder_messages(MAILBOX, "Old concerns")] == [first]
+
+
+def test_moves_batched_after_a_person_deleted_processed_land_in_a_new_one(
+    setup: GraphSetup,
+) -> None:
+    (first,) = deliver(setup, 1)
+    box = setup.mailbox()
+    list(box.fetch_new())
+    box.mark_processed(first)
+    old = box.folder_id("Processed", create=False)
+    box.http.request("DELETE", f"users/{MAILBOX}/mailFolders/{old}", Call(what="a person"))
+    ids = deliver(setup, 3, tag="n")
+    list(box.fetch_new())
+
+    assert box.mark_processed_many(ids) == dict.fromkeys(ids)
+
+    new = box.folder_id("Processed", create=False)
+    assert new is not None and new != old
+    assert sorted(m["id"] for m in setup.emu.folder_messages(MAILBOX, new)) == sorted(ids)
+
+
 def test_a_folder_a_person_made_is_used(setup: GraphSetup) -> None:
     setup.emu.add_folder(MAILBOX, "Processed")
     (item_id,) = deliver(setup, 1)
