@@ -149,12 +149,13 @@ class App:
         a follow-up to the concern."""
         if reply_to is None and kind not in REPLIES_COME_BACK:
             reply_to = self.config.people.dsp.email
-        compliance = self.config.compliance
+        compliance, forms = self.config.compliance, self.config.intake.forms
         ctx = {
             "organisation": self.config.organisation.name,
             # Where the workbooks are, for mail that cannot link to them (no link configured).
             "register_where": workbook_where(self.config.register.workbook),
             "compliance_where": workbook_where(compliance.workbook if compliance else None),
+            "forms_where": workbook_where(forms.workbook if forms else None),
             **context,
         }
         html, text = render_email(template, **ctx)

@@ -712,7 +712,7 @@ def report_bounce(app: App, original_message_id: str) -> bool:
         kind="bounce-report",
         key=wanted,
         to=[app.config.people.admin_email],
-        subject="A reminder could not be delivered",
+        subject="[Prevent service] A reminder could not be delivered",  # as tell_admin's
         template="reminder_bounce",
         context={
             "recipients": row["recipients"].split(","),

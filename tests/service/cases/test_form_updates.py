@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
-from connectors.memory import MemoryWorkbook
+from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
 from service.app import App
 from service.cases import chronology
+from service.cases.register import register_table_spec
+from service.config import Config
 from service.intake import pipeline
 from service.intake.forms import forms_table_spec
 from tests.conftest import Clock
@@ -80,3 +84,35 @@ def test_each_edit_after_it_was_taken_is_told_once(memory_app: App, clock: Clock
     edit_response(memory_app, datetime(2026, 11, 24, 11, 0), "Edited again.")
     pipeline.poll(memory_app)
     assert len(updated_alerts(memory_app)) == 2
+
+
+def test_an_edit_naming_immediate_danger_says_call_999_and_where_the_answers_are(
+    make_config: Callable[..., Config], clock: Clock, tmp_path: Path
+) -> None:
+    """The edited answers are in the Forms responses workbook: the alert says where it is, and
+    an edit that now names immediate danger opens with the 999 instruction, as a new alert does."""
+    forms_book = {"workbook": {"backend": "xlsx", "path": "forms.xlsx"}, "table": "Table1"}
+    config = make_config(intake={"forms": forms_book})
+    register = MemoryWorkbook()
+    spec = register_table_spec()
+    register.add_table(spec.table, [c.header for c in spec.columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register, "forms": MemoryWorkbook()},
+    )
+    setup_form(app)
+    pipeline.poll(app)
+    clock.advance(hours=1)
+    edit_response(app, datetime(2026, 11, 24, 10, 15), "He has a knife and will stab Jo today.")
+    pipeline.poll(app)
+
+    [alert] = updated_alerts(app)
+    where = str(tmp_path / "forms.xlsx")
+    for body in (alert.text, alert.html):  # type: ignore[attr-defined]
+        assert "call 999 first" in body
+        assert f"Forms responses workbook ({where}), row 2" in body
+    assert ".\n\nThe register row keeps" in alert.text  # type: ignore[attr-defined]
+    app.close()

@@ -395,6 +395,9 @@ def test_bounce_of_a_reminder_is_reported_to_the_admin_once() -> None:
     notice = sender.sent[-1]
     assert notice.to == ("admin@example.org",)
     assert "jordan.lee@example.org" in notice.text and digest.message_id in notice.text
+    # Headed and tagged like the service's other notices to the admin.
+    assert notice.subject == "[Prevent service] A reminder could not be delivered"
+    assert "A reminder could not be delivered</td>" in notice.html  # the banner
     assert report_bounce(app, digest.message_id.strip("<>")) is True  # same, without <>
     assert len(sender.sent) == count + 1
     assert report_bounce(app, "<unknown@example.org>") is False
