@@ -694,7 +694,7 @@ def send(app: App, report: BoardReport, workbook: Path | None = None) -> int:
         to=to,
         subject=subject,
         template="report",
-        context=email_context(report),
+        context={**email_context(report), "attachment": workbook.name if workbook else ""},
         attachments=attached,
     )
     app.send(message)

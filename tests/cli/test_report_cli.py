@@ -59,6 +59,8 @@ def test_report_send_goes_once(demo: Path, tmp_path: Path) -> None:
     assert [str(m["To"]) for m in board] == ["executive.director@example.org, dsp@example.org"]
     (attached,) = board[0].iter_attachments()  # the workbook with the charts, as written
     assert attached.get_filename() == "board.xlsx"
+    text = board[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "The workbook with the charts, to print or file, is attached (board.xlsx)." in text
     assert attached.get_content() == out.read_bytes()
     charts = load_workbook(io.BytesIO(attached.get_content()))["Concerns by month"]._charts
     assert len(charts) == 1

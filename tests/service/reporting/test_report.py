@@ -409,6 +409,19 @@ def test_email_is_escaped_and_has_table_charts(report: BoardReport) -> None:
     assert "Head of Nothing" in text
 
 
+def test_email_sentences_are_spaced_and_name_the_attached_workbook(report: BoardReport) -> None:
+    """Each sentence of the concerns paragraph ends a template line: the line break was
+    trimmed, so the HTML read "…in this period.Referrals made: …"."""
+    html, text = render_email(
+        "report", organisation="x", attachment="board.xlsx", **email_context(report)
+    )
+    assert not re.search(r"\.(Referrals|Time to first|Follow-ups)", html), html
+    assert "The workbook with the charts, to print or file, is attached (board.xlsx)." in html
+    assert "The workbook with the charts, to print or file, is attached (board.xlsx)." in text
+    assert "\n\n\n" not in text and "\nBy source" in text
+    assert not re.search(r"No indicator recorded: \d+\nBy source", text)
+
+
 def test_table_values_are_escaped_in_the_html(app: App) -> None:
     wb = app.workbook("compliance")
     assert isinstance(wb, MemoryWorkbook)
