@@ -119,6 +119,8 @@ def mark_quarantine_read(app: App, key: str) -> int:
     """Record that a person dealt with quarantined ``key`` (or ``all``); how many were marked.
     ``InputError`` if no quarantined item has that key."""
     waiting = quarantine_waiting(app)
+    if key != "all" and not key.startswith("mail:") and app.ledger.item(key) is None:
+        key = f"mail:{key}"  # the item as the DSP's quarantine notice names it
     chosen = waiting if key == "all" else [r for r in waiting if r.source_key == key]
     if not chosen and key != "all":
         known = app.ledger.item(key)

@@ -161,3 +161,21 @@ def test_a_full_alert_keeps_the_line_breaks_of_the_account_and_indicators(
     assert "\n                       Suggested from: '" in alert.text
     assert "Person of concern:     –" in alert.text  # not a dangling label
     app.close()
+
+
+def test_a_quarantine_notice_says_who_clears_it_with_a_command_that_works(
+    memory_app: App,
+) -> None:
+    """The DSP's notice gives the item as the mailbox names it; the admin's command takes that
+    same name (status lists it as mail:…), so the notice can say what to run."""
+    from service.admin.status import mark_quarantine_read, quarantine_waiting
+
+    deliver(memory_app, b"\x00\x01 not an e-mail at all", item_id="odd-1")
+    pipeline.poll(memory_app)
+    [notice] = [m for m in alerts(memory_app) if "needs a person" in m.subject]
+    for body in (notice.text, notice.html):
+        assert "prevent-service status --quarantine-read odd-1" in body
+        assert "tell your IT admin" in body
+    assert [r.source_key for r in quarantine_waiting(memory_app)] == ["mail:odd-1"]
+    assert mark_quarantine_read(memory_app, "odd-1") == 1
+    assert quarantine_waiting(memory_app) == []
