@@ -48,8 +48,10 @@ _WORDS = re.compile(
 # A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single
 # line break is not an end (mail wraps lines); a blank line is.
 _SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
+_PARAGRAPH_END = re.compile(r"[.!?;:]*[ \t]*\n[ \t]*\n")
 _GAP = {"..": 3, "...": 8}
 MAX_SENTENCE_WORDS = 120  # a longer "sentence" (no full stops) is read in pieces this long
+ACROSS_WORDS = 40  # a sentence this short or shorter is also read with the one after it
 # Endings not stripped from these (they would collide with another word).
 _KEEP = frozenset({"news", "isis", "isil", "this", "bus", "gas", "ss", "has", "was", "is", "as"})
 _VOWELS = set("aeiouy")
@@ -137,6 +139,7 @@ class Rule:
     # each group: one of its phrases within `window` words of the match, not negated
     near: tuple[tuple[tuple[str, ...], ...], ...] = ()
     window: int = 0
+    across: bool = False  # also tried over a sentence read with the one before it
 
 
 @dataclass(frozen=True)
@@ -162,20 +165,19 @@ class _Compiled:
 
 
 class _Piece:
-    """A sentence of the text; where its words are is worked out once, when first needed."""
+    """A sentence of the text (or two read together); where its words are is worked out
+    once, when first needed."""
 
-    def __init__(self, text: str, sentence: re.Match[str]) -> None:
+    def __init__(self, text: str, start: int, end: int) -> None:
         self.text = text
-        self._sentence = sentence
+        self._start = start
+        self._end = end
         self._spans: list[tuple[int, int]] | None = None
 
     def span(self, first_word: int, last_word: int) -> tuple[int, int]:
         if self._spans is None:
-            offset = self._sentence.start()
-            self._spans = [
-                (m.start() + offset, m.end() + offset)
-                for m in _WORDS.finditer(self._sentence.group())
-            ]
+            words = _WORDS.finditer(self.text, self._start, self._end)
+            self._spans = [(m.start(), m.end()) for m in words]
         return self._spans[first_word][0], self._spans[last_word][1]
 
 
@@ -191,6 +193,8 @@ class Knowledge:
     negations: tuple[tuple[str, ...], ...]
     clause_breaks: frozenset[str]
     index: dict[str, list[_Compiled]] = field(default_factory=dict)
+    across_index: dict[str, list[_Compiled]] = field(default_factory=dict)
+    across_ids: frozenset[str] = frozenset()  # the rules read across two sentences
     cue_first: frozenset[str] = frozenset()
     spelling: dict[str, str] = field(default_factory=dict)  # variant → word, lower case
     fuzzy: dict[str, str] = field(default_factory=dict)  # a word and its one-letter deletions
@@ -242,26 +246,46 @@ class Knowledge:
         seen: dict[tuple[tuple[str, ...], bool], bool] = {}
         cue_before = False
         index = self.index
+        across = self.across_index
+        # the sentence before, for rules read across two ("He showed me the Christchurch
+        # video. He said it was epic."): where it starts, its words, the cue before it
+        before: tuple[int, list[str], bool] | None = None
+        pairs_seen: set[tuple[tuple[str, ...], bool]] = set()
         for sentence in _SENTENCES.finditer(text):
             raw = _WORDS.findall(sentence.group())
             if not raw:
                 continue
             stems = self._stems
             words = [stems.get(w) or self.stem(w) for w in raw]
+            cue_at_start = cue_before
             if index.keys().isdisjoint(words):
                 cue_before = self._has_cue(words)
-                continue
-            piece = _Piece(text, sentence)
-            for first in range(0, len(words), MAX_SENTENCE_WORDS):
-                part = words[first : first + MAX_SENTENCE_WORDS]
-                key = (tuple(part), cue_before)
-                known = seen.get(key)
-                if known is None:
-                    cue = self._sentence(piece, first, part, found, done, cue_before)
-                    known = cue if cue is not None else self._has_cue(part)
-                    if len(seen) < 10_000:
-                        seen[key] = known
-                cue_before = known
+            else:
+                piece = _Piece(text, sentence.start(), sentence.end())
+                for first in range(0, len(words), MAX_SENTENCE_WORDS):
+                    part = words[first : first + MAX_SENTENCE_WORDS]
+                    key = (tuple(part), cue_before)
+                    known = seen.get(key)
+                    if known is None:
+                        cue = self._sentence(piece, first, part, found, done, cue_before)
+                        known = cue if cue is not None else self._has_cue(part)
+                        if len(seen) < 10_000:
+                            seen[key] = known
+                    cue_before = known
+            if before is not None and not self.across_ids <= done:
+                start, words_before, cue_earlier = before
+                joint = words_before + words
+                pair = (tuple(joint), cue_earlier)
+                if pair not in pairs_seen and not across.keys().isdisjoint(joint):
+                    if len(pairs_seen) < 10_000:
+                        pairs_seen.add(pair)
+                    piece = _Piece(text, start, sentence.end())
+                    self._sentence(piece, 0, joint, found, done, cue_earlier, across)
+            # a blank line ends a paragraph: the next sentence is not read with this one
+            if len(words) <= ACROSS_WORDS and not _PARAGRAPH_END.match(text, sentence.end()):
+                before = (sentence.start(), words, cue_at_start)
+            else:
+                before = None
         return found
 
     def _sentence(
@@ -272,12 +296,14 @@ class Knowledge:
         found: list[Finding],
         done: set[str],
         cue_before: bool,
+        index: dict[str, list[_Compiled]] | None = None,
     ) -> bool | None:
         """Match one sentence (or a piece of a long one) whose first word is word ``first``
         of ``piece``; returns whether it is about a lesson, the news and the like (None when
         that was not needed to decide)."""
         cue: bool | None = None
-        index = self.index
+        if index is None:
+            index = self.index
         end = len(words)
         present = set(words)
         # whether a pattern can match in this sentence at all: its later words, near words,
@@ -580,6 +606,7 @@ def load_knowledge(path: Path) -> Knowledge:
             "note",
             "near",
             "window",
+            "across",
         }
         unknown = set(raw) - allowed
         if unknown:
@@ -610,6 +637,7 @@ def load_knowledge(path: Path) -> Knowledge:
             str(raw.get("note", "")),
             near,
             window,
+            bool(raw.get("across", False)),
         )
         rules.append(rule)
         near_index = tuple(_by_first(group) for group in near)
@@ -638,6 +666,7 @@ def load_knowledge(path: Path) -> Knowledge:
         ),
     )
     knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
+    knowledge.across_ids = frozenset(r.id for r in rules if r.across)
     knowledge.spelling = _spelling(data.get("spelling", {}), sources, f"{path}: spelling")
     for word in _fuzzy_words(language.get("fuzzy", []), f"{path}: language: fuzzy"):
         for key in (word, *_deletions(word)):
@@ -652,6 +681,8 @@ def load_knowledge(path: Path) -> Knowledge:
     for item in compiled:
         for first in {option[0] for option in item.first}:
             knowledge.index.setdefault(first, []).append(item)
+            if item.rule.across:
+                knowledge.across_index.setdefault(first, []).append(item)
     return knowledge
 
 

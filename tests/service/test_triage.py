@@ -348,3 +348,14 @@ def test_spelling_and_near_work_end_to_end_in_a_small_file(tmp_path: Path) -> No
     assert [f.matched for f in known.find("x y, a zebrakorn.")] == ["x y, a zebrakorn"]
     assert known.find("A zebracorn and then much later x y.") == []  # out of the window
     assert known.find("A zebracorn, not x y.") == []  # the near words are negated
+
+
+def test_some_rules_read_a_sentence_with_the_one_before_but_not_across_a_blank_line() -> None:
+    text = "Morgan keeps bringing up the Hanau shooter. Today he said the man was a legend."
+    [first] = [s for s in assess(text).suggestions if s.indicator.critical]
+    assert first.matched == "Hanau shooter. Today he said the man was a legend"
+    assert not critical(
+        "Morgan keeps bringing up the Hanau shooter.\n\nAt five-a-side he was a legend."
+    )
+    # a stance is a stance even after a lesson sentence
+    assert critical("We discussed the Hanau shooter in the lesson. Morgan said he was a legend.")
