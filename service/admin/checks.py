@@ -14,6 +14,7 @@ from service.app import App
 from service.cases import register
 from service.errors import PreventServiceError
 from service.intake.forms import column_map
+from service.render import workbook_where
 
 
 def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
@@ -56,6 +57,7 @@ def run_checks(app: App, *, send_test: bool = False) -> list[CheckResult]:
     results += _config_roles(app)
     results += _placeholders(app)
     results.append(_domains(app))
+    results.append(_register_link(app))
     results.append(_report_folder(app))
     return results
 
@@ -96,6 +98,20 @@ def _placeholders(app: App) -> list[CheckResult]:
             )
         ]
     return [CheckResult(key, False, f"{why}: replace it with your own") for key, why in found]
+
+
+def _register_link(app: App) -> CheckResult:
+    """What the DSP's alerts point at: a link, or (unset) the register's location in words."""
+    link = app.config.register.link
+    if link:
+        return CheckResult("register.link", True, f"alerts link to {link}")
+    where = workbook_where(app.config.register.workbook) or "the register"
+    return CheckResult(
+        "register.link",
+        True,
+        f"not set: alerts name {where} but cannot link to it; set register.link to the "
+        "address the DSP opens the register at (its SharePoint link) so an alert opens it",
+    )
 
 
 def _domains(app: App) -> CheckResult:

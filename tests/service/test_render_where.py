@@ -121,3 +121,22 @@ def test_the_plan_digest_names_a_local_compliance_workbook(tmp_path: Path) -> No
     where = workbook_where(XlsxWorkbookConfig(backend="xlsx", path=tmp_path / "compliance.xlsx"))
     assert where == str(tmp_path / "compliance.xlsx")
     assert workbook_where(None) == ""
+
+
+def test_check_says_whether_alerts_can_link_to_the_register(
+    make_config: Callable[..., Config], clock: Clock, tmp_path: Path
+) -> None:
+    from service.admin.checks import _register_link
+
+    app = register_app(make_config, clock, workbook=LOCAL)
+    line = _register_link(app)
+    assert line.ok and line.name == "register.link"
+    assert line.detail.startswith(
+        f"not set: alerts name {tmp_path / 'workbooks' / 'concern-register.xlsx'} but cannot "
+        "link to it; set register.link"
+    )
+    app.close()
+    link = "https://example.sharepoint.com/sites/Safeguarding/Registers"
+    app = register_app(make_config, clock, workbook=SHAREPOINT, link=link)
+    assert _register_link(app).detail == f"alerts link to {link}"
+    app.close()
