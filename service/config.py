@@ -616,7 +616,12 @@ def load_config(path: Path | str) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        # Run from the wrong folder, the default ./config.toml is the usual culprit: say where
+        # it looked and the ways to point at the real one.
+        raise ConfigError(
+            f"config file not found: {path.absolute()} (give --config PATH or set "
+            "PREVENT_SERVICE_CONFIG; 'prevent-service init DIR' makes a new one)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:

@@ -225,6 +225,19 @@ def test_a_missing_config_exits_3(tmp_path: Path) -> None:
     assert result.returncode == 3 and "config file not found" in result.stderr
 
 
+def test_no_config_in_the_current_folder_says_where_it_looked_and_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """An admin running a command from the wrong folder got 'config file not found:
+    config.toml': not where it looked, nor how to point at the right one."""
+    env = {"PREVENT_SERVICE_CONFIG": ""}
+    result = run_cli("status", cwd=tmp_path, env=env)
+    assert result.returncode == 3
+    assert f"config file not found: {tmp_path / 'config.toml'} " in result.stderr
+    assert "--config PATH" in result.stderr and "PREVENT_SERVICE_CONFIG" in result.stderr
+    assert "prevent-service init DIR" in result.stderr
+
+
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
