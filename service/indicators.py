@@ -324,8 +324,22 @@ def assess(text: str) -> Assessment:
     first: dict[str, Suggestion] = {}
     danger: list[DangerSign] = []
     danger_spans: list[tuple[int, int]] = []
-    for finding in known.find(text[:MAX_SCAN_CHARS]):
+    findings = known.find(text[:MAX_SCAN_CHARS])
+    # A fallback rule (a bare name, say) counts only where no other rule suggested an
+    # indicator of its group: "watching ISIS videos" is accessing, not also support.
+    groups = {
+        BY_KEY[key].group
+        for f in findings
+        if not f.rule.fallback
+        for key in f.rule.indicators
+        if key in BY_KEY
+    }
+    for finding in findings:
         rule = finding.rule
+        if rule.fallback and any(
+            key in BY_KEY and BY_KEY[key].group in groups for key in rule.indicators
+        ):
+            continue
         source = known.sources.get(rule.source, "")
         for key in rule.indicators:
             if key == "danger":

@@ -140,6 +140,7 @@ class Rule:
     near: tuple[tuple[tuple[str, ...], ...], ...] = ()
     window: int = 0
     across: bool = False  # also tried over a sentence read with the one before it
+    fallback: bool = False  # only counts when no other rule suggests an indicator of its group
 
 
 @dataclass(frozen=True)
@@ -607,6 +608,7 @@ def load_knowledge(path: Path) -> Knowledge:
             "near",
             "window",
             "across",
+            "fallback",
         }
         unknown = set(raw) - allowed
         if unknown:
@@ -638,6 +640,7 @@ def load_knowledge(path: Path) -> Knowledge:
             near,
             window,
             bool(raw.get("across", False)),
+            bool(raw.get("fallback", False)),
         )
         rules.append(rule)
         near_index = tuple(_by_first(group) for group in near)

@@ -359,3 +359,17 @@ def test_some_rules_read_a_sentence_with_the_one_before_but_not_across_a_blank_l
     )
     # a stance is a stance even after a lesson sentence
     assert critical("We discussed the Hanau shooter in the lesson. Morgan said he was a legend.")
+
+
+def test_a_bare_name_counts_only_where_nothing_more_specific_does() -> None:
+    assert keys("Morgan keeps talking about Atomwaffen.") == {"critical.supports-extremist-causes"}
+    assert keys("Morgan was watching ISIS videos.") == {"critical.extremist-websites"}
+    assert not critical("Morgan's family fled ISIS in 2015.")
+    assert not critical("In the lesson we looked at how Atomwaffen recruits online.")
+
+
+def test_dehumanising_a_group_or_wishing_it_dead() -> None:
+    assert critical("Morgan said the migrants in the hotel are vermin.")
+    assert not critical("Morgan said the rats in the shed are filthy vermin.")
+    assert critical("Morgan said he hopes they all get killed, about the families in the camp.")
+    assert not critical("Morgan said he hopes they are all safe now.")
