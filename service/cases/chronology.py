@@ -60,7 +60,9 @@ def step_done(step: str) -> None:
 
 
 def chronology_table_spec() -> TableSpec:
-    return TableSpec(sheet="Chronology", table=TABLE, columns=COLUMNS)
+    # Reference frozen: it stays in view and is printed on every page, so a Note that prints
+    # on a page of its own (the table is wider than A4) still says which case it belongs to.
+    return TableSpec(sheet="Chronology", table=TABLE, columns=COLUMNS, freeze="B2")
 
 
 @dataclass(frozen=True)

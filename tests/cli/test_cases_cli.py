@@ -273,3 +273,14 @@ def test_a_broken_register_is_named_with_its_fix_not_an_unexpected_error(
     assert "unexpected" not in result.stderr
     assert f"{register} is not a readable Excel workbook" in result.stderr
     assert "restore a copy from the" in result.stderr
+
+
+def test_a_printed_chronology_names_the_case_on_every_page(demo: Path) -> None:
+    """The Chronology table is wider than an A4 page: its Note column printed on a page of
+    its own, without the Reference that says which case each note belongs to."""
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(demo / "workbooks" / "concern-register.xlsx")["Chronology"]
+    assert sheet.print_title_cols == "$A:$A"  # Reference, repeated on every printed page
+    assert sheet.freeze_panes == "B2"  # and kept in view on screen
+    assert sheet["A1"].value == "Reference"
