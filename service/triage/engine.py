@@ -48,6 +48,7 @@ _WORDS = re.compile(
 # A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single
 # line break is not an end (mail wraps lines); a blank line is.
 _SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
+_SENTENCE_REST = re.compile(r"[^.!?\n]{0,300}")  # the rest of a sentence, after a clause
 _PARAGRAPH_END = re.compile(r"[.!?;:]*[ \t]*\n[ \t]*\n")
 _GAP = {"..": 3, "...": 8}
 MAX_SENTENCE_WORDS = 120  # a longer "sentence" (no full stops) is read in pieces this long
@@ -172,7 +173,7 @@ class _Piece:
     def __init__(self, text: str, start: int, end: int) -> None:
         self.text = text
         self._start = start
-        self._end = end
+        self.end = self._end = end
         self._spans: list[tuple[int, int]] | None = None
 
     def span(self, first_word: int, last_word: int) -> tuple[int, int]:
@@ -331,7 +332,7 @@ class Knowledge:
                 if rule.mention:
                     if cue is None:
                         cue = self._has_cue(words)
-                    if cue or cue_before:
+                    if cue or cue_before or self._cue_later(piece):
                         continue
                 low, high = i, stop
                 if compiled.near:
@@ -370,6 +371,16 @@ class Knowledge:
                 return None
             low, high = min(low, found[0]), max(high, found[1])
         return low, high
+
+    def _cue_later(self, piece: _Piece) -> bool:
+        """Whether the rest of the sentence after this clause (after a ";" or ":") is about
+        a lesson or the news: "he asked why ISIS recruits; we discussed grooming"."""
+        text, end = piece.text, piece.end
+        if end >= len(text) or text[end] not in ";:":
+            return False
+        rest = _SENTENCE_REST.match(text, end + 1)
+        words = [self.stem(w) for w in _WORDS.findall(rest.group())] if rest else []
+        return self._has_cue(words)
 
     def _has_cue(self, words: list[str]) -> bool:
         present = self.cue_first.intersection(words)

@@ -373,3 +373,8 @@ def test_dehumanising_a_group_or_wishing_it_dead() -> None:
     assert not critical("Morgan said the rats in the shed are filthy vermin.")
     assert critical("Morgan said he hopes they all get killed, about the families in the camp.")
     assert not critical("Morgan said he hopes they are all safe now.")
+
+
+def test_a_lesson_in_the_rest_of_the_sentence_mutes_a_mere_mention() -> None:
+    assert not critical("Morgan asked why Atomwaffen recruits teenagers; we discussed grooming.")
+    assert critical("Morgan asked to join Atomwaffen; he would not say why.")
