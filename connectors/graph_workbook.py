@@ -1,10 +1,13 @@
 """Excel workbooks on SharePoint over Microsoft Graph, in one of two modes.
 
 ``mode = "workbook"`` (default): the Excel workbook API. Each operation opens a short
-persistent session (``createSession``), works, and closes it; one request at a time per
-workbook (a lock), all rows of a burst in one ``rows/add``, values placed by header name after
-reading the table's header row. ``rows/add`` is not idempotent: after an unclear failure (504,
-timeout, dropped connection) the key column is read back and only the missing rows are added.
+persistent session (``createSession``), works, and closes it; during an intake cycle
+(``begin_cycle``/``end_cycle``) one session serves the cycle's lock probe and writes, and is
+closed when the cycle ends. One request at a time per workbook (a lock), all rows of a burst in
+one ``rows/add``, values placed by header name after reading the table's header row (in a
+cycle, read in the same round trip as the cycle's ``createSession``). ``rows/add`` is not
+idempotent: after an unclear failure (504, timeout, dropped connection) the key column is read
+back and only the missing rows are added.
 Cells are filled by a range ``PATCH`` on that one cell, never a whole-file upload.
 
 ``mode = "file"``: for tenants that refuse the workbook API to the app (possible with
