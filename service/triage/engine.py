@@ -40,9 +40,11 @@ from typing import Any
 __all__ = ["Finding", "Knowledge", "KnowledgeError", "Rule", "load_knowledge", "normalise", "stem"]
 
 # Words, numbers and a few symbols (swastika, runes). Apostrophes stay inside ("didn't").
-# Emoji and pictographs are words of one character each ("⚡⚡", a flag's two letters).
+# Emoji and pictographs are words of one character each ("⚡⚡", a flag's two letters); letters
+# followed by digits are two words ("WhitePower1488" is "WhitePower" and "1488"), digits
+# followed by letters one ("2nite", "4chan").
 _WORDS = re.compile(
-    r"[^\W_]+(?:['\u2019][^\W_]+)*"
+    r"\d+[^\W\d_]*|[^\W\d_]+(?:['\u2019][^\W_]+)*"
     r"|[\u5350\u534d\u16a0-\u16ff\u2600-\u27bf\U0001f1e6-\U0001f1ff\U0001f300-\U0001faff]"
 )
 # A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single

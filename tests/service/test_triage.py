@@ -378,3 +378,8 @@ def test_dehumanising_a_group_or_wishing_it_dead() -> None:
 def test_a_lesson_in_the_rest_of_the_sentence_mutes_a_mere_mention() -> None:
     assert not critical("Morgan asked why Atomwaffen recruits teenagers; we discussed grooming.")
     assert critical("Morgan asked to join Atomwaffen; he would not say why.")
+
+
+def test_letters_then_digits_are_two_words() -> None:
+    assert normalise("WhitePower1488 4chan 2nite") == ["whitepower", "1488", "4chan", "2nite"]
+    assert critical("His gamer tag is Morgan1488.")
