@@ -86,6 +86,13 @@ def test_dry_run_then_real_run_send_exactly_the_planned_digests_once(demo: Path)
     for kind in ("plain", "html"):
         body = plan_digest.get_body((kind,)).get_content()  # type: ignore[union-attr]
         assert f"the compliance workbook ({workbook}; ask " in body
+    # No course_links in the demo: a training reminder still says whom to ask for the course.
+    [training] = [
+        m for m in outbox_messages(demo / "outbox") if str(m["To"]) == "jordan.lee@example.org"
+    ]
+    for kind in ("plain", "html"):
+        body = training.get_body((kind,)).get_content()  # type: ignore[union-attr]
+        assert "do the course (ask executive.director@example.org where to take it" in body
     for digest in outbox_messages(demo / "outbox"):
         text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "\n\n\n" not in text.replace("\r\n", "\n"), text  # one blank line, not two
