@@ -110,7 +110,8 @@ def _register_link(app: App) -> CheckResult:
         "register.link",
         True,
         f"not set: alerts name {where} but cannot link to it; set register.link to the "
-        "address the DSP opens the register at (its SharePoint link) so an alert opens it",
+        "address the DSP opens the register at (a SharePoint or file-share link) so an alert "
+        "opens it",
     )
 
 
