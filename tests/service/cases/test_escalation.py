@@ -155,7 +155,7 @@ def test_weekly_digest_lists_open_concerns_by_age_without_learner_detail() -> No
     assert "W48" not in digest.text + digest.html
     assert "\n\n\n" not in digest.text  # one blank line between blocks, as in the HTML
     assert "Oldest first:\n\nOVER 4 WEEKS (1)" in digest.text
-    assert "0 days" not in digest.text and "under a day  New" in digest.text  # 0013, 2 h old
+    assert " 0 days" not in digest.text and "under a day  New" in digest.text  # 0013, 2 h old
     text = digest.text
     order = [text.index(f"PRV-2026-00{n}") for n in (10, 11, 12, 13)]
     assert order == sorted(order)  # oldest first
