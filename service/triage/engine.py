@@ -313,14 +313,19 @@ class Knowledge:
         # whether a pattern can match in this sentence at all: its later words, near words,
         # needs and unless are read once per sentence, not at each occurrence of its first word
         viable: dict[str, list[_Compiled]] = {}  # first word → the patterns worth trying
+        checked: dict[int, bool] = {}  # a pattern listed under several first words: once
         for i, word in enumerate(words):
             candidates = viable.get(word)
             if candidates is None:
-                candidates = [
-                    c
-                    for c in index.get(word, ())
-                    if c.rule.id not in done and _viable(c, words, present)
-                ]
+                candidates = []
+                for c in index.get(word, ()):
+                    if c.rule.id in done:
+                        continue
+                    ok = checked.get(id(c))
+                    if ok is None:
+                        ok = checked[id(c)] = _viable(c, words, present)
+                    if ok:
+                        candidates.append(c)
                 viable[word] = candidates
             for compiled in candidates:
                 rule = compiled.rule
