@@ -174,15 +174,18 @@ class _Piece:
 
     def __init__(self, text: str, start: int, end: int) -> None:
         self.text = text
-        self._start = start
-        self.end = self._end = end
-        self._spans: list[tuple[int, int]] | None = None
+        self.end = end
+        self._words = _WORDS.finditer(text, start, end)
+        self._spans: list[tuple[int, int]] = []
 
     def span(self, first_word: int, last_word: int) -> tuple[int, int]:
-        if self._spans is None:
-            words = _WORDS.finditer(self.text, self._start, self._end)
-            self._spans = [(m.start(), m.end()) for m in words]
-        return self._spans[first_word][0], self._spans[last_word][1]
+        # only as far as needed: a hostile text of one 200,000-character "sentence" must not
+        # be walked to its end for a match near its start
+        spans = self._spans
+        while len(spans) <= last_word:
+            m = next(self._words)
+            spans.append((m.start(), m.end()))
+        return spans[first_word][0], spans[last_word][1]
 
 
 @dataclass
