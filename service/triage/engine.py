@@ -108,6 +108,9 @@ def _undouble(w: str) -> str:
 
 
 FUZZY_MIN = 6  # shorter words are not read as a near miss: too many real words are close
+# Nor longer ones: no fuzzy word is this long, and one hostile 200,000-letter "word" would
+# make 200,000 deletions of itself (tens of gigabytes).
+FUZZY_MAX = 40
 MAX_STEMS = 200_000  # a hostile text of unique words must not grow the cache forever
 
 
@@ -222,7 +225,8 @@ class Knowledge:
         else:
             result = stem(word)
             # "extremism" is a word of the file in its own right, not a typo of "extremist"
-            if len(lower) >= FUZZY_MIN and self.fuzzy and result not in self.vocabulary:
+            long_enough = FUZZY_MIN <= len(lower) <= FUZZY_MAX
+            if long_enough and self.fuzzy and result not in self.vocabulary:
                 near_miss = self._near_miss(lower) if lower.isalpha() else None
                 if near_miss is not None:
                     result = stem(near_miss)
