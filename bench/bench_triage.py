@@ -6,6 +6,12 @@ read from the text, and for each policy group; then every miss and false alarm w
 suggested and from which words. Last, the time to scan a 5 MB e-mail body (median of N runs).
 
     python bench/bench_triage.py [--part tuning|heldout|both] [--runs 7] [--quiet]
+    python bench/bench_triage.py --lofo      # the learned layer on text it was not trained on
+
+Beside the figures of the whole (the rules OR the learned layer, as an alert is), each part
+prints the rules alone and the learned model alone. The model was trained on every file here,
+so those figures are not unseen ones: ``--lofo`` trains it again without each file in turn
+(and in 5 folds) and prints rules / model / combined on what was left out.
 
 The held-out part (heldout.toml) was written and committed before any tuning; its first clean
 run is in docs/triage.md, and it has been tuned on since (it is spent). The tuning part is
@@ -15,6 +21,7 @@ tuning.toml to tuning9.toml.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -24,8 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service.indicators import GROUPS, MAX_SCAN_CHARS, assess
+import train_triage
+
+from service.indicators import GROUPS, MAX_SCAN_CHARS, Assessment, assess
+from service.triage import knowledge
+from service.triage.learned import MAX_MODEL_CHARS, add_learned, model
 
 HERE = Path(__file__).resolve().parent / "triage"
 # The tuning part is nine files: tuning.toml (150, first round), tuning2.toml (168, written
@@ -83,9 +95,11 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
     per_file: dict[str, Rate] = {}
     groups = {slug: Rate() for slug in GROUP_SLUG.values()}
     wrong: list[str] = []
+    layers = Layers()
     for case in cases:
         text = str(case["text"])
         result = assess(text)
+        layers.add(case, text, result)
         found_critical = any(s.indicator.critical for s in result.suggestions)
         found_danger = bool(result.danger)
         critical.add(bool(case["critical"]), found_critical)
@@ -107,6 +121,7 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
     print(f"\n== {name}: {len(cases)} narratives ==")
     print(f"  critical risk factor   {critical}")
     print(f"  immediate danger       {danger}")
+    layers.report()
     if len(per_file) > 1:
         for file, rate in per_file.items():
             print(f"    critical, {file:<12} {rate}")
@@ -171,6 +186,169 @@ def timing(runs: int) -> None:
             f"  {name:<40} median {median * 1000:6.1f} ms wall "
             f"(min {low * 1000:.1f}, max {high * 1000:.1f}), median {cpu * 1000:.1f} ms CPU"
         )
+        learned_cpu = []
+        for _ in range(runs):  # the learned layer alone, as when no rule matches
+            start_cpu = time.process_time()
+            add_learned(body[:MAX_MODEL_CHARS], Assessment([], []))
+            learned_cpu.append(time.process_time() - start_cpu)
+        learned_ms = statistics.median(learned_cpu) * 1000
+        print(f"  {'':<40} of which the learned layer at most {learned_ms:.1f} ms CPU")
+
+
+# ---------------------------------------------------------------------------- learned layer
+
+
+def _critical(result: Assessment) -> bool:
+    return any(s.indicator.critical for s in result.suggestions)
+
+
+class Layers:
+    """Rules alone, model alone, and the two together (what the alert says), per label."""
+
+    def __init__(self) -> None:
+        self.rates = {
+            (label, layer): Rate()
+            for label in ("critical", "danger")
+            for layer in ("rules alone", "model alone", "rules OR model")
+        }
+
+    def add(self, case: dict[str, object], text: str, combined: Assessment) -> None:
+        rules = assess(text, learned=False)
+        learned = model()
+        known = knowledge()
+        for label, by_rules, by_model, together in (
+            (
+                "critical",
+                _critical(rules),
+                learned.critical.verdict(text, known).flagged,
+                _critical(combined),
+            ),
+            (
+                "danger",
+                bool(rules.danger),
+                learned.danger.verdict(text, known).flagged,
+                bool(combined.danger),
+            ),
+        ):
+            expected = bool(case[label])
+            self.rates[label, "rules alone"].add(expected, by_rules)
+            self.rates[label, "model alone"].add(expected, by_model)
+            self.rates[label, "rules OR model"].add(expected, together)
+
+    def report(self) -> None:
+        print("  (the model was trained on these files: for unseen text see --lofo)")
+        for (label, layer), rate in self.rates.items():
+            print(f"    {label:<8} {layer:<15} {rate}")
+
+
+def _stale() -> None:
+    """Say so when the labelled files changed since the weights were trained."""
+    trained = {e["file"]: e["sha256"] for e in model().header.get("trained_on", [])}
+    now = {f"bench/triage/{p.name}": train_triage.sha256(p) for p in train_triage.TRAIN_FILES}
+    if trained != now:
+        print(
+            "NOTE: the labelled files changed since the model was trained; retrain with "
+            "`python bench/train_triage.py`"
+        )
+
+
+def lofo() -> None:
+    """Leave-one-file-out and 5-fold figures: the model retrained without the part it is
+    scored on, at the shipped thresholds; the rules as they are now."""
+    cases = train_triage.load_cases()
+    rows = train_triage.featurise(cases)
+    rules = [assess(c.text, learned=False) for c in cases]
+    by_rules = {
+        "critical": [_critical(r) for r in rules],
+        "danger": [bool(r.danger) for r in rules],
+    }
+    learned = model()
+    thresholds = {"critical": learned.critical.threshold, "danger": learned.danger.threshold}
+    print(
+        f"{len(cases)} narratives in {len(train_triage.TRAIN_FILES)} files (never heldout2.toml); "
+        f"thresholds: critical {thresholds['critical']}, danger {thresholds['danger']}.\n"
+        "The rules were tuned on every one of these files, so 'rules alone' here is not an "
+        "unseen figure;\nthe model's is (it never saw the part it is scored on)."
+    )
+    file_folds = train_triage.file_folds(cases)
+    _unseen_by_both(cases, rows, file_folds, thresholds)
+    schemes = (
+        ("leave one file out", file_folds),
+        ("5-fold cross-validation", train_triage.k_folds(cases)),
+    )
+    for scheme, folds in schemes:
+        for label in train_triage.LABELS:
+            probs = train_triage.out_of_fold(cases, rows, label, folds)
+            flagged = [p >= thresholds[label] for p in probs]
+            print(f"\n== {label}, {scheme} ==")
+            print(f"  {'part':<14} {'rules alone':<36} {'model alone':<36} rules OR model")
+            for n, fold in enumerate([*folds, list(range(len(cases)))]):
+                name = (
+                    "all"
+                    if n == len(folds)
+                    else cases[fold[0]].file
+                    if scheme.startswith("leave")
+                    else f"fold {n + 1}"
+                )
+                r, m, c = Rate(), Rate(), Rate()
+                for i in fold:
+                    expected = train_triage.label(cases[i], label)
+                    r.add(expected, by_rules[label][i])
+                    m.add(expected, flagged[i])
+                    c.add(expected, by_rules[label][i] or flagged[i])
+                print(f"  {name:<14} {_short(r):<36} {_short(m):<36} {_short(c)}")
+
+
+def _unseen_by_both(
+    cases: list[train_triage.Case],
+    rows: list[list[str]],
+    folds: list[list[int]],
+    thresholds: dict[str, float],
+) -> None:
+    """Each file as unseen by both layers: the rules of the commit that added it (before they
+    were tuned on it; bench/triage/rules_before.json) and the model trained without it."""
+    path = HERE / "rules_before.json"
+    if not path.exists():
+        print("\n(no bench/triage/rules_before.json: run bench/rules_before.py)")
+        return
+    before = json.loads(path.read_text(encoding="utf-8"))["files"]
+    for n, label in enumerate(train_triage.LABELS):
+        probs = train_triage.out_of_fold(cases, rows, label, folds)
+        print(
+            f"\n== {label}, each file unseen by both: the rules of the commit that added it, "
+            "the model trained without it =="
+        )
+        print(f"  {'file':<14} {'rules then':<36} {'model alone':<36} rules then OR model")
+        total = Rate(), Rate(), Rate()
+        for fold in folds:
+            file = cases[fold[0]].file
+            verdicts = before.get(file, {}).get("verdicts")
+            if verdicts is None:
+                continue
+            rates = Rate(), Rate(), Rate()
+            for i in fold:
+                said = verdicts.get(cases[i].id)
+                if said is None:
+                    continue
+                expected = train_triage.label(cases[i], label)
+                flagged = probs[i] >= thresholds[label]
+                for rate in (rates[0], total[0]):
+                    rate.add(expected, bool(said[n]))
+                for rate in (rates[1], total[1]):
+                    rate.add(expected, flagged)
+                for rate in (rates[2], total[2]):
+                    rate.add(expected, bool(said[n]) or flagged)
+            commit = before[file]["commit"][:7]
+            print(f"  {file:<14} {_short(rates[0]):<36} {_short(rates[1]):<36} {_short(rates[2])}")
+            print(f"    (rules of {commit})")
+        print(f"  {'all':<14} {_short(total[0]):<36} {_short(total[1]):<36} {_short(total[2])}")
+
+
+def _short(rate: Rate) -> str:
+    def pct(a: int, b: int) -> str:
+        return f"{a / b:.1%} ({a}/{b})" if b else "n/a"
+
+    return f"{pct(rate.hit, rate.positives)} / {pct(rate.false_alarm, rate.negatives)}"
 
 
 def main() -> None:
@@ -178,7 +356,14 @@ def main() -> None:
     parser.add_argument("--part", choices=("tuning", "heldout", "both"), default="both")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--quiet", action="store_true", help="figures only, no misses")
+    parser.add_argument(
+        "--lofo", action="store_true", help="leave-one-file-out and 5-fold figures only"
+    )
     args = parser.parse_args()
+    _stale()
+    if args.lofo:
+        lofo()
+        return
     names = ("tuning", "heldout") if args.part == "both" else (args.part,)
     for name in names:
         evaluate(name, load(PARTS[name]), quiet=args.quiet)

@@ -278,6 +278,11 @@ class DangerSign:
     rule: str = ""
     source: str = ""
 
+    @property
+    def explanation(self) -> str:
+        """ "'has a knife' → someone may be in immediate danger" (quotes the text)."""
+        return f"'{self.matched}' → someone may be in immediate danger"
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -316,8 +321,9 @@ def check_rules(known: Knowledge) -> None:
                 )
 
 
-def assess(text: str) -> Assessment:
-    """Indicators and immediate-danger signs suggested by the text (the DSP decides)."""
+def assess(text: str, *, learned: bool = True) -> Assessment:
+    """Indicators and immediate-danger signs suggested by the text (the DSP decides).
+    ``learned=False``: the rules alone, without the learned layer (the bench compares)."""
     if not text:
         return Assessment([], [])
     known = _knowledge()
@@ -351,7 +357,12 @@ def assess(text: str) -> Assessment:
             elif key not in first:
                 first[key] = Suggestion(BY_KEY[key], finding.matched, rule.id, source)
     suggestions = sorted(first.values(), key=lambda s: _ORDER[s.indicator.key])
-    return Assessment(suggestions, danger)
+    # The learned layer adds what the wording as a whole suggests and no rule named (a model
+    # flag explains itself too). Imported here: it builds on this module's types.
+    from service.triage.learned import MAX_MODEL_CHARS, add_learned
+
+    rules = Assessment(suggestions, danger)
+    return add_learned(text[:MAX_MODEL_CHARS], rules) if learned else rules
 
 
 def explain(text: str) -> list[Suggestion]:

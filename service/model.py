@@ -92,7 +92,7 @@ class Concern:
         """ "'bombing the mosque' → Justifying the use of violence …", one per suggestion.
         Quotes the concern's words: for the register and alert_detail = "full" only."""
         why = [s.explanation for s in self.suggestions]
-        why += [f"'{d.matched}' → someone may be in immediate danger" for d in self.danger_signs]
+        why += [d.explanation for d in self.danger_signs]
         return why
 
     @property

@@ -1,0 +1,168 @@
+"""The learned triage layer (service/triage/learned.py): its weights reproduce, it flags
+unseen-style wording with the words that weighed most, it respects negation, its file
+errors name the file, and the hook never fails on hostile text.
+
+Texts are invented here and are not taken from bench/triage/ (the evaluation set).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.indicators import Assessment, assess
+from service.triage import knowledge
+from service.triage.learned import (
+    LEARNED_CRITICAL,
+    MAX_MODEL_CHARS,
+    MODEL_FILE,
+    LearnedDangerSign,
+    LearnedSuggestion,
+    ModelError,
+    add_learned,
+    features,
+    load_model,
+    model,
+)
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+# Written for this test, in the way staff write; in no labelled file.
+UNSEEN_CRITICAL = (
+    "Since the summer Corey calls the men who fight for the caliphate his brothers, says "
+    "the unbelievers deserve what is coming and he is saving to get out there to join them."
+)
+ORDINARY = "Corey has been late twice this week because the bus from the village was cancelled."
+
+
+def _trainer():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(BENCH))
+    try:
+        import train_triage
+    finally:
+        sys.path.remove(str(BENCH))
+    return train_triage
+
+
+@pytest.mark.slow
+def test_training_twice_writes_the_same_file() -> None:
+    trainer = _trainer()
+    first = trainer.dump(trainer.train_model(date="2026-01-01"))
+    second = trainer.dump(trainer.train_model(date="2026-01-01"))
+    assert first == second
+    data = json.loads(first)
+    # Never trained on the unseen set, and the header says what it was trained on.
+    assert all("heldout2" not in entry["file"] for entry in data["trained_on"])
+    assert {e["file"] for e in data["trained_on"]} >= {"bench/triage/tuning.toml"}
+    assert data["models"]["critical"]["weights"]
+    assert 0 < data["models"]["critical"]["threshold"] < 1
+
+
+def test_the_shipped_weights_say_what_they_were_trained_on_and_load() -> None:
+    learned = model()
+    assert learned.header["trained"]
+    files = [entry["file"] for entry in learned.header["trained_on"]]
+    assert files and not any("heldout2" in f for f in files)
+    assert learned.critical.weights and learned.danger.weights
+    assert MODEL_FILE.name == "learned_model.json"
+
+
+def test_unseen_wording_is_flagged_with_the_words_that_weighed_most() -> None:
+    # The model on its own (as if no rule had matched), then the whole assessment.
+    result = add_learned(UNSEEN_CRITICAL, Assessment([], []))
+    [suggestion] = result.suggestions
+    assert isinstance(suggestion, LearnedSuggestion)
+    assert suggestion.indicator is LEARNED_CRITICAL and suggestion.indicator.critical
+    assert suggestion.explanation.startswith("the wording (words that weighed most: '")
+    assert suggestion.explanation.endswith(f"→ {LEARNED_CRITICAL.label}")
+    quoted = [w for part in suggestion.matched.split(", ") for w in part.split()]
+    assert quoted and all(word in UNSEEN_CRITICAL for word in quoted)
+    assert any(s.indicator.critical for s in assess(UNSEEN_CRITICAL).suggestions)
+
+
+def test_an_ordinary_worry_is_not_flagged_by_the_model() -> None:
+    assert add_learned(ORDINARY, Assessment([], [])) == Assessment([], [])
+
+
+def test_a_negated_statement_reads_differently_from_the_statement() -> None:
+    known = knowledge()
+    said = features("He has accessed extremist websites.", known)
+    denied = features("There is no evidence he has accessed extremist websites.", known)
+    assert "w:extremist" in said and "w:extremist" not in denied
+    assert "n:extremist" in denied
+    assert not add_learned(
+        "There is no evidence he has accessed extremist websites.", Assessment([], [])
+    ).suggestions
+
+
+def test_the_model_adds_only_what_the_rules_did_not_say() -> None:
+    # A rule already named a critical factor: the model adds no second critical suggestion.
+    rules = assess("He praised ISIS in class.", learned=False)
+    assert rules.suggestions
+    combined = add_learned("He praised ISIS in class.", rules)
+    assert combined.suggestions == rules.suggestions
+
+
+def test_a_danger_flag_explains_itself() -> None:
+    text = "Jordan says he is bringing his brother's shotgun to the fair on Saturday night."
+    result = add_learned(text, Assessment([], []))
+    signs = [d for d in result.danger if isinstance(d, LearnedDangerSign)]
+    assert signs, "the danger model should read this as immediate danger"
+    assert signs[0].explanation.startswith("the wording (words that weighed most: '")
+    assert signs[0].explanation.endswith("→ someone may be in immediate danger")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "learned_model.json"),
+        ('{"about": "x"}', "expected a 'models' table"),
+        (
+            '{"models": {"critical": {"bias": 0, "threshold": 2, "weights": {}},'
+            ' "danger": {"bias": 0, "threshold": 0.5, "weights": {}}}}',
+            "out of range",
+        ),
+        ('{"models": {"critical": {"bias": 0}, "danger": {}}}', "models.critical"),
+    ],
+)
+def test_a_broken_weights_file_names_the_file(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "learned_model.json"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ModelError, match=message) as caught:
+        load_model(path)
+    assert str(path) in str(caught.value)
+
+
+HOSTILE = [
+    "",
+    " ",
+    "\x00\x01\x02" * 1000,
+    "caliphate " * 100_000,  # one word repeated: a single window of pieces
+    "no " * 50_000 + "join the brothers",
+    "\u202e\u200b\ufeff" * 5000,
+    "💣🔪🔫" * 20_000,
+    "a" * 1_000_000,  # one enormous word
+    ".\n" * 200_000,
+    "He said. " * 100_000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_the_hook_never_fails_on_hostile_text(text: str) -> None:
+    result = assess(text)
+    assert isinstance(result, Assessment)
+    for suggestion in result.suggestions:
+        assert suggestion.explanation
+    add_learned(text[:MAX_MODEL_CHARS], Assessment([], []))
+
+
+@given(st.text(max_size=400))
+def test_the_hook_never_fails_on_arbitrary_text(text: str) -> None:
+    result = add_learned(text, Assessment([], []))
+    for suggestion in result.suggestions:
+        assert all(word in text for word in suggestion.matched.split())
