@@ -3,10 +3,14 @@
 The rules (engine.py, knowledge.toml) say exactly which words matched, but only for wording
 someone wrote a rule for. This layer is two small logistic-regression models, one for "a more
 critical risk factor" and one for "someone may be in immediate danger", over features of the
-words: their stems (the engine's own normaliser, so "bombing" and "bombed" are one), pairs of
-neighbouring stems ("join them", "was hero"), the knowledge file's classes a phrase belongs to
-(a proscribed group, a weapon, a glorifying word: a name added to the file counts at once) and
-four-letter pieces of longer words (misspellings the respelling list lacks). Trained offline by
+words: their stems (the engine's own normaliser, respelling and typo tolerance, so "bombing",
+"bombed" and "bomm" are one), pairs of neighbouring stems ("join them", "was hero"), the
+knowledge file's classes a phrase belongs to (a proscribed group, a weapon, a glorifying word:
+a name added to the file counts at once) and pairs of those classes in one sentence ("a
+legend" with "the bomber"). Words a negation covers count as negated words. Each present
+feature weighs 1/sqrt(how many are present), so a sentence naming many things does not score
+high for that alone. Four-letter pieces of words were tried for misspellings and dropped:
+on unseen files they raised false alarms more than recall. Trained offline by
 ``bench/train_triage.py`` on the labelled narratives; the weights are data
 (``learned_model.json``, with a header saying what they were trained on and when).
 
