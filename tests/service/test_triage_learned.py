@@ -89,6 +89,16 @@ def test_an_ordinary_worry_is_not_flagged_by_the_model() -> None:
     assert add_learned(ORDINARY, Assessment([], [])) == Assessment([], [])
 
 
+def test_a_word_alone_is_not_amplified_into_a_flag() -> None:
+    # Features weigh 1/sqrt(how many), but never more than in the shortest narrative learned
+    # from: the words the model weighs most, each alone, flag nothing ("COM" once did).
+    weights = model().critical.weights
+    strongest = sorted((w for w in weights if w.startswith("w:")), key=lambda w: -weights[w])
+    for feature in strongest[:10]:
+        assert not add_learned(feature[2:], Assessment([], [])).suggestions, feature
+    assert add_learned("COM", Assessment([], [])) == Assessment([], [])
+
+
 def test_a_negated_statement_reads_differently_from_the_statement() -> None:
     known = knowledge()
     said = features("He has accessed extremist websites.", known)
