@@ -71,6 +71,7 @@ from connectors.base import (
     rows_where,
 )
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
+from connectors.xlsx_parts import Parts
 from service.errors import InputError, LockedError, PermanentError, TransientError
 from service.locks import exclusive_lock, holder
 
@@ -295,10 +296,12 @@ def check_unpacked_size(path: Path, zf: zipfile.ZipFile) -> None:
         )
 
 
-def lossy_features(path: Path) -> list[tuple[str, str]]:
+def lossy_features(path: Path, parts: Parts | None = None) -> list[tuple[str, str]]:
     """What saving ``path`` with openpyxl would delete: ``(feature, what to do)`` pairs.
 
-    Looks at the zip parts only (cheap, and works on files openpyxl cannot load)."""
+    Looks at the zip parts only (cheap, and works on files openpyxl cannot load). ``parts``
+    keeps the sheets it inflates for the rest of a write (the streaming append reads them)."""
+    parts = parts or Parts()
     found: dict[str, str] = {}
     with zipfile.ZipFile(path) as zf:
         check_unpacked_size(path, zf)
@@ -306,31 +309,38 @@ def lossy_features(path: Path) -> list[tuple[str, str]]:
         for prefix, feature, action in _PART_FEATURES:
             if any(n.startswith(prefix) for n in names):
                 found.setdefault(feature, action)
-        for name in names:
+        for info in zf.infolist():
+            name = info.filename
             if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
                 continue
-            xml = zf.read(name)
-            for tag in _SHEET_TAG_RE.findall(xml):
-                kind = "embedded objects" if tag == b"oleObjects" else "form controls"
-                found.setdefault(kind, f"remove the {kind}")
-            # Sample of what Excel writes for a drop-down listing another sheet:
-            # <extLst><ext uri="{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}" xmlns:x14="...">
-            #   <x14:dataValidations count="1"><x14:dataValidation type="list">
-            #   <x14:formula1><xm:f>Lists!$A$1:$A$3</xm:f></x14:formula1><xm:sqref>B2:B50</xm:sqref>
-            #   </x14:dataValidation></x14:dataValidations></ext></extLst>
-            for block in _extlst_blocks(xml):
-                children = _EXT_CHILD_RE.findall(block) or [b"unknown"]
-                for child in children:
-                    local = child.decode("ascii", "replace")
-                    feature, action = _EXT_FEATURES.get(
-                        local,
-                        (
-                            f"an Excel extension this service cannot keep ({local})",
-                            "save a copy without it or ask the administrator",
-                        ),
-                    )
-                    found.setdefault(feature, action)
+            sheet = parts.sheet(zf, info)
+            # A plain rows region holds none of the tags looked for, and a well-formed sheet
+            # without it has no tag that runs into it: the same findings from a few KB.
+            _sheet_losses(sheet.frame() if sheet.frame_ok else sheet.data, found)
     return list(found.items())
+
+
+def _sheet_losses(xml: bytes, found: dict[str, str]) -> None:
+    for tag in _SHEET_TAG_RE.findall(xml):
+        kind = "embedded objects" if tag == b"oleObjects" else "form controls"
+        found.setdefault(kind, f"remove the {kind}")
+    # Sample of what Excel writes for a drop-down listing another sheet:
+    # <extLst><ext uri="{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}" xmlns:x14="...">
+    #   <x14:dataValidations count="1"><x14:dataValidation type="list">
+    #   <x14:formula1><xm:f>Lists!$A$1:$A$3</xm:f></x14:formula1><xm:sqref>B2:B50</xm:sqref>
+    #   </x14:dataValidation></x14:dataValidations></ext></extLst>
+    for block in _extlst_blocks(xml):
+        children = _EXT_CHILD_RE.findall(block) or [b"unknown"]
+        for child in children:
+            local = child.decode("ascii", "replace")
+            feature, action = _EXT_FEATURES.get(
+                local,
+                (
+                    f"an Excel extension this service cannot keep ({local})",
+                    "save a copy without it or ask the administrator",
+                ),
+            )
+            found.setdefault(feature, action)
 
 
 def _defused(exc: BaseException | None) -> bool:
@@ -510,7 +520,7 @@ class XlsxWorkbook:
             return self._append(ws, tbl, rows, key_column)
 
         appender = self._appender
-        fast = None if appender is None else (lambda: appender.plan(table, rows, key_column))
+        fast = None if appender is None else (lambda p: appender.plan(table, rows, key_column, p))
         self._write(mutate, fast)
 
     @contextlib.contextmanager
@@ -870,7 +880,7 @@ class XlsxWorkbook:
                 retry_after=60,
             )
 
-    def _inspect(self) -> list[tuple[str, str]]:
+    def _inspect(self, parts: Parts | None = None) -> list[tuple[str, str]]:
         try:
             # What would be lost depends on the parts' names and bytes only: not read again
             # while every part's CRC and size are the same (a flat cost for repeated appends).
@@ -878,7 +888,7 @@ class XlsxWorkbook:
                 key = tuple((i.filename, i.CRC, i.file_size) for i in zf.infolist())
             if self._inspected is not None and self._inspected[0] == key:
                 return self._inspected[1]
-            found = lossy_features(self.path)
+            found = lossy_features(self.path, parts)
             self._inspected = (key, found)
             return found
         except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
@@ -889,7 +899,9 @@ class XlsxWorkbook:
             ) from exc
 
     def _write(
-        self, mutate: Callable[[XlWorkbook], T], fast: Callable[[], Plan | None] | None = None
+        self,
+        mutate: Callable[[XlWorkbook], T],
+        fast: Callable[[Parts], Plan | None] | None = None,
     ) -> T:
         """Locked, checked, atomic read-modify-write; ``mutate`` returning falsy skips the save.
 
@@ -899,10 +911,12 @@ class XlsxWorkbook:
         with writer_lock(self.path, self.lock_wait_seconds):
             self._precheck()  # Excel may have opened it while we waited
             before = self._stat_key()
-            features = self._inspect()
+            parts = Parts()  # the sheets the check inflates, kept for the streaming append
+            features = self._inspect(parts)
             if features:
                 raise PermanentError(_lossy_message(self.path, features))
-            plan = fast() if fast is not None else None
+            plan = fast(parts) if fast is not None else None
+            del parts
             if plan is not None:
                 if plan.changed:
                     self._save(plan.write, before)

@@ -20,6 +20,13 @@ uses the openpyxl path, which behaves exactly as before. When it does handle the
   and only compresses the new rows: the cost stays flat as the register grows. The CRC is
   combined from the segments' CRCs.
 
+The first append of a process reads the sheet once (``_read_sheet``), and keeps it cheap at
+10,000 rows (24 MB of XML): the sheet is inflated once for the write's lost-feature check and
+this read together (``connectors.xlsx_parts.Parts``, ISA-L where installed); a rows region of
+only the tags office programs write there ("plain") is read by byte searches — the row
+numbers, the rows from the last one up until the last one with data, and the key column's
+cells — rather than row by row; the rows are compressed once, at ISA-L's fastest level.
+
 Handled: a table with a header row and no Total Row or calculated columns, on a sheet whose XML
 has no comments, CDATA, DTD or namespace prefixes on elements, whose rows and cells carry their
 ``r`` references, and with no ``<row>`` at or below the row where the new rows go (a person's
@@ -28,27 +35,27 @@ surprising while reading — goes to the openpyxl path, which also gives the usu
 (missing table or column, Total Row, text typed below the table).
 
 Safety: the file's XML is parsed with defusedxml (workbook, relationships, tables, styles) or
-checked by expat with any DTD refused (the sheet, the first time its bytes are seen), and its
-unpacked size is bounded by the caller (``check_unpacked_size``) before anything is inflated.
+checked by expat — well-formed, with any DTD, comment, CDATA or processing instruction refused
+— (the sheet, the first time its bytes are seen), and its unpacked size is bounded by the
+caller (``check_unpacked_size``) before anything is inflated.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import posixpath
 import re
 import struct
 import warnings
 import zipfile
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, tostring
-from xml.parsers import expat
 
 import openpyxl
 from defusedxml.ElementTree import fromstring as safe_fromstring
@@ -63,6 +70,7 @@ from openpyxl.utils.escape import unescape
 from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
+from connectors import xlsx_parts
 from connectors.base import Formula, OptionalColumn
 from connectors.xlsx import (
     _put,
@@ -72,6 +80,7 @@ from connectors.xlsx import (
     key_text,
     to_cell_value,
 )
+from connectors.xlsx_parts import PartError, Parts, SheetText, crc32, crc32_combine, deflate
 from service.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -80,12 +89,6 @@ MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 _R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 _M = "{%s}" % MAIN_NS  # noqa: UP031 - braces in an f-string would need escaping
-LEVEL = 6  # zlib's default, as zipfile and openpyxl compress
-# The rows region compressed when this process first sees a sheet: a lower level keeps that
-# first append quick on a large register (27 MB of XML at 10,000 rows); later appends copy it.
-FIRST_LEVEL = 1
-
-
 class Unsupported(Exception):
     """A layout the streaming path does not handle; the openpyxl path takes the append."""
 
@@ -96,7 +99,6 @@ _ROW_RE = re.compile(rb"<row\b([^>]*?)(/?)>")
 _CELL_RE = re.compile(rb"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
 _R_ATTR = re.compile(rb"""\sr\s*=\s*["']([A-Z]{0,3})(\d+)["']""")
 _S_ATTR = re.compile(rb"""\ss\s*=\s*["'](\d+)["']""")
-_CELL_R_NOT_FIRST = re.compile(rb'<c(?!\s*>)(?! r=")\b')
 _SHEETDATA_RE = re.compile(rb"<sheetData\b[^>]*?(/?)>")
 _PREFIXED_ELEMENT = re.compile(rb"</?[A-Za-z_][\w.-]*:")
 _ROOT_RE = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*(?:<\?xml\b[^>]*\?>\s*)?<(\w+)\b([^>]*)>""")
@@ -135,18 +137,11 @@ def _get_attr(tag: bytes, pattern: re.Pattern[bytes]) -> str | None:
 
 
 def _check_xml(data: bytes, what: str) -> None:
-    """Well-formed, and no DTD (so no entity bombs or external entities); C-speed."""
-    parser = expat.ParserCreate()
-
-    def refuse(*_: object) -> None:
-        raise Unsupported(f"{what} has a DTD")
-
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        raise Unsupported(f"{what} is not well-formed XML ({exc})") from None
+    """Well-formed, and no DTD (so no entity bombs or external entities), comments, CDATA or
+    processing instructions (which the byte-level reading would not see past); C-speed."""
+    problem = xlsx_parts.xml_problem(data)
+    if problem is not None:
+        raise Unsupported(f"{what}: {problem}")
 
 
 def _parse(data: bytes, what: str) -> Element:
@@ -156,65 +151,11 @@ def _parse(data: bytes, what: str) -> Element:
         raise Unsupported(f"{what}: {type(exc).__name__}") from None
 
 
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of A+B from crc(A), crc(B) and len(B) (zlib's crc32_combine, which Python's
-    zlib module does not expose): lets the rows segment's CRC be reused without its bytes."""
-    if len2 <= 0:
-        return crc1
-
-    def times(mat: list[int], vec: int) -> int:
-        out, i = 0, 0
-        while vec:
-            if vec & 1:
-                out ^= mat[i]
-            vec >>= 1
-            i += 1
-        return out
-
-    def square(mat: list[int]) -> list[int]:
-        return [times(mat, mat[n]) for n in range(32)]
-
-    odd = [0xEDB88320] + [1 << (n - 1) for n in range(1, 32)]  # one zero bit
-    even = square(odd)  # two zero bits
-    odd = square(even)  # four zero bits
-    while True:
-        even = square(odd)
-        if len2 & 1:
-            crc1 = times(even, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-        odd = square(even)
-        if len2 & 1:
-            crc1 = times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-    return crc1 ^ crc2
-
-
-def _deflate(data: bytes, *, last: bool, level: int = LEVEL) -> bytes:
-    """Raw deflate of ``data``; unless ``last``, ended by a full flush, so what follows may be
-    compressed (and later replaced) independently."""
-    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return comp.compress(data) + comp.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
-
-
-# ------------------------------------------------------------------ zip in and out
-
-
 def _raw_member(fh: Any, info: zipfile.ZipInfo) -> bytes:
-    """A member's stored (still compressed) bytes."""
-    fh.seek(info.header_offset)
-    header = fh.read(30)
-    if len(header) != 30 or header[:4] != b"PK\x03\x04":
-        raise Unsupported(f"bad local header for {info.filename}")
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
-    fh.seek(info.header_offset + 30 + name_len + extra_len)
-    raw: bytes = fh.read(info.compress_size)
-    if len(raw) != info.compress_size:
-        raise Unsupported(f"{info.filename} is cut short")
-    return raw
+    try:
+        return xlsx_parts.raw_member(fh, info)
+    except PartError as exc:
+        raise Unsupported(str(exc)) from None
 
 
 @dataclass
@@ -525,10 +466,16 @@ class Appender:
         self.last_fallback: str | None = None  # why the last plan was None (tests, bench)
 
     def plan(
-        self, table: str, rows: Sequence[Mapping[str, Any]], key_column: str | None
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        key_column: str | None,
+        parts: Parts | None = None,
     ) -> Plan | None:
+        """``parts``: what the write's lost-feature check inflated (the sheet, usually)."""
+        self.last_fallback = None
         try:
-            return self._plan(table, rows, key_column)
+            return self._plan(table, rows, key_column, parts or Parts())
         except Unsupported as exc:
             self.last_fallback = str(exc)
             log.info("%s: appending with openpyxl (%s)", self.path.name, exc)
@@ -638,7 +585,11 @@ class Appender:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan(
-        self, table: str, rows: Sequence[Mapping[str, Any]], key_column: str | None
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        key_column: str | None,
+        parts: Parts,
     ) -> Plan | None:
         with open(self.path, "rb") as fh:
             zf = zipfile.ZipFile(fh)
@@ -664,7 +615,7 @@ class Appender:
                 sheet_info.CRC,
                 sheet_info.compress_size,
                 sheet_info.file_size,
-                zlib.crc32(raw),
+                crc32(raw),
             )
             sheet = self._sheets.get(located.sheet_part)
             warm = (
@@ -681,8 +632,9 @@ class Appender:
                 assert sheet is not None
                 rows_raw = raw[sheet.head_raw_len : sheet.head_raw_len + sheet.rows_raw_len]
             else:
+                text = parts.sheet(zf, sheet_info)
                 sheet, rows_raw = self._read_sheet(
-                    zf, located, info, styles, key_column, raw, fingerprint
+                    zf, located, info, styles, key_column, text, fingerprint
                 )
             known = sheet.tables[located.table_part]
             # Which rows are new (the same rule as the openpyxl path's key check).
@@ -750,12 +702,12 @@ class Appender:
             if new_styles is not None:
                 replaced[located.styles_part] = new_styles
             # The sheet: head and tail compressed afresh, the rows region copied.
-            head_raw = _deflate(head, last=False)
-            new_raw = _deflate(new_rows, last=False)
-            tail_raw = _deflate(tail, last=True)
-            rows_crc = zlib.crc32(new_rows, sheet.rows_crc)  # (CRC-32 runs on)
+            head_raw = deflate(head, last=False)
+            new_raw = deflate(new_rows, last=False)
+            tail_raw = deflate(tail, last=True)
+            rows_crc = crc32(new_rows, sheet.rows_crc)  # (CRC-32 runs on)
             rows_len = sheet.rows_len + len(new_rows)
-            crc = zlib.crc32(tail, crc32_combine(zlib.crc32(head), rows_crc, rows_len))
+            crc = crc32(tail, crc32_combine(crc32(head), rows_crc, rows_len))
             size = len(head) + rows_len + len(tail)
             sheet_raw = head_raw + rows_raw + new_raw + tail_raw
             members: list[_Member] = []
@@ -768,9 +720,9 @@ class Appender:
                         _Member(
                             i,
                             zipfile.ZIP_DEFLATED,
-                            zlib.crc32(data),
+                            crc32(data),
                             len(data),
-                            _deflate(data, last=True),
+                            deflate(data, last=True),
                         )
                     )
                 else:
@@ -778,7 +730,7 @@ class Appender:
                         _Member(i, i.compress_type, i.CRC, i.file_size, _raw_member(fh, i))
                     )
         new_sheet = _Sheet(
-            fingerprint=(crc, len(sheet_raw), size, zlib.crc32(sheet_raw)),
+            fingerprint=(crc, len(sheet_raw), size, crc32(sheet_raw)),
             head=head,
             tail=tail,
             head_raw_len=len(head_raw),
@@ -793,7 +745,7 @@ class Appender:
             if col not in info.calculated and all(v is None or isinstance(v, str) for v in added):
                 new_known.keys[col] = keys | {key_text(v) for v in added} - {""}
         new_sheet.tables[located.table_part] = new_known
-        styles_key = (zlib.crc32(new_styles), len(new_styles)) if new_styles is not None else None
+        styles_key = (crc32(new_styles), len(new_styles)) if new_styles is not None else None
 
         def write(target: Path) -> None:
             _write_zip(target, members)
@@ -803,8 +755,8 @@ class Appender:
             if styles_key is not None and new_styles is not None:
                 self._styles = (styles_key, new_styles, located.date1904)
 
-        parts = tuple((m.info.filename, m.crc, m.size) for m in members)
-        return Plan(True, write, commit, parts)
+        listing = tuple((m.info.filename, m.crc, m.size) for m in members)
+        return Plan(True, write, commit, listing)
 
     def _key_col(self, info: _TableInfo, key_column: str) -> int:
         index = find_header(info.headers, key_column)
@@ -843,12 +795,10 @@ class Appender:
         info: _TableInfo,
         styles: _Styles,
         key_column: str | None,
-        raw: bytes,
+        text: SheetText,
         fingerprint: tuple[int, int, int, int],
     ) -> tuple[_Sheet, bytes]:
-        data = zf.read(located.sheet_part)
-        if b"<!" in data or data.find(b"<?", 5) != -1:
-            raise Unsupported("the sheet has comments, CDATA, a DTD or processing instructions")
+        data = text.data
         root = _ROOT_RE.match(data)
         if (
             root is None
@@ -859,47 +809,34 @@ class Appender:
             )
         ):
             raise Unsupported("the sheet's root is prefixed or not SpreadsheetML")
+        # Well-formed, without a DTD, comments, CDATA or processing instructions: so every
+        # "<" below starts a tag, and the byte searches read what an XML parser would.
         _check_xml(data, "the sheet")
-        found = list(_SHEETDATA_RE.finditer(data))
-        if len(found) != 1:
+        if text.head_end < 0:
             raise Unsupported("no single sheetData")
-        sd = found[0]
-        if sd.group(1):  # <sheetData/>
-            head = data[: sd.start()] + b"<sheetData>"
-            region = b""
-            tail = b"</sheetData>" + data[sd.end() :]
-        else:
-            close = data.find(b"</sheetData>", sd.end())
-            if close < 0:
-                raise Unsupported("sheetData not closed")
-            head, region, tail = data[: sd.end()], data[sd.end() : close], data[close:]
-        if _PREFIXED_ELEMENT.search(region):
-            raise Unsupported("prefixed elements in the sheet's rows")
-        spans: list[tuple[int, int, int]] = []
-        last = 0
-        for m in _ROW_RE.finditer(region):
-            r = _R_ATTR.search(m.group(1))
-            if r is None or r.group(1):
-                raise Unsupported("a row without its number")
-            number = int(r.group(2))
-            if number <= last:
-                raise Unsupported("rows out of order")
-            last = number
-            if m.group(2):
-                spans.append((number, m.end(), m.end()))
-            else:
-                close = region.find(b"</row>", m.end())
-                if close < 0:
-                    raise Unsupported("a row not closed")
-                spans.append((number, m.end(), close))
+        # The rows region is read in place (positions in ``data``): no 24 MB copy.
+        lo, hi = text.head_end, text.tail_start
+        region = memoryview(data)[lo:hi]
+        head, tail = data[:lo], data[hi:]
+        if text.head_end == text.tail_start:  # <sheetData/>
+            sd = _SHEETDATA_RE.search(head)
+            assert sd is not None
+            head = head[: sd.start()] + b"<sheetData>"
+            tail = b"</sheetData>" + tail
+        if _SHEETDATA_RE.search(tail):
+            raise Unsupported("no single sheetData")
         reader = _CellReader(self, zf, located, styles)
+        if text.plain:
+            numbers, from_end = _plain_rows(data, lo, hi)
+        else:
+            numbers, from_end = _any_rows(data, lo, hi)
         known = _TableRows(None, {}, {})
-        for number, s, e in reversed(spans):
+        for number, s, e in from_end:
             if number > info.last_row:
                 continue
             if number < info.first_row:
                 break
-            cells = reader.cells(region[s:e], number, info)
+            cells = reader.cells(data[s:e], number, info)
             if any(not is_blank(reader.value(a, inner, number)) for a, inner in cells.values()):
                 known.last_data = number
                 known.above = {
@@ -911,31 +848,59 @@ class Appender:
                 break
         if key_column is not None:
             col = self._key_col(info, key_column)
-            letters = get_column_letter(col).encode()
-            if _CELL_R_NOT_FIRST.search(region) is None:  # as Excel and openpyxl write cells
-                start = rb'<c r="' + letters + rb'(\d+)"'
-            else:
-                start = rb"<c\b(?=[^>]*?\sr\s*=\s*[\"']" + letters + rb"(\d+)[\"'])"
-            pattern = re.compile(start + rb"([^>]*?)(?:/>|>(.*?)</c>)", re.S)
-            keys: set[str] = set()
-            for m in pattern.finditer(region):
-                number = int(m.group(1))
-                if info.first_row <= number <= info.last_row:
-                    keys.add(key_text(reader.value(m.group(2), m.group(3), number)))
-            known.keys[col] = keys - {""}
-        rows_raw = _deflate(region, last=False, level=FIRST_LEVEL)
+            known.keys[col] = self._keys(data, lo, hi, text.plain, col, info, reader)
         sheet = _Sheet(
             fingerprint=fingerprint,
             head=head,
             tail=tail,
             head_raw_len=-1,
-            rows_raw_len=len(rows_raw),
-            rows_crc=zlib.crc32(region),
+            rows_raw_len=-1,
+            rows_crc=crc32(region),
             rows_len=len(region),
-            last_r=spans[-1][0] if spans else 0,
+            last_r=numbers[-1] if numbers else 0,
         )
+        rows_raw = deflate(region, last=False, bulk=True)
+        sheet.rows_raw_len = len(rows_raw)
         sheet.tables[located.table_part] = known
         return sheet, rows_raw
+
+    @staticmethod
+    def _keys(
+        data: bytes,
+        lo: int,
+        hi: int,
+        plain: bool,
+        col: int,
+        info: _TableInfo,
+        reader: _CellReader,
+    ) -> set[str]:
+        """The key texts in column ``col`` of the table's data rows (``data[lo:hi]``)."""
+        letters = get_column_letter(col).encode()
+        if plain:  # every cell's reference comes first (as Excel and openpyxl write cells)
+            start = rb'<c r="' + letters + rb'(\d+)"'
+        else:
+            if _CELL_WITHOUT_R.search(data, lo, hi):
+                raise Unsupported("a cell without its reference")
+            start = rb"<c\b(?=[^>]*?\sr\s*=\s*[\"']" + letters + rb"(\d+)[\"'])"
+        pattern = re.compile(start + rb"([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+        keys: set[str] = set()
+        first, last = info.first_row, info.last_row
+        kinds: dict[bytes, bytes] = {}  # a cell's attributes → its type (a handful of forms)
+        for digits, attrs, inner in pattern.findall(data, lo, hi):
+            number = int(digits)
+            if not first <= number <= last:
+                continue
+            kind = kinds.get(attrs)
+            if kind is None:
+                t = _T_ATTR.search(attrs)
+                kind = kinds[attrs] = t.group(1) if t else b"n"
+            # An inline string, as openpyxl writes text: ``reader.value`` and ``key_text``
+            # in short (its text, trimmed); any other cell takes the long way.
+            if kind == b"inlineStr" and (m := _SIMPLE_INLINE.fullmatch(inner)):
+                keys.add(_xml_text(m.group(1)).strip())
+            else:
+                keys.add(key_text(reader.value(attrs, inner or None, number)))
+        return keys - {""}
 
     def shared_strings(self, zf: zipfile.ZipFile, part: str | None) -> list[str]:
         if part is None:
@@ -1143,6 +1108,68 @@ class _CellReader:
         if isinstance(value, datetime) and value.tzinfo is not None:
             raise Unsupported("an aware datetime")
         return value
+
+
+_ROW_NUMBER = re.compile(rb'<row r="(\d+)"')
+_CELL_WITHOUT_R = re.compile(rb"<c(?![^>]*?\sr\s*=)[\s/>]")
+
+RowSpans = Iterable[tuple[int, int, int]]
+
+
+def _plain_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int], RowSpans]:
+    """A plain rows region's (``data[lo:hi]``) row numbers (checked: rising), and its rows from
+    the last one up as (number, start, end of their cells in ``data``), found by searching back
+    from the end: the first append of a process reads only the rows it needs besides the
+    numbers."""
+    hi = len(data) if hi is None else hi
+    numbers = [int(n) for n in _ROW_NUMBER.findall(data, lo, hi)]
+    if numbers and (numbers[0] < 1 or not all(map(operator.lt, numbers, numbers[1:]))):
+        raise Unsupported("rows out of order")
+
+    def from_end() -> Iterator[tuple[int, int, int]]:
+        pos = hi
+        while (at := data.rfind(b"<row", lo, pos)) >= 0:
+            m = _ROW_RE.match(data, at, hi)
+            r = _R_ATTR.search(m.group(1)) if m else None
+            if m is None or r is None or r.group(1):
+                raise Unsupported("a row without its number")
+            if m.group(2):
+                yield int(r.group(2)), m.end(), m.end()
+            else:
+                close = data.find(b"</row>", m.end(), hi)
+                if close < 0:
+                    raise Unsupported("a row not closed")
+                yield int(r.group(2)), m.end(), close
+            pos = at
+
+    return numbers, from_end()
+
+
+def _any_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int], RowSpans]:
+    """``_plain_rows`` for any other rows region: every row read in order."""
+    hi = len(data) if hi is None else hi
+    if _PREFIXED_ELEMENT.search(data, lo, hi):
+        raise Unsupported("prefixed elements in the sheet's rows")
+    if _SHEETDATA_RE.search(data, lo, hi):
+        raise Unsupported("no single sheetData")
+    spans: list[tuple[int, int, int]] = []
+    last = 0
+    for m in _ROW_RE.finditer(data, lo, hi):
+        r = _R_ATTR.search(m.group(1))
+        if r is None or r.group(1):
+            raise Unsupported("a row without its number")
+        number = int(r.group(2))
+        if number <= last:
+            raise Unsupported("rows out of order")
+        last = number
+        if m.group(2):
+            spans.append((number, m.end(), m.end()))
+        else:
+            close = data.find(b"</row>", m.end(), hi)
+            if close < 0:
+                raise Unsupported("a row not closed")
+            spans.append((number, m.end(), close))
+    return [n for n, _, _ in spans], reversed(spans)
 
 
 def locate_table(path: Path, table: str) -> tuple[str, int, int, int, int, list[str]] | None:
