@@ -696,7 +696,8 @@ class Intake:
             key=concern.reference,
             to=to,
             cc=cc,
-            subject=f"[Prevent] {urgent}New safeguarding concern {concern.reference}",
+            subject=f"[Prevent] {urgent}New safeguarding concern {concern.reference}"
+            + (" (external sender)" if concern.reporter_external else ""),  # seen in the inbox
             template="alert_full" if detail == "full" else "alert_summary",
             context={
                 "concern": concern,

@@ -52,6 +52,8 @@ def test_external_senders_are_all_logged_and_alerted_but_acknowledged_once_a_day
     for alert in alerts(app):
         assert "EXTERNAL SENDER" in alert.text
         assert "<strong>External sender</strong> – outside the organisation" in alert.html
+        # In the subject too: a DSP scanning the inbox sees it before opening the alert.
+        assert alert.subject.endswith(" (external sender)")
 
     # The next day: one more acknowledgement to that address.
     clock.advance(days=1)
@@ -75,6 +77,7 @@ def test_staff_are_acknowledged_every_time_and_not_marked(app: App) -> None:
     assert len(acks(app)) == 2
     for alert in alerts(app):
         assert "EXTERNAL" not in alert.text and "External sender" not in alert.html
+        assert "external" not in alert.subject
 
 
 def test_acknowledgements_to_external_senders_can_be_turned_off(
