@@ -116,6 +116,10 @@ def test_a_follow_up_alert_is_spaced_and_quotes_the_command_plainly(
     paragraphs_ok(alert.text)
     assert '"prevent-service case PRV-2026-0001" prints the whole case' in alert.text
     assert "in the chronology.\n\nCase:" in alert.text
+    # The command is one unit to copy: the HTML never breaks it inside the reference.
+    assert (
+        '<code style="white-space:nowrap;">prevent-service case PRV-2026-0001</code>' in alert.html
+    )
 
 
 def test_a_full_alert_does_not_claim_to_hold_no_learner_detail(
