@@ -321,6 +321,7 @@ class Knowledge:
         # needs and unless are read once per sentence, not at each occurrence of its first word
         viable: dict[str, list[_Compiled]] = {}  # first word → the patterns worth trying
         checked: dict[int, bool] = {}  # a pattern listed under several first words: once
+        muted: set[str] = set()  # mention rules this sentence's lesson or news context mutes
         for i, word in enumerate(words):
             candidates = viable.get(word)
             if candidates is None:
@@ -336,7 +337,7 @@ class Knowledge:
                 viable[word] = candidates
             for compiled in candidates:
                 rule = compiled.rule
-                if rule.id in done:
+                if rule.id in done or rule.id in muted:
                     continue
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
@@ -347,6 +348,7 @@ class Knowledge:
                     if cue is None:
                         cue = self._has_cue(words)
                     if cue or cue_before or self._cue_later(piece):
+                        muted.add(rule.id)
                         continue
                 low, high = i, stop
                 if compiled.near:
