@@ -21,9 +21,12 @@ the wrong case or dropped, and the DSP decides.
 A follow-up gets no reference and no register row: a chronology entry (the message itself,
 so the case record holds it), an alert "New information on PRV-…" (same detail rules as the
 first alert; urgent on a critical risk factor or immediate danger) and an acknowledgement
-"added to PRV-…" to the sender. It keeps intake's guarantees: the ledger item (``case_ref``
-set, before any step) moves through the same steps — alerted, logged (the chronology row,
-read back after an unclear append), acknowledged, processed.
+"added to PRV-…" to the sender — unless the sender is on the safeguarding team (the DSP, the
+deputy, or an address of a ``compliance.dsp_roles`` role): a reporter's acknowledgement ("call
+999", "keep it confidential") is not for them, and they already have the alert. It keeps
+intake's guarantees: the ledger item (``case_ref`` set, before any step) moves through the
+same steps — alerted, logged (the chronology row, read back after an unclear append),
+acknowledged (when due), processed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from service.app import App
 from service.cases import chronology
 from service.cases.escalation import ESCALATION_LEVELS
 from service.cases.register import REFERENCE
+from service.config import Compliance
 from service.errors import ConnectorError, InputError, LockedError
 from service.intake.external import may_acknowledge
 from service.ledger import ItemRow, ItemState
@@ -55,6 +59,7 @@ REPORTER_EMAIL = "Reporter email"
 _BY_REFERENCE = ("alert", "ack")
 _ALERT_KIND = "followup-alert"
 _ACK_KIND = "followup-ack"
+_DEFAULT_DSP_ROLES: list[str] = Compliance.model_fields["dsp_roles"].default
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,25 @@ class Cases:
         return self._register
 
 
+def on_safeguarding_team(app: App, sender: str | None) -> bool:
+    """Whether ``sender`` is the DSP, the deputy DSP, or an address of a role that
+    ``compliance.dsp_roles`` names (the team that receives the alerts)."""
+    if not sender:
+        return False
+    address = sender.strip().lower()
+    config = app.config
+    team = {config.people.dsp.email}
+    if config.people.deputy_dsp:
+        team.add(config.people.deputy_dsp.email)
+    # Without a [compliance] section, the default role names still say who the team is.
+    roles = config.compliance.dsp_roles if config.compliance else _DEFAULT_DSP_ROLES
+    names = {n.strip().lower() for n in roles}
+    for role, emails in config.roles.items():
+        if role.strip().lower() in names:
+            team.update(emails)
+    return address in {a.strip().lower() for a in team}
+
+
 def remember_message(app: App, message_id: str, reference: str, kind: str) -> None:
     """Record the Message-ID of mail about a case whose ID the reference alone does not fix."""
     app.ledger.db.execute(
@@ -304,7 +328,8 @@ def process(intake: Intake, items: Sequence[FollowUp], mailbox: Mailbox | None) 
         return
     register_status = intake._register_status()
     for item in items:
-        item.ack_to = intake._ack_address(item.sender)
+        on_team = on_safeguarding_team(intake.app, item.sender)
+        item.ack_to = None if on_team else intake._ack_address(item.sender)
         _alert(intake, item, register_status)
     _write(intake, items)
     for item in items:

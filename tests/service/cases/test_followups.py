@@ -134,8 +134,63 @@ def test_the_deputys_reply_to_the_alert_joins_the_case(app: App, clock: Clock) -
 
     pipeline.poll(app)
 
-    assert_joined(app, before, "deputy.dsp@example.org")
-    assert "from the deputy DSP" in follow_ups(app)[0]["Note"]
+    assert register_refs(app) == ["PRV-2026-0001"]
+    [row] = follow_ups(app)
+    assert row["By"] == "deputy.dsp@example.org"
+    assert "from the deputy DSP" in row["Note"]
+    # The team gets the alert, never a reporter's acknowledgement of their own note.
+    [alert] = new_mail(app, before)
+    assert "New information on PRV-2026-0001" in alert.subject
+    events = [r["Event"] for r in case_rows(app)]
+    assert events.count("Acknowledgement sent") == 1  # the first concern's only
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["Alex Morgan <dsp@example.org>", "Kim Shah <safeguarding.lead@example.org>"],
+)
+def test_the_safeguarding_teams_follow_up_gets_no_acknowledgement(
+    make_config: Callable[..., Config], clock: Clock, sender: str
+) -> None:
+    config = make_config(
+        {
+            "organisation": {"domains": ["example.org"]},
+            "roles": {"Designated Safeguarding Person": ["safeguarding.lead@example.org"]},
+        }
+    )
+    register = MemoryWorkbook()
+    spec = register_table_spec()
+    register.add_table(spec.table, [c.header for c in spec.columns], [])
+    forms = MemoryWorkbook()
+    forms.add_table(forms_table_spec().table, [c.header for c in forms_table_spec().columns], [])
+    app = App(
+        config,
+        now=clock,
+        mailbox=MemoryMailbox(),
+        sender=MemorySender(),
+        workbooks={"register": register, "forms": forms},
+    )
+    try:
+        alert, _ = first_concern(app, clock)
+        before = len(sent(app))
+        deliver(
+            app,
+            mail(
+                "Spoke to the learner's tutor; a meeting is booked.",
+                subject=f"RE: {alert.subject}",
+                message_id="<team@example.org>",
+                sender=sender,
+                headers={"In-Reply-To": alert.message_id},
+            ),
+        )
+        result = pipeline.poll(app)
+        assert result.ok and result.done == 1 and result.acks == 0
+        assert len(follow_ups(app)) == 1  # it joined the case and is in the chronology
+        out = new_mail(app, before)
+        assert [m.subject for m in out] == ["[Prevent] New information on PRV-2026-0001"]
+        assert [r["Event"] for r in case_rows(app)].count("Acknowledgement sent") == 1
+    finally:
+        app.close()
 
 
 def test_a_reply_all_from_an_internal_colleague_joins_the_case(app: App, clock: Clock) -> None:
@@ -271,7 +326,7 @@ def test_threading_wins_over_a_second_reference_in_the_subject(app: App, clock: 
     assert register_refs(app) == ["PRV-2026-0001", "PRV-2026-0002"]
     assert_joined_count = [r["Event"] for r in case_rows(app)].count("Follow-up received")
     assert assert_joined_count == 1
-    assert len(new_mail(app, before)) == 2
+    assert len(new_mail(app, before)) == 1  # the alert; the deputy is not acknowledged
 
 
 def test_a_follow_up_while_the_register_is_locked_waits_for_its_entry(
