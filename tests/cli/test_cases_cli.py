@@ -142,9 +142,8 @@ def test_follow_ups_and_look_alikes_through_the_cli(demo: Path) -> None:
     news = [m for m in new if "New information on" in str(m["Subject"])]
     assert len(news) == 3
     added = [m for m in new if "added to" in str(m["Subject"])]
-    assert sorted(str(m["To"]) for m in added) == sorted(
-        [reporter, "deputy.dsp@example.org", "pat.jones@example.org"]
-    )
+    # The deputy is on the safeguarding team: no reporter's acknowledgement for their note.
+    assert sorted(str(m["To"]) for m in added) == sorted([reporter, "pat.jones@example.org"])
     concerns = {
         str(m["Subject"]).rsplit(" ", 1)[-1]: m.get_body(("plain",)).get_content()
         for m in new
