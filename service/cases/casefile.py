@@ -165,6 +165,7 @@ def _chronology(
     the order they were typed."""
     found: list[tuple[datetime | None, str, str, str, bool]] = []
     keys: set[str] = set()
+    ranks: dict[int, str] = {}  # id(entry) → its service key, for ties in time
     try:
         # Only its own columns: a local register streams them (no whole-workbook load).
         table = read_columns(
@@ -175,16 +176,17 @@ def _chronology(
     for row in table.rows if table else ():
         if _norm(as_text(row.get(chronology.REFERENCE))) != reference:
             continue
-        keys.add(as_text(row.get(chronology.KEY)))
-        found.append(
-            (
-                _when(row.get(chronology.WHEN), tz),
-                as_text(row.get(chronology.EVENT)),
-                as_text(row.get(chronology.BY)),
-                as_text(row.get(chronology.NOTE)),
-                False,
-            )
+        key = as_text(row.get(chronology.KEY))
+        keys.add(key)
+        entry = (
+            _when(row.get(chronology.WHEN), tz),
+            as_text(row.get(chronology.EVENT)),
+            as_text(row.get(chronology.BY)),
+            as_text(row.get(chronology.NOTE)),
+            False,
         )
+        ranks[id(entry)] = key
+        found.append(entry)
     for row in app.ledger.db.execute(
         "SELECT key, at, event, by_whom, note FROM case_events "
         "WHERE reference = ? AND written_at IS NULL",
@@ -193,8 +195,29 @@ def _chronology(
         if row["key"] in keys:
             continue
         at = datetime.fromisoformat(row["at"])
-        found.append((at, row["event"], row["by_whom"], row["note"], True))
+        pending = (at, row["event"], row["by_whom"], row["note"], True)
+        ranks[id(pending)] = row["key"]
+        found.append(pending)
     order = {id(item): n for n, item in enumerate(found)}
     return sorted(
-        found, key=lambda e: (e[0] is None, e[0] or datetime.min.replace(tzinfo=tz), order[id(e)])
+        found,
+        key=lambda e: (
+            e[0] is None,
+            e[0] or datetime.min.replace(tzinfo=tz),
+            _event_rank(ranks[id(e)]),
+            order[id(e)],
+        ),
     )
+
+
+# At the same time (the register keeps whole seconds, and a person may sort the sheet), the
+# service's events read in the order they happen: reported, alerted, acknowledged, then a
+# follow-up, its alert and its acknowledgement; other events and a person's rows after them.
+_EVENT_ORDER = ("reported", "alert", "ack", "followup", "followup-alert", "followup-ack")
+
+
+def _event_rank(key: str) -> int:
+    """The place of a chronology row's service key (``PRV-…|kind|…``) in ``_EVENT_ORDER``."""
+    parts = key.split("|")
+    kind = parts[1] if len(parts) > 1 else ""
+    return _EVENT_ORDER.index(kind) if kind in _EVENT_ORDER else len(_EVENT_ORDER)
