@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary, WeakSet
 
-from connectors.base import InboundItem, Mailbox, OutboundMessage
+from connectors.base import InboundItem, Mailbox, OutboundMessage, WaitingMailbox
 from service.admin.problems import record_intake_problems, still_holding
 from service.app import App
 from service.cases import chronology, followups, form_updates, register
@@ -112,6 +112,8 @@ class CycleResult:
     events: int = 0  # Chronology rows written (a follow-up's included)
     problems: list[str] = field(default_factory=list)
     skipped: bool = False  # another process held the intake lock
+    waiting: int = 0  # items the mailbox left for the next poll (a file still being written)
+    waiting_why: str = ""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +138,8 @@ class CycleResult:
         ]
         if self.skipped:
             return "skipped: another intake cycle is running"
+        if self.waiting:
+            parts.append(f"waiting={self.waiting} ({self.waiting_why}: taken on the next poll)")
         return " ".join(parts) + (f" problems={len(self.problems)}" if self.problems else "")
 
 
@@ -323,6 +327,8 @@ class Intake:
                 resumed.add(key)  # two files with the same bytes are one item, taken once
         except TransientError as exc:
             self.result.problems.append(f"mailbox: {exc}")
+        if isinstance(mailbox, WaitingMailbox):
+            self.result.waiting, self.result.waiting_why = mailbox.waiting()
 
     def _take_mail(self, item: InboundItem, *, existing: ItemRow | None) -> None:
         key = f"mail:{item.item_id}"
