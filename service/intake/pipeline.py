@@ -43,6 +43,7 @@ from service.indicators import assess, from_form_answer
 from service.intake.external import is_external, may_acknowledge
 from service.intake.forms import FormResponse, free_text, new_responses
 from service.intake.mailparse import ParsedMail, classify, parse_message
+from service.intake.original import original_link
 from service.ledger import ItemRow, ItemState, Ledger
 from service.ledger import iso as _iso
 from service.model import Concern
@@ -616,7 +617,7 @@ class Intake:
             received_at=item.received_at or self._recorded_at(key),
             area=suggested_area_cell(f"{parsed.subject}\n{parsed.text}", self.config.areas),
             attachments=tuple(a.filename for a in parsed.attachments),
-            link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
+            link=original_link(self.config, item),  # where the DSP can open it once processed
             message_id=parsed.message_id,
             notes=tuple(notes),
             reporter_external=is_external(self.config, parsed.from_address),
