@@ -249,7 +249,7 @@ def _stale() -> None:
     if trained != now:
         print(
             "NOTE: the labelled files changed since the model was trained; retrain with "
-            "`python bench/train_triage.py`"
+            "`.venv/bin/python bench/train_triage.py`"
         )
 
 

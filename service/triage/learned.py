@@ -288,15 +288,16 @@ def _trim(words: str) -> str:
     return " ".join(parts)[:40]
 
 
-MIN_FEATURES = 16  # the shortest training narrative has 17: a word or two is not amplified
+MIN_FEATURES = 57  # a typical training narrative has 57: a shorter text is not amplified
 
 
 def scale(count: int) -> float:
     """The value of each present feature: 1/sqrt(how many are present), so that a text's
     score does not grow with how many features it has (a sentence naming many kinds of
     thing makes many pairs of them) and a long window is not judged by its length. Never
-    more than for ``MIN_FEATURES``: a text of one word ("COM") would otherwise weigh that
-    word four times as much as any narrative the model learned from."""
+    more than for ``MIN_FEATURES``, a typical narrative: a text of one word ("COM") or one
+    short line ("He was seen with the same group again.") would otherwise weigh its few
+    words several times as much as the narratives the model learned from."""
     return 1.0 / math.sqrt(max(count, MIN_FEATURES))
 
 

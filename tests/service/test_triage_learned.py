@@ -90,7 +90,7 @@ def test_an_ordinary_worry_is_not_flagged_by_the_model() -> None:
 
 
 def test_a_word_alone_is_not_amplified_into_a_flag() -> None:
-    # Features weigh 1/sqrt(how many), but never more than in the shortest narrative learned
+    # Features weigh 1/sqrt(how many), but never more than in a typical narrative learned
     # from: the words the model weighs most, each alone, flag nothing ("COM" once did).
     weights = model().critical.weights
     strongest = sorted((w for w in weights if w.startswith("w:")), key=lambda w: -weights[w])
