@@ -304,6 +304,17 @@ class ProvisionableWorkbook(Protocol):
 
 
 @runtime_checkable
+class WaitingMailbox(Protocol):
+    """A mailbox that leaves items for the next poll on purpose (a file still being written),
+    so the cycle's summary can say so instead of looking as if they were lost."""
+
+    def waiting(self) -> tuple[int, str]:
+        """How many items its last ``fetch_new`` left for the next poll, and why (plain
+        words, no names: "arrived in the last 2s and may still be being written")."""
+        ...
+
+
+@runtime_checkable
 class ProvisionableMailbox(Protocol):
     """A mailbox backend that can make the folders it moves mail into (``provision``)."""
 

@@ -92,6 +92,7 @@ class FolderMailbox:
         # Files set aside by this backend, reported to the pipeline so the DSP is told.
         self._aside: list[InboundItem] = []
         self._others_reported = 0
+        self._settling = 0  # files the last listing left for the next poll (not settled)
         self._ensure_folders()
 
     @classmethod
@@ -195,6 +196,10 @@ class FolderMailbox:
     def close(self) -> None:
         self._ids.clear()
 
+    def waiting(self) -> tuple[int, str]:
+        why = f"arrived in the last {self.settle_seconds:.0f}s and may still be being written"
+        return self._settling, why
+
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
@@ -248,6 +253,7 @@ class FolderMailbox:
                 settling += 1
                 continue  # probably still being written; next poll
             out.append((name, st))
+        self._settling = settling
         if settling:
             log.info(
                 "%d file(s) arrived in the last %.0fs; taken on the next poll",

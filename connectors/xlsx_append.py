@@ -27,12 +27,15 @@ only the tags office programs write there ("plain") is read by byte searches —
 numbers, the rows from the last one up until the last one with data, and the key column's
 cells — rather than row by row; the rows are compressed once, at ISA-L's fastest level.
 
-Handled: a table with a header row and no Total Row or calculated columns, on a sheet whose XML
-has no comments, CDATA, DTD or namespace prefixes on elements, whose rows and cells carry their
-``r`` references, and with no ``<row>`` at or below the row where the new rows go (a person's
-cells typed below the table, or formatted blank rows inside it). Anything else — or anything
-surprising while reading — goes to the openpyxl path, which also gives the usual errors
-(missing table or column, Total Row, text typed below the table).
+Handled: a table with a header row and no Total Row, on a sheet whose XML has no comments,
+CDATA, DTD or namespace prefixes on elements and whose rows and cells carry their ``r``
+references. Rows already where the new rows go are filled if they are blank in the table's
+columns (formatted blank rows, such as the first row ``init`` lays out): their cells keep
+their own style where ``_put`` would, their other cells and the row's height stay, and rows
+further down are kept after the new ones. Anything else — something typed in the table's
+columns below it where a new row goes, or anything surprising while reading — goes to the
+openpyxl path, which also gives the usual errors (missing table or column, Total Row, text
+typed below the table).
 
 Safety: the file's XML is parsed with defusedxml (workbook, relationships, tables, styles) or
 checked by expat — well-formed, with any DTD, comment, CDATA or processing instruction refused
@@ -276,9 +279,19 @@ class _Styles:
         del self.ws._cells[(1, 1)]
         return fmt
 
-    def cell(self, r: int, c: int, value: Any, above: bool, above_style: int | None) -> bytes:
+    def cell(
+        self,
+        r: int,
+        c: int,
+        value: Any,
+        above: bool,
+        above_style: int | None,
+        own_style: int | None = None,
+    ) -> bytes:
         """The ``<c>`` element the openpyxl path would write for ``value`` at (r, c), with the
-        style copied from the row above as ``_put`` does; b"" for no cell."""
+        style copied from the row above as ``_put`` does; b"" for no cell. ``own_style``: the
+        style of an empty cell already there (a formatted blank row), which ``_put`` keeps
+        when there is no style to copy."""
         if value is None and not above:
             return b""
         ws = self.ws
@@ -288,10 +301,12 @@ class _Styles:
             src._style = StyleArray() if above_style is None else copy(self.styles[above_style])
         try:
             dest = ws.cell(r, c)
+            if own_style is not None:
+                dest._style = copy(self.styles[own_style])
             _put(dest, value, src)
             style = 0
             if dest.has_style:
-                style = self._file_style(dest, src)
+                style = self._file_style(dest, src, own_style)
             out = _Collect()
             etree_write_cell(out, ws, dest, styled=False)
         finally:
@@ -307,14 +322,19 @@ class _Styles:
         except UnicodeEncodeError:  # a lone surrogate: the openpyxl path says what it says
             raise Unsupported("text that UTF-8 cannot hold") from None
 
-    def _file_style(self, dest: Any, src: Any) -> int:
+    def _file_style(self, dest: Any, src: Any, own_style: int | None) -> int:
         arr = tuple(dest._style)
         found = self.index.get(arr)
         if found is not None:
             return found
-        # A style the file lacks: the source's with another number format or quote prefix.
-        base = src._style if src is not None and src.has_style else StyleArray()
-        base_i = self.index.get(tuple(base)) if src is not None and src.has_style else None
+        # A style the file lacks: the source's (or the cell's own) with another number format
+        # or quote prefix.
+        if src is not None and src.has_style:
+            base, base_i = src._style, self.index.get(tuple(src._style))
+        elif own_style is not None:
+            base, base_i = self.styles[own_style], own_style
+        else:
+            base, base_i = StyleArray(), None
         keep = ("fontId", "fillId", "borderId", "protectionId", "alignmentId", "xfId")
         if any(getattr(dest._style, k) != getattr(base, k) for k in keep):
             raise Unsupported("a new cell style beyond a number format or quote prefix")
@@ -627,13 +647,14 @@ class Appender:
                     or self._key_col(info, key_column) in sheet.tables[located.table_part].keys
                 )
             )
-            rows_raw: bytes
+            rows_raw = b""
+            cold: _Cold | None = None
             if warm:
                 assert sheet is not None
                 rows_raw = raw[sheet.head_raw_len : sheet.head_raw_len + sheet.rows_raw_len]
             else:
                 text = parts.sheet(zf, sheet_info)
-                sheet, rows_raw = self._read_sheet(
+                sheet, cold = self._read_sheet(
                     zf, located, info, styles, key_column, text, fingerprint
                 )
             known = sheet.tables[located.table_part]
@@ -656,11 +677,25 @@ class Appender:
             mapped = [self._map(info, row) for row in rows]
             start = known.last_data + 1 if known.last_data else info.first_row
             end = start + len(mapped) - 1
-            if start <= sheet.last_r:
-                raise Unsupported(
-                    "rows already in the sheet where the new rows go (typed below the table, "
-                    "or formatted blank rows)"
-                )
+            # Rows already where the new rows go: empty ones (a formatted blank row, as
+            # ``init`` lays out an empty table's first row) are filled as the openpyxl path
+            # fills them; cells typed there below the table go to that path, which refuses.
+            trailing = cold.trailing if cold is not None else []
+            if cold is None and start <= sheet.last_r:
+                raise Unsupported("rows already in the sheet where the new rows go")
+            fill = {row[0]: row for row in trailing if row[0] <= end}
+            rest = [row for row in trailing if row[0] > end]
+            assert cold is not None or not fill
+            own: dict[int, dict[int, tuple[bytes, int]]] = {}  # row → column → (cell, style)
+            for number, _, cells_at, cells_end, _ in fill.values():
+                assert cold is not None
+                own[number] = _all_cells(cold.data[cells_at:cells_end], number)
+                if number > info.last_row and any(
+                    not is_blank(cold.reader.value(*_attrs_inner(raw_cell), number))
+                    for c, (raw_cell, _) in own[number].items()
+                    if info.min_col <= c <= info.max_col
+                ):
+                    raise Unsupported("rows already in the sheet where the new rows go (typed)")
             # The new rows, cell by cell as the openpyxl path makes them.
             above = known.last_data is not None
             prev = known.above
@@ -674,25 +709,51 @@ class Appender:
                 for c, formula in info.calculated.items():
                     if values.get(c) is None:
                         values[c] = formula  # as Excel fills a row it adds
-                cells: list[bytes] = []
+                there = own.get(r, {})  # the cells of a row already there
+                cells: dict[int, bytes] = {c: cell for c, (cell, _) in there.items()}
                 styles_now: dict[int, int | None] = {}
                 for c in range(info.min_col, info.max_col + 1):
                     # Style from the row above: the table's last row, or the row just added
-                    # (the openpyxl path's rule; a first batch into an empty table styles
-                    # like its first row).
-                    cell = styles.cell(r, c, values.get(c), above or offset > 0, prev.get(c))
+                    # (the openpyxl path's rule; a first batch into an empty table keeps the
+                    # style of its formatted first row, else none).
+                    own_style = there[c][1] if c in there else None
+                    cell = styles.cell(
+                        r, c, values.get(c), above or offset > 0, prev.get(c), own_style
+                    )
                     s = _S_ATTR.search(cell[: cell.find(b">")]) if cell else None
-                    styles_now[c] = int(s.group(1)) if s else None  # None: default style
+                    # None: no cell (default style)
+                    styles_now[c] = int(s.group(1)) if s else (own_style if not cell else None)
                     if cell:
-                        cells.append(cell)
-                if cells:
-                    pieces.append(b'<row r="%d">' % r + b"".join(cells) + b"</row>")
+                        cells[c] = cell
+                if r in fill:
+                    assert cold is not None
+                    number, at, s_at, _, end_at = fill[r]
+                    tag = _SPANS.sub(b"", cold.data[at:s_at]).rstrip(b"/>").rstrip()
+                    if cells:
+                        body = b"".join(cells[c] for c in sorted(cells))
+                        pieces.append(tag + b">" + body + b"</row>")
+                    else:
+                        pieces.append(cold.data[at:end_at])
+                elif cells:
+                    body = b"".join(cells[c] for c in sorted(cells))
+                    pieces.append(b'<row r="%d">' % r + body + b"</row>")
                     written_last = r
                 prev = styles_now
                 if any(not is_blank(v) for v in values.values()):
                     # The next append copies this row's styles, as the openpyxl path would.
                     last_data, last_styles = r, styles_now
+            if rest:  # rows below the new ones, as they were
+                assert cold is not None
+                pieces.append(cold.data[rest[0][1] : cold.hi])
             new_rows = b"".join(pieces)
+            if cold is not None:
+                # The rows before the new ones, compressed once (at the fastest level: this is
+                # the bulk of a large sheet); later appends in this process copy them.
+                cut = trailing[0][1] if trailing else cold.hi
+                before = memoryview(cold.data)[cold.lo : cut]
+                rows_raw = deflate(before, last=False, bulk=True)
+                sheet.rows_raw_len = len(rows_raw)
+                sheet.rows_crc, sheet.rows_len = crc32(before), len(before)
             head = self._new_head(sheet.head, info, end)
             tail = self._new_tail(sheet.tail, info, end) if end > info.last_row else sheet.tail
             replaced: dict[str, bytes] = {}
@@ -751,7 +812,10 @@ class Appender:
             _write_zip(target, members)
 
         def commit() -> None:
-            self._sheets[located.sheet_part] = new_sheet
+            if rest:  # rows after the new ones: the next append reads the sheet again
+                self._sheets.pop(located.sheet_part, None)
+            else:
+                self._sheets[located.sheet_part] = new_sheet
             if styles_key is not None and new_styles is not None:
                 self._styles = (styles_key, new_styles, located.date1904)
 
@@ -797,7 +861,7 @@ class Appender:
         key_column: str | None,
         text: SheetText,
         fingerprint: tuple[int, int, int, int],
-    ) -> tuple[_Sheet, bytes]:
+    ) -> tuple[_Sheet, _Cold]:
         data = text.data
         root = _ROOT_RE.match(data)
         if (
@@ -816,7 +880,6 @@ class Appender:
             raise Unsupported("no single sheetData")
         # The rows region is read in place (positions in ``data``): no 24 MB copy.
         lo, hi = text.head_end, text.tail_start
-        region = memoryview(data)[lo:hi]
         head, tail = data[:lo], data[hi:]
         if text.head_end == text.tail_start:  # <sheetData/>
             sd = _SHEETDATA_RE.search(head)
@@ -831,7 +894,10 @@ class Appender:
         else:
             numbers, from_end = _any_rows(data, lo, hi)
         known = _TableRows(None, {}, {})
-        for number, s, e in from_end:
+        visited: list[_RowAt] = []  # from the last row up: those at or below the new rows
+        for row in from_end:
+            number, _, s, e, _ = row
+            visited.append(row)
             if number > info.last_row:
                 continue
             if number < info.first_row:
@@ -849,20 +915,20 @@ class Appender:
         if key_column is not None:
             col = self._key_col(info, key_column)
             known.keys[col] = self._keys(data, lo, hi, text.plain, col, info, reader)
+        start = known.last_data + 1 if known.last_data else info.first_row
+        trailing = [row for row in reversed(visited) if row[0] >= start]
         sheet = _Sheet(
             fingerprint=fingerprint,
             head=head,
             tail=tail,
             head_raw_len=-1,
             rows_raw_len=-1,
-            rows_crc=crc32(region),
-            rows_len=len(region),
+            rows_crc=0,
+            rows_len=0,
             last_r=numbers[-1] if numbers else 0,
         )
-        rows_raw = deflate(region, last=False, bulk=True)
-        sheet.rows_raw_len = len(rows_raw)
         sheet.tables[located.table_part] = known
-        return sheet, rows_raw
+        return sheet, _Cold(data, lo, hi, trailing, reader)
 
     @staticmethod
     def _keys(
@@ -1113,7 +1179,45 @@ class _CellReader:
 _ROW_NUMBER = re.compile(rb'<row r="(\d+)"')
 _CELL_WITHOUT_R = re.compile(rb"<c(?![^>]*?\sr\s*=)[\s/>]")
 
-RowSpans = Iterable[tuple[int, int, int]]
+# A row where it is in the sheet's bytes: its number, where its tag starts, where its cells
+# start and end, and where the row ends.
+_RowAt = tuple[int, int, int, int, int]
+RowSpans = Iterable[_RowAt]
+_SPANS = re.compile(rb"""\sspans\s*=\s*(["'])[^"']*\1""")
+
+
+@dataclass
+class _Cold:
+    """A sheet read for the first time: its XML, where its rows are, and the rows at or below
+    where the new rows go (from ``_read_sheet``, for ``_plan``)."""
+
+    data: bytes
+    lo: int
+    hi: int
+    trailing: list[_RowAt]
+    reader: _CellReader
+
+
+def _all_cells(row: bytes, number: int) -> dict[int, tuple[bytes, int]]:
+    """Every cell of a row: column → (its element, its style)."""
+    out: dict[int, tuple[bytes, int]] = {}
+    for m in _CELL_RE.finditer(row):
+        r = _R_ATTR.search(m.group(1))
+        if r is None or not r.group(1) or int(r.group(2)) != number:
+            raise Unsupported("a cell without its reference")
+        sm = _S_ATTR.search(m.group(1))
+        out[column_index_from_string(r.group(1).decode())] = (
+            m.group(0),
+            int(sm.group(1)) if sm else 0,
+        )
+    return out
+
+
+def _attrs_inner(cell: bytes) -> tuple[bytes, bytes | None]:
+    m = _CELL_RE.fullmatch(cell)
+    if m is None:
+        raise Unsupported("a cell not understood")
+    return m.group(1), m.group(2)
 
 
 def _plain_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int], RowSpans]:
@@ -1126,7 +1230,7 @@ def _plain_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[i
     if numbers and (numbers[0] < 1 or not all(map(operator.lt, numbers, numbers[1:]))):
         raise Unsupported("rows out of order")
 
-    def from_end() -> Iterator[tuple[int, int, int]]:
+    def from_end() -> Iterator[_RowAt]:
         pos = hi
         while (at := data.rfind(b"<row", lo, pos)) >= 0:
             m = _ROW_RE.match(data, at, hi)
@@ -1134,12 +1238,12 @@ def _plain_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[i
             if m is None or r is None or r.group(1):
                 raise Unsupported("a row without its number")
             if m.group(2):
-                yield int(r.group(2)), m.end(), m.end()
+                yield int(r.group(2)), at, m.end(), m.end(), m.end()
             else:
                 close = data.find(b"</row>", m.end(), hi)
                 if close < 0:
                     raise Unsupported("a row not closed")
-                yield int(r.group(2)), m.end(), close
+                yield int(r.group(2)), at, m.end(), close, close + 6
             pos = at
 
     return numbers, from_end()
@@ -1152,7 +1256,7 @@ def _any_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int
         raise Unsupported("prefixed elements in the sheet's rows")
     if _SHEETDATA_RE.search(data, lo, hi):
         raise Unsupported("no single sheetData")
-    spans: list[tuple[int, int, int]] = []
+    spans: list[_RowAt] = []
     last = 0
     for m in _ROW_RE.finditer(data, lo, hi):
         r = _R_ATTR.search(m.group(1))
@@ -1163,13 +1267,13 @@ def _any_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int
             raise Unsupported("rows out of order")
         last = number
         if m.group(2):
-            spans.append((number, m.end(), m.end()))
+            spans.append((number, m.start(), m.end(), m.end(), m.end()))
         else:
             close = data.find(b"</row>", m.end(), hi)
             if close < 0:
                 raise Unsupported("a row not closed")
-            spans.append((number, m.end(), close))
-    return [n for n, _, _ in spans], reversed(spans)
+            spans.append((number, m.start(), m.end(), close, close + 6))
+    return [n for n, *_ in spans], reversed(spans)
 
 
 def locate_table(path: Path, table: str) -> tuple[str, int, int, int, int, list[str]] | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary, WeakSet
 
-from connectors.base import InboundItem, Mailbox, OutboundMessage
+from connectors.base import InboundItem, Mailbox, OutboundMessage, WaitingMailbox
 from service.admin.problems import record_intake_problems, still_holding
 from service.app import App
 from service.cases import chronology, followups, form_updates, register
@@ -43,6 +43,7 @@ from service.indicators import assess, from_form_answer
 from service.intake.external import is_external, may_acknowledge
 from service.intake.forms import FormResponse, free_text, new_responses
 from service.intake.mailparse import ParsedMail, classify, parse_message
+from service.intake.original import original_link
 from service.ledger import ItemRow, ItemState, Ledger
 from service.ledger import iso as _iso
 from service.model import Concern
@@ -112,6 +113,8 @@ class CycleResult:
     events: int = 0  # Chronology rows written (a follow-up's included)
     problems: list[str] = field(default_factory=list)
     skipped: bool = False  # another process held the intake lock
+    waiting: int = 0  # items the mailbox left for the next poll (a file still being written)
+    waiting_why: str = ""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +139,8 @@ class CycleResult:
         ]
         if self.skipped:
             return "skipped: another intake cycle is running"
+        if self.waiting:
+            parts.append(f"waiting={self.waiting} ({self.waiting_why}: taken on the next poll)")
         return " ".join(parts) + (f" problems={len(self.problems)}" if self.problems else "")
 
 
@@ -323,6 +328,8 @@ class Intake:
                 resumed.add(key)  # two files with the same bytes are one item, taken once
         except TransientError as exc:
             self.result.problems.append(f"mailbox: {exc}")
+        if isinstance(mailbox, WaitingMailbox):
+            self.result.waiting, self.result.waiting_why = mailbox.waiting()
 
     def _take_mail(self, item: InboundItem, *, existing: ItemRow | None) -> None:
         key = f"mail:{item.item_id}"
@@ -610,7 +617,7 @@ class Intake:
             received_at=item.received_at or self._recorded_at(key),
             area=suggested_area_cell(f"{parsed.subject}\n{parsed.text}", self.config.areas),
             attachments=tuple(a.filename for a in parsed.attachments),
-            link=item.web_link or f"{self._mailbox_label()} item {item.item_id}",
+            link=original_link(self.config, item),  # where the DSP can open it once processed
             message_id=parsed.message_id,
             notes=tuple(notes),
             reporter_external=is_external(self.config, parsed.from_address),

@@ -112,3 +112,18 @@ def test_a_register_from_the_previous_version_gets_its_chronology_on_graph(
     # after the references the register shows.
     assert len([e for e in events if e["Event"] == "Reported"]) == 3
     assert {str(e["Reference"]) for e in events} == {f"PRV-2026-{n:04d}" for n in range(6, 9)}
+
+
+def test_the_alerts_original_is_the_outlook_link_and_the_mailbox_folder(
+    site: Path, graph: Any
+) -> None:
+    assert cli(site, "poll").returncode == 0
+    alert = next(
+        m.message()
+        for m in graph.outbox(MAILBOX)
+        if "New safeguarding concern" in str(m.message()["Subject"])
+    )
+    text = alert.get_body(("plain",)).get_content()
+    [original] = [line for line in text.splitlines() if line.startswith("Original:")]
+    assert "https://outlook.office365.com/owa/?ItemID=" in original
+    assert f"(in the mailbox {MAILBOX}, folder Processed)" in original

@@ -197,10 +197,11 @@ def test_layouts_it_does_not_handle_go_to_the_openpyxl_path(tmp_path: Path) -> N
         book["Register"]["A6"] = "note typed below"
         book.save(wb.path)
         wb.append_rows("Concerns", [{"Reference": "PRV-2026-0003"}])
-    assert new._appender is not None and "where the new rows go" in str(new._appender.last_fallback)
+    assert used_streaming(new)  # row 4: the note below it stays where it is
     assert snapshot(new.path) == snapshot(old.path)
     with pytest.raises(PermanentError, match="row 6 just below table"):
         new.append_rows("Concerns", [{"Reference": "X1"}, {"Reference": "X2"}])
+    assert new._appender is not None and "where the new rows go" in str(new._appender.last_fallback)
 
 
 def test_crc32_combine_matches_zlib() -> None:
@@ -367,3 +368,117 @@ def test_read_columns_with_a_formula_reads_saved_values_as_read_table_does(
     path = make(tmp_path / "register.xlsx")
     got = XlsxWorkbook(path).read_columns("Concerns", ["Reference", "Review"])
     assert got == XlsxWorkbook(path).read_table("Concerns")  # the whole table, formulas read
+
+
+# ---------------------------------------------------------------------------- init's registers
+
+
+def styled_snapshot(path: Path) -> dict[str, Any]:
+    """``snapshot`` and how the cells look: wrap and alignment, row heights, frozen panes."""
+    out = snapshot(path)
+    book = openpyxl.load_workbook(path)
+    for ws in book.worksheets:
+        out[ws.title]["look"] = {
+            c.coordinate: (c.alignment.wrap_text, c.alignment.vertical, c.style_id != 0)
+            for row in ws.iter_rows()
+            for c in row
+        }
+        out[ws.title]["heights"] = {r: d.height for r, d in ws.row_dimensions.items() if d.height}
+        out[ws.title]["frame"] = (ws.freeze_panes, ws.sheet_format.defaultRowHeight)
+    return out
+
+
+def init_register(path: Path) -> Path:
+    """A register as ``prevent-service init`` (and ``provision``) lays it out: every table
+    empty, its first row formatted and blank."""
+    from service.cases.chronology import chronology_table_spec
+    from service.cases.register import register_table_spec
+
+    create_workbook(path, [register_table_spec(), chronology_table_spec()])
+    return path
+
+
+REGISTER_ROW = st.fixed_dictionaries(
+    {"Reference": st.from_regex(r"PRV-2026-\d{5}", fullmatch=True)},
+    optional={
+        "Received at": st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+        "Summary": texts,
+        "Account": texts,
+        "Status": st.sampled_from(["New", "=cmd", ""]),
+        "Source key": st.sampled_from(["mail:1", "mail:2", "mail:3"]),
+        "Closed date": st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)),
+    },
+)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(st.lists(REGISTER_ROW, min_size=1, max_size=3), min_size=1, max_size=3))
+def test_an_init_register_takes_streaming_appends_from_its_first_row(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[dict[str, Any]]]
+) -> None:
+    """The first row of an empty register (formatted and blank, as init lays it out) is filled
+    by the streaming path as the openpyxl path fills it: the same values, number formats,
+    wrap, row heights and frozen panes; the Chronology's likewise."""
+    folder = tmp_path_factory.mktemp("init")
+    old = init_register(folder / "old.xlsx")
+    new = folder / "new" / "old.xlsx"
+    new.parent.mkdir()
+    shutil.copy2(old, new)
+    wbs = (XlsxWorkbook(old), XlsxWorkbook(new, streaming=True))
+    for batch in batches:
+        for wb in wbs:
+            wb.append_rows("Concerns", batch, key_column="Source key")
+            wb.append_rows("Chronology", [{"Reference": batch[0]["Reference"], "Event": "x"}])
+        assert used_streaming(wbs[1]), wbs[1]._appender and wbs[1]._appender.last_fallback
+        assert styled_snapshot(new) == styled_snapshot(old)
+    assert wbs[1].read_table("Concerns") == wbs[0].read_table("Concerns")
+
+
+def test_formatted_blank_rows_are_filled_and_rows_below_kept(tmp_path: Path) -> None:
+    """A table a person pre-formatted (blank rows with styles and heights, a note in a column
+    beside the table) is filled from its first blank row; what is below stays."""
+    old = make(tmp_path / "old" / "register.xlsx", rows=False)
+    book = openpyxl.load_workbook(old)
+    ws = book["Register"]
+    for r in range(3, 7):
+        for c in range(1, 9):
+            ws.cell(r, c).number_format = "0.00" if c == 6 else "General"
+            ws.cell(r, c).alignment = openpyxl.styles.Alignment(wrap_text=True)
+        ws.row_dimensions[r].height = 30
+    ws["D4"] = "   "  # blank: whitespace only
+    ws["K3"] = "a note beside the table"
+    book.save(old)
+    new = tmp_path / "new" / "register.xlsx"
+    new.parent.mkdir()
+    shutil.copy2(old, new)
+    wbs = (XlsxWorkbook(old), XlsxWorkbook(new, streaming=True))
+    for batch in ([{"Reference": "A"}, {"Reference": "B", "Count": 2}], [{"Reference": "C"}]):
+        for wb in wbs:
+            wb.append_rows("Concerns", batch)
+        assert used_streaming(wbs[1])
+        assert styled_snapshot(new) == styled_snapshot(old)
+    refs = [r["Reference"] for r in wbs[1].read_table("Concerns").rows]
+    assert refs == ["A", "B", "C"]
+    assert openpyxl.load_workbook(new)["Register"]["K3"].value == "a note beside the table"
+
+
+def test_libreoffice_opens_an_init_register_after_streaming_appends(tmp_path: Path) -> None:
+    path = init_register(tmp_path / "register.xlsx")
+    wb = XlsxWorkbook(path, streaming=True)
+    rows = [
+        {"Reference": "PRV-2026-00001", "Summary": "=not a formula", "Source key": "k1"},
+        {"Reference": "PRV-2026-00002", "Received at": datetime(2026, 3, 4, 9, 30)},
+    ]
+    wb.append_rows("Concerns", rows[:1], key_column="Source key")
+    wb.append_rows("Concerns", rows[1:], key_column="Source key")
+    assert used_streaming(wb)
+    soffice(["--convert-to", "csv", "--outdir", str(tmp_path / "csv"), str(path)], tmp_path)
+    with open(tmp_path / "csv" / "register.csv", newline="", encoding="utf-8") as fh:
+        got = list(csv.reader(fh))
+    assert [r[0] for r in got] == ["Reference", "PRV-2026-00001", "PRV-2026-00002"]
+    assert "=not a formula" in got[1]
+    assert "2026" in got[2][1] and "09:30" in got[2][1]  # a date (as LibreOffice's locale shows it)
