@@ -14,6 +14,9 @@ from typing import Literal
 from service.indicators import DangerSign, Indicator, Suggestion, describe, groups_of, is_critical
 
 Source = Literal["E-mail", "Form"]
+# A form answer up to this long is shown in an alert as given (a choice's text); longer is
+# typed text, which may name a learner: a summary alert holds no learner detail.
+_SHOWN_ANSWER_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,25 @@ class Concern:
             lines.append(f"Other (as answered): {'; '.join(self.unknown_indicators)}")
         lines += [f"Suggested from: {line}" for line in self.suggested_from]
         return "\n".join(line for line in lines if line)
+
+    @property
+    def unknown_answers_text(self) -> str:
+        """The form's answers that are none of its known options, for the alert: a choice's
+        text as given (an option added or renamed in the form), marked as such. A longer text
+        is what someone typed under "Other" and may name a learner, which a summary alert
+        never does: it is counted and left in the register."""
+        short = [a for a in self.unknown_indicators if len(a) <= _SHOWN_ANSWER_CHARS]
+        typed = len(self.unknown_indicators) - len(short)
+        parts = []
+        if short:
+            quoted = "; ".join(f"“{a}”" for a in short)
+            parts.append(f"{quoted} (as answered on the form: not one of its known options)")
+        if typed:
+            parts.append(
+                f"{typed} longer answer{'s' if typed > 1 else ''} typed on the form, not one of "
+                "its known options: read it in the register"
+            )
+        return "; ".join(parts)
 
     @property
     def suggested_from(self) -> list[str]:
