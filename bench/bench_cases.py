@@ -8,8 +8,9 @@ Prints the median and range of ``--runs`` runs (default 5) of:
   read-modify-write of the file; on Graph: a session and ``rows/add``);
 - **case**: ``prevent-service case PRV-…`` (``casefile.case_command``) on a fresh App, so
   nothing is cached: the case's register row with every column, the DSP's own included
-  (locally the sheet streamed for it, ``read_rows_where``; on Graph the table read whole), and
-  the Chronology by its six columns (streamed locally), then filtered.
+  (locally found in the sheet's bytes, ``read_rows_where``; on Graph the table read whole),
+  and the case's Chronology rows (``read_rows_matching``: locally found in the sheet's bytes
+  too; on Graph the table read and filtered).
 
     PYTHONPATH=. python bench/bench_cases.py [--concerns 10000] [--events 50000] [--runs 5]
                                              [--latency 0.0] [--only xlsx|graph]
@@ -133,7 +134,7 @@ def measure(label: str, make_app: Callable[[], App], reference: str, runs: int) 
         a.close()
 
     show(
-        f"case {reference} (fresh App: the row found by streaming, chronology by its columns)",
+        f"case {reference} (fresh App: the case's rows found in the register, then its events)",
         timed(runs, fresh, look_up),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -347,6 +347,34 @@ def rows_where(table: Table, column: str, values: Sequence[str]) -> Table:
     ]
     numbers = tuple(table.row_numbers[i] for i in picked) if table.row_numbers else ()
     return replace(table, rows=tuple(table.rows[i] for i in picked), row_numbers=numbers)
+
+
+def rows_matching(table: Table, column: str, match: Callable[[Any], bool]) -> Table:
+    """``table`` with only the rows whose ``column`` value passes ``match`` (the header
+    matched as written, else ignoring case)."""
+    header = column if column in table.headers else next(
+        (h for h in table.headers if h.casefold() == column.casefold()), column
+    )
+    picked = [i for i, row in enumerate(table.rows) if match(row.get(header))]
+    numbers = tuple(table.row_numbers[i] for i in picked) if table.row_numbers else ()
+    return replace(table, rows=tuple(table.rows[i] for i in picked), row_numbers=numbers)
+
+
+def read_rows_matching(
+    workbook: Workbook,
+    table: str,
+    column: str,
+    match: Callable[[Any], bool],
+    columns: Sequence[str],
+) -> Table:
+    """The rows of ``table`` whose ``column`` value passes ``match``, with at least
+    ``columns``: a backend that can find them without reading every row (the local xlsx one
+    searches the sheet's bytes) does; others read ``columns`` and filter here."""
+    reader = getattr(workbook, "read_rows_matching", None)
+    if reader is not None and not match(None):  # (rows blank in ``columns`` are left out)
+        result: Table = reader(table, column, match)
+        return result
+    return rows_matching(read_columns(workbook, table, columns), column, match)
 
 
 def read_columns(workbook: Workbook, table: str, columns: Sequence[str]) -> Table:

@@ -68,6 +68,7 @@ from connectors.base import (
     Table,
     TableSpec,
     UnsavedFormula,
+    rows_matching,
     rows_where,
 )
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
@@ -601,6 +602,11 @@ class XlsxWorkbook:
         streaming pass over the rows found). A layout the zip-level lookup does not handle
         reads the whole table and filters it."""
         wanted = {v.strip().casefold() for v in values}
+        fast = self._rows_matching(
+            table, column, lambda v: str(v or "").strip().casefold() in wanted, saved=False
+        )
+        if fast is not None:
+            return fast
         found: list[tuple[int, list[Any]]] = []
         formulas: dict[tuple[int, int], str] = {}
         with self._streamed(table) as streamed:
@@ -633,6 +639,40 @@ class XlsxWorkbook:
             headers=tuple(headers),
             rows=tuple(rows),
             row_numbers=tuple(r for r, _ in found),
+            sheet=sheet,
+        )
+
+    def read_rows_matching(self, table: str, column: str, match: Callable[[Any], bool]) -> Table:
+        """The rows whose ``column`` value (as ``read_table`` gives it) passes ``match``, every
+        column; found from the sheet's bytes where it can (``_rows_matching``), else from the
+        table read whole."""
+        fast = self._rows_matching(table, column, match, saved=True)
+        if fast is not None:
+            return fast
+        return rows_matching(self.read_table(table), column, match)
+
+    def _rows_matching(
+        self, table: str, column: str, match: Callable[[Any], bool], *, saved: bool
+    ) -> Table | None:
+        """The rows found from the sheet's bytes (``connectors.xlsx_append.rows_matching``: the
+        column's cells by one byte search, only the rows found parsed), or None where that
+        does not apply: a case look-up in a large register costs a fraction of a second."""
+        from connectors.xlsx_append import rows_matching as scan
+
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                check_unpacked_size(self.path, zf)
+        except (zipfile.BadZipFile, OSError):
+            return None  # not a workbook, or missing: read_table names the file and the fix
+        got = scan(self.path, table, column, match, saved=saved)
+        if got is None:
+            return None
+        sheet, headers, found = got
+        return Table(
+            name=table,
+            headers=tuple(headers),
+            rows=tuple(dict(zip(headers, values, strict=True)) for _, values in found),
+            row_numbers=tuple(n for n, _ in found),
             sheet=sheet,
         )
 

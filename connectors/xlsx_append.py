@@ -55,7 +55,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import copy
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, tostring
@@ -74,7 +74,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
 from connectors import xlsx_parts
-from connectors.base import Formula, OptionalColumn
+from connectors.base import Formula, OptionalColumn, UnsavedFormula
 from connectors.xlsx import (
     _put,
     _read_cell,
@@ -1114,13 +1114,34 @@ class _CellReader:
                     self.loaded = appender_ref.shared_strings(zf, located.strings_part)
                 return self.loaded[index]
 
+        strings = _Strings()
         self.parser = WorkSheetParser(
             None,
-            _Strings(),
+            strings,
             epoch=styles.wb.epoch,
             date_formats=styles.date_formats,
             timedelta_formats=styles.timedelta_formats,
         )
+        # What a read gives a formula cell: the value Excel saved (``XlsxWorkbook._saved_values``).
+        self.saved_parser = WorkSheetParser(
+            None,
+            strings,
+            data_only=True,
+            epoch=styles.wb.epoch,
+            date_formats=styles.date_formats,
+            timedelta_formats=styles.timedelta_formats,
+        )
+
+    def read(self, attrs: bytes, inner: bytes | None, number: int) -> Any:
+        """The cell's value as ``XlsxWorkbook.read_table`` gives it: a formula's saved value,
+        or an ``UnsavedFormula`` when it has none."""
+        if inner is None or b"<f" not in inner:  # (in a plain region "<f" starts <f>)
+            return self.value(attrs, inner, number)
+        formula = self.value(attrs, inner, number)
+        value = self._parsed(attrs, inner, self.saved_parser)
+        if is_blank(value):
+            return UnsavedFormula(str(getattr(formula, "text", None) or formula))
+        return value
 
     @staticmethod
     def cells(row: bytes, number: int, info: _TableInfo) -> dict[int, tuple[bytes, bytes | None]]:
@@ -1147,9 +1168,9 @@ class _CellReader:
                     return self.parser.shared_strings[int(m.group(1))]
                 except IndexError:
                     raise Unsupported("a shared string index out of range") from None
-        return self._parsed(attrs, inner)
+        return self._parsed(attrs, inner, self.parser)
 
-    def _parsed(self, attrs: bytes, inner: bytes | None) -> Any:
+    def _parsed(self, attrs: bytes, inner: bytes | None, parser: WorkSheetParser) -> Any:
         xml = (
             b'<c xmlns="'
             + MAIN_NS.encode()
@@ -1158,7 +1179,7 @@ class _CellReader:
             + (b"/>" if inner is None else b">" + inner + b"</c>")
         )
         try:
-            parsed = self.parser.parse_cell(safe_fromstring(xml))
+            parsed = parser.parse_cell(safe_fromstring(xml))
             style = int(parsed["style_id"] or 0)
             cell = self.styles.ws.cell(1, 1)
             cell._style = copy(self.styles.styles[style])
@@ -1274,6 +1295,60 @@ def _any_rows(data: bytes, lo: int = 0, hi: int | None = None) -> tuple[list[int
                 raise Unsupported("a row not closed")
             spans.append((number, m.start(), m.end(), close, close + 6))
     return [n for n, *_ in spans], reversed(spans)
+
+
+def rows_matching(
+    path: Path, table: str, column: str, match: Callable[[Any], bool], *, saved: bool = True
+) -> tuple[str, list[str], list[tuple[int, list[Any]]]] | None:
+    """The data rows of ``table`` whose ``column`` value (as ``read_table`` gives it; with
+    ``saved`` False a formula as its text, as a write sees it) passes ``match``: (sheet name,
+    headers, [(sheet row, values by column)]), read from the sheet's bytes — the column's
+    cells found by one byte search, only the rows found parsed whole — rather than row by
+    row: a case look-up in a large register, or its chronology. None for a sheet this does
+    not read (its rows not plain, not well-formed XML, ...), a column the table lacks, or a
+    ``match`` that takes an empty cell: the caller reads the table."""
+    if match(None):
+        return None  # every row without the cell would match: the caller's read says which
+    try:
+        with zipfile.ZipFile(path) as zf:
+            located, info, _ = Appender._locate(zf, table)
+            index = find_header(info.headers, column)
+            if index is None:
+                return None
+            styles = _Styles(zf.read(located.styles_part), located.date1904)
+            text = Parts().sheet(zf, zf.getinfo(located.sheet_part))
+            if not text.plain or text.head_end < 0 or xlsx_parts.xml_problem(text.data):
+                return None
+            reader = _CellReader(Appender(path, UTC), zf, located, styles)
+            data, lo, hi = text.data, text.head_end, text.tail_start
+            letters = get_column_letter(info.min_col + index).encode()
+            pattern = re.compile(rb'<c r="' + letters + rb'(\d+)"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
+            found: list[int] = []
+            for digits, attrs, inner in pattern.findall(data, lo, hi):
+                number = int(digits)
+                value = (reader.read if saved else reader.value)(attrs, inner or None, number)
+                if info.first_row <= number <= info.last_row and match(value):
+                    found.append(number)
+            rows: list[tuple[int, list[Any]]] = []
+            for number in found:
+                at = data.find(b'<row r="%d"' % number, lo, hi)
+                m = _ROW_RE.match(data, at, hi) if at >= 0 else None
+                if m is None:
+                    return None
+                end = m.end() if m.group(2) else data.find(b"</row>", m.end(), hi)
+                cells = reader.cells(data[m.end() : end], number, info)
+                rows.append(
+                    (
+                        number,
+                        [
+                            reader.read(*cells[c], number) if c in cells else None
+                            for c in range(info.min_col, info.max_col + 1)
+                        ],
+                    )
+                )
+    except (Unsupported, PartError, zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+    return located.sheet_name, info.headers, rows
 
 
 def locate_table(path: Path, table: str) -> tuple[str, int, int, int, int, list[str]] | None:
