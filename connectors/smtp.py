@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import logging
 import smtplib
+import socket
 import ssl
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -352,20 +354,82 @@ class SmtpSender:
     # -- check and close ----------------------------------------------------------------
 
     def checks(self, send_test_to: str | None = None) -> Iterator[CheckResult]:
-        """Connect, secure and log in (no message unless ``send_test_to``)."""
-        name = f"send via {self._where()}"
+        """Connect, secure and log in; a real test message only when ``send_test_to``. A
+        failure names what was tried (host, port, TLS mode) and the likely fix."""
+        how = {"tls": "TLS from the start", "starttls": "STARTTLS", "none": "no TLS"}[self.security]
+        name = f"send via {self._where()} ({how})"
         try:
             client = self._open()
         except _BeforeData as exc:
-            yield CheckResult(name, False, f"cannot reach the SMTP server ({exc})")
+            fix = self._fix_for(exc.__cause__)
+            yield CheckResult(name, False, f"cannot reach the SMTP server ({exc}): {fix}")
             return
         except PreventServiceError as exc:
             yield CheckResult(name, False, str(exc))
             return
         _close(client)
-        how = {"tls": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[self.security]
         who = f"logged in as {self.username}" if self.username else "no login"
         yield CheckResult(name, True, f"connected with {how}, {who}")
+        if send_test_to:
+            yield self._send_test(send_test_to)
+
+    def _send_test(self, to: str) -> CheckResult:
+        now = datetime.now(UTC)
+        domain = self.envelope_from.rpartition("@")[2] or "localhost"
+        text = "This is a test message from prevent-service check. No action is needed."
+        message = OutboundMessage(
+            message_id=f"<check.{now.strftime('%Y%m%d%H%M%S%f')}@{domain}>",
+            sender=self.envelope_from,
+            to=(to,),
+            subject="prevent-service: test message",
+            text=text,
+            html=f"<p>{text}</p>",
+            date=now,
+        )
+        try:
+            self.send(message)
+        except PreventServiceError as exc:
+            return CheckResult("send test message", False, str(exc))
+        return CheckResult("send test message", True, f"sent to {to} via {self._where()}")
+
+    def _fix_for(self, cause: BaseException | None) -> str:
+        """The likely fix for a connection that failed before the server could say why."""
+        where = self._where()
+        ports = (
+            'usually port 587 with security = "starttls", 465 with "tls", 25 with "none" '
+            "(an internal relay)"
+        )
+        if isinstance(cause, socket.gaierror):
+            return f"the host name {self.host} does not resolve: check sending.sender.host"
+        if isinstance(cause, ConnectionRefusedError):
+            return (
+                f"nothing accepts connections on {where}: check sending.sender.host and "
+                f"sending.sender.port ({ports}), and that the mail server is running"
+            )
+        if isinstance(cause, ssl.SSLError):
+            if self.security == "tls":
+                return (
+                    f"the TLS handshake failed: the server on port {self.port} does not start "
+                    'with TLS; it probably expects STARTTLS: set security = "starttls" (usually '
+                    'port 587), or keep security = "tls" with the server\'s TLS port (usually 465)'
+                )
+            return (
+                "the TLS handshake after STARTTLS failed: check sending.sender.ca_bundle and "
+                "that the server accepts TLS 1.2 or later; ask the mail admin"
+            )
+        if isinstance(cause, TimeoutError | socket.timeout) or "timed out" in str(cause):
+            if self.security != "tls":
+                return (
+                    f"no SMTP greeting from {where} within {self.timeout:g}s. A port that "
+                    'starts with TLS (usually 465) stays silent like this: set security = "tls" '
+                    "for it; otherwise a firewall may be dropping the connection, or the host "
+                    "or port is wrong"
+                )
+            return (
+                f"no answer from {where} within {self.timeout:g}s: a firewall may be dropping "
+                f"the connection, or the host or port is wrong ({ports})"
+            )
+        return f"check sending.sender.host, sending.sender.port and security ({ports})"
 
     def close(self) -> None:
         """Nothing to close: each send uses its own short connection."""

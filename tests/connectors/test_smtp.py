@@ -7,6 +7,7 @@ the recipient's mailbox over IMAP.
 from __future__ import annotations
 
 import email.utils
+import re
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -453,3 +454,69 @@ def test_a_login_without_tls_over_the_network_is_warned_about(
         host="127.0.0.1", security="none", username="x", password="y", envelope_from="a@example.org"
     )
     assert "in clear" not in caplog.text
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("security", "port", "fix"),
+    [
+        (
+            "starttls",
+            "closed",
+            r"nothing accepts connections on 127\.0\.0\.1:\d+: check "
+            r"sending\.sender\.host and sending\.sender\.port \(usually port 587",
+        ),
+        (
+            "tls",
+            "smtp_starttls_port",
+            r"TLS handshake failed: .*probably expects STARTTLS: "
+            r'set security = "starttls"',
+        ),
+        ("starttls", "smtps_port", r'no SMTP greeting .* within 2s\. .*set security = "tls"'),
+    ],
+    ids=["connection-refused", "tls-on-the-starttls-port", "starttls-on-the-tls-port"],
+)
+def test_check_names_what_it_tried_and_the_fix(
+    mail_servers: MailServers, mail_user: MailUser, security: str, port: str, fix: str
+) -> None:
+    number = _free_port() if port == "closed" else getattr(mail_servers, port)
+    sender = make_sender(mail_servers, mail_user, security=security, port=number, timeout_seconds=2)
+
+    [line] = list(sender.checks(send_test_to="admin@example.org"))
+
+    mode = {"tls": "TLS from the start", "starttls": "STARTTLS"}[security]
+    assert not line.ok
+    assert line.name == f"send via 127.0.0.1:{number} ({mode})"
+    assert re.search(fix, line.detail), line.detail
+    assert mail_servers.sent_by(sender.envelope_from) == []
+
+
+def test_check_with_a_wrong_password_names_the_mode_and_the_fix(
+    mail_servers: MailServers, mail_user: MailUser
+) -> None:
+    sender = make_sender(mail_servers, mail_user, password="not-it")
+
+    [line] = list(sender.checks(send_test_to="admin@example.org"))
+
+    assert not line.ok and line.name.endswith("(STARTTLS)")
+    assert "refused the login" in line.detail and "sending.sender.username" in line.detail
+
+
+def test_check_send_test_sends_one_message(mail_servers: MailServers, mail_user: MailUser) -> None:
+    sender = make_sender(mail_servers, mail_user)
+
+    lines = list(sender.checks(send_test_to="admin@example.org"))
+
+    assert [line.ok for line in lines] == [True, True]
+    assert lines[1].detail.startswith("sent to admin@example.org")
+    ((envelope, sent),) = mail_servers.sent_by(sender.envelope_from)
+    assert envelope["rcpt_tos"] == ["admin@example.org"]
+    assert sent["Subject"] == "prevent-service: test message"
