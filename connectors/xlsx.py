@@ -1210,6 +1210,9 @@ def _put(cell: Cell, value: Any, style_src: Cell | None) -> None:
         cell.value = value.text
         cell.data_type = "f"
         return
+    # The format the cell had before the value: openpyxl's setter gives a date in a General
+    # cell its own ISO format ("yyyy-mm-dd h:mm:ss"), which must not count as the column's.
+    before = is_datetime(cell.number_format)
     cell.value = value
     if isinstance(value, str):
         # openpyxl turns "=…" into a formula and "#N/A" into an error; we store text.
@@ -1217,13 +1220,9 @@ def _put(cell: Cell, value: Any, style_src: Cell | None) -> None:
         cell.quotePrefix = looks_like_formula(value)
     elif cell.has_style and cell.quotePrefix:
         cell.quotePrefix = False
-    if isinstance(value, datetime) and is_datetime(cell.number_format) != "datetime":
+    if isinstance(value, datetime) and before != "datetime":
         cell.number_format = DATETIME_FORMAT
-    elif (
-        isinstance(value, date)
-        and not isinstance(value, datetime)
-        and is_datetime(cell.number_format) != "date"
-    ):
+    elif isinstance(value, date) and not isinstance(value, datetime) and before != "date":
         cell.number_format = DATE_FORMAT  # (a date alone shows no "00:00")
 
 
@@ -1364,7 +1363,8 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
         # the first row the service appends (which takes its style from the row above, or
         # keeps the cell's own when there is none) wraps and formats as the rest will.
         for c, (value, col) in enumerate(zip(row, spec.columns, strict=False), start=1):
-            if value is None and not spec.rows and not fixed:
+            styled = fixed or col.kind in ("long_text", "date", "datetime")
+            if value is None and not spec.rows and not styled:
                 continue
             cell = ws.cell(r, c)
             if col.kind == "long_text" or fixed:

@@ -482,3 +482,26 @@ def test_libreoffice_opens_an_init_register_after_streaming_appends(tmp_path: Pa
     assert [r[0] for r in got] == ["Reference", "PRV-2026-00001", "PRV-2026-00002"]
     assert "=not a formula" in got[1]
     assert "2026" in got[2][1] and "09:30" in got[2][1]  # a date (as LibreOffice's locale shows it)
+
+
+def test_dates_appended_to_a_fresh_table_get_the_uk_formats_on_both_paths(tmp_path: Path) -> None:
+    """A table laid out with no starting rows (as the Chronology sheet): its dates show as
+    dd/mm/yyyy (hh:mm), never openpyxl's ISO default, even in a column with no format of its
+    own (Count here), on the streaming path and the openpyxl path alike."""
+    old, new = pair(tmp_path, rows=False, formatting=False)
+    row = {
+        "Reference": "PRV-2026-0003",
+        "Recorded at": datetime(2026, 12, 4, 21, 48, 37),
+        "Date of birth": date(2010, 5, 6),
+        "Count": datetime(2026, 12, 5, 9, 30),
+    }
+    for wb in (old, new):
+        wb.append_rows("Concerns", [row, {**row, "Reference": "PRV-2026-0004"}])
+    assert used_streaming(new)
+    for wb in (old, new):
+        ws = openpyxl.load_workbook(wb.path)["Register"]
+        for r in (2, 3):
+            assert ws.cell(r, 2).number_format == "dd/mm/yyyy hh:mm"
+            assert ws.cell(r, 3).number_format == "dd/mm/yyyy"
+            assert ws.cell(r, 6).number_format == "dd/mm/yyyy hh:mm"
+    assert snapshot(new.path) == snapshot(old.path)

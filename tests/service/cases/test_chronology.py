@@ -170,6 +170,8 @@ def test_a_register_from_the_previous_version_is_upgraded_in_place(
     table = new.tables["Chronology"]
     assert [c.name for c in table.tableColumns] == [c.header for c in chronology.COLUMNS]
     assert new.column_dimensions["F"].hidden
+    # Its When cells show as the register's dates do (dd/mm/yyyy hh:mm), not ISO.
+    assert {new.cell(r, 2).number_format for r in range(2, 5)} == {"dd/mm/yyyy hh:mm"}
     assert [r["Event"] for r in events(app)] == ["Reported", "Alert sent", "Acknowledgement sent"]
     assert all(r["Reference"] == "PRV-2026-0006" for r in events(app))
     app.close()
