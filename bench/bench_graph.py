@@ -34,12 +34,10 @@ from typing import Any
 from unittest import mock
 
 from connectors import graph_auth, graph_batch
-from connectors.graph_batch import Reply
 from connectors.graph_workbook import GraphWorkbook
 from service.admin.setup import init_folder
 from service.app import App
 from service.config import load_config
-from service.errors import PreventServiceError
 from service.intake import pipeline
 from service.intake.pipeline import poll
 from tests.cli.test_e2e_graph import graphify, publish
@@ -66,26 +64,8 @@ def message(n: int) -> bytes:
 
 
 def _sequential(http: Any, subs: Any) -> list[Any]:
-    """One plain request per batched request."""
-    out: list[Any] = []
-    for sub in subs:
-        try:
-            response = http.request(
-                sub.method,
-                sub.path,
-                sub.call,
-                json=sub.json,
-                headers=sub.headers,
-                params=sub.params,
-                retry_ambiguous=sub.retry_ambiguous,
-            )
-        except PreventServiceError as exc:
-            out.append(exc)
-            continue
-        kind = response.headers.get("Content-Type", "")
-        body = response.json() if "json" in kind and response.content else response.content
-        out.append(Reply(response.status_code, dict(response.headers), body))
-    return out
+    """One plain request per batched request (the client's own lone-request path)."""
+    return [graph_batch._plain(http, sub) for sub in subs]
 
 
 def _full_read(self: GraphWorkbook) -> str:
