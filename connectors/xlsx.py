@@ -73,6 +73,7 @@ from connectors.base import (
 )
 from connectors.files import PRIVATE_DIR, create_private, fsync_dir
 from connectors.xlsx_parts import Parts
+from connectors.xlsx_rows import DEFAULT_WIDTH, fitted_height
 from service.errors import InputError, LockedError, PermanentError, TransientError
 from service.locks import exclusive_lock, holder
 
@@ -1080,6 +1081,9 @@ class XlsxWorkbook:
             )
         above = existing[-1][0] if existing else None
         calculated = _calculated_columns(tbl, lay)
+        # Rows grow with their wrapped text (connectors.xlsx_rows), unless the sheet's rows
+        # have a fixed height.
+        widths = None if ws.sheet_format.customHeight else column_widths(ws)
         for offset, values in enumerate(mapped):
             r = start + offset
             for c in range(lay.min_col, lay.max_col + 1):
@@ -1092,6 +1096,8 @@ class XlsxWorkbook:
                 if value is None and style_src is None:
                     continue
                 _put(ws.cell(r, c), value, style_src)
+            if widths is not None:
+                _fit_row(ws, r, values, widths)
         if end > lay.last_row:
             new_ref = (
                 f"{get_column_letter(lay.min_col)}{lay.header_row}:"
@@ -1181,6 +1187,35 @@ def _calculated_columns(tbl: XlTable, lay: _Layout) -> dict[int, Formula]:
         if text and not getattr(formula, "array", False):
             out[lay.min_col + index] = Formula(text if text.startswith("=") else f"={text}")
     return out
+
+
+def column_widths(ws: Worksheet) -> dict[int, float | None]:
+    """Column number → width (None: hidden), as connectors.xlsx_rows reads them from XML."""
+    out: dict[int, float | None] = {}
+    for dim in ws.column_dimensions.values():
+        if not dim.min:
+            continue
+        for c in range(dim.min, (dim.max or dim.min) + 1):
+            out[c] = None if dim.hidden else float(dim.width)
+    return out
+
+
+def _fit_row(ws: Worksheet, r: int, values: Mapping[int, Any], widths: Mapping[int, Any]) -> None:
+    """Give row ``r`` (its cells already written) the height its wrapped text needs; a row
+    that already has a height of its own keeps it."""
+    if r in ws.row_dimensions and ws.row_dimensions[r].height is not None:
+        return
+    texts = [
+        (value, widths.get(c, DEFAULT_WIDTH))
+        for c, value in values.items()
+        if isinstance(value, str)
+        and widths.get(c, DEFAULT_WIDTH) is not None
+        and (r, c) in ws._cells
+        and ws._cells[(r, c)].alignment.wrap_text
+    ]
+    height = fitted_height(texts)
+    if height is not None:
+        ws.row_dimensions[r].height = height
 
 
 def _peek(ws: Worksheet, row: int, col: int) -> Any:

@@ -84,6 +84,13 @@ from connectors.xlsx import (
     to_cell_value,
 )
 from connectors.xlsx_parts import PartError, Parts, SheetText, crc32, crc32_combine, deflate
+from connectors.xlsx_rows import (
+    DEFAULT_WIDTH,
+    column_widths,
+    custom_default_height,
+    fitted_height,
+    format_height,
+)
 from service.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -271,6 +278,11 @@ class _Styles:
         self.new_numfmts: list[tuple[int, str]] = []
         self.date_formats: set[int] = self.wb._date_formats
         self.timedelta_formats: set[int] = self.wb._timedelta_formats
+
+    def wraps(self, style: int | None) -> bool:
+        """Whether cells of this style wrap their text (None: the default style)."""
+        arr = self.styles[style or 0]
+        return bool(self.wb._alignments[arr.alignmentId].wrapText)
 
     def number_format(self, style: int) -> str:
         cell = self.ws.cell(1, 1)
@@ -703,6 +715,8 @@ class Appender:
             pieces: list[bytes] = []
             last_data = known.last_data
             written_last = sheet.last_r
+            # Rows grow with their wrapped text, as on the openpyxl path (connectors.xlsx_rows).
+            widths = None if custom_default_height(sheet.head) else column_widths(sheet.head)
             for offset, given in enumerate(mapped):
                 r = start + offset
                 values: dict[int, Any] = dict(given)
@@ -725,10 +739,24 @@ class Appender:
                     styles_now[c] = int(s.group(1)) if s else (own_style if not cell else None)
                     if cell:
                         cells[c] = cell
+                ht = b""
+                if widths is not None:
+                    height = fitted_height(
+                        (v, widths.get(c, DEFAULT_WIDTH))
+                        for c, v in values.items()
+                        if isinstance(v, str)
+                        and widths.get(c, DEFAULT_WIDTH) is not None
+                        and c in cells
+                        and styles.wraps(styles_now.get(c))
+                    )
+                    if height is not None:
+                        ht = b' ht="%s" customHeight="1"' % format_height(height).encode()
                 if r in fill:
                     assert cold is not None
                     number, at, s_at, _, end_at = fill[r]
                     tag = _SPANS.sub(b"", cold.data[at:s_at]).rstrip(b"/>").rstrip()
+                    if ht and not re.search(rb"\sht\s*=", tag):
+                        tag += ht
                     if cells:
                         body = b"".join(cells[c] for c in sorted(cells))
                         pieces.append(tag + b">" + body + b"</row>")
@@ -736,7 +764,7 @@ class Appender:
                         pieces.append(cold.data[at:end_at])
                 elif cells:
                     body = b"".join(cells[c] for c in sorted(cells))
-                    pieces.append(b'<row r="%d">' % r + body + b"</row>")
+                    pieces.append(b'<row r="%d"%s>' % (r, ht) + body + b"</row>")
                     written_last = r
                 prev = styles_now
                 if any(not is_blank(v) for v in values.values()):

@@ -84,7 +84,15 @@ def snapshot(path: Path) -> dict[str, Any]:
             for dv in ws.data_validations.dataValidation
         )
         cfs = sorted(sorted(str(r) for r in cf.sqref.ranges) for cf in ws.conditional_formatting)
-        out[ws.title] = {"cells": cells, "tables": tables, "dvs": dvs, "cfs": cfs}
+        # Row heights: a row grows with its wrapped text (connectors.xlsx_rows) on both paths.
+        heights = {r: d.height for r, d in ws.row_dimensions.items() if d.height is not None}
+        out[ws.title] = {
+            "cells": cells,
+            "tables": tables,
+            "dvs": dvs,
+            "cfs": cfs,
+            "heights": heights,
+        }
     return out
 
 
@@ -505,3 +513,42 @@ def test_dates_appended_to_a_fresh_table_get_the_uk_formats_on_both_paths(tmp_pa
             assert ws.cell(r, 3).number_format == "dd/mm/yyyy"
             assert ws.cell(r, 6).number_format == "dd/mm/yyyy hh:mm"
     assert snapshot(new.path) == snapshot(old.path)
+
+
+def test_rows_grow_with_their_wrapped_text_on_both_paths(tmp_path: Path) -> None:
+    """Neither Excel nor LibreOffice grows a row a program wrote, so a long Summary (a wrapped
+    column, 50 wide) gets a row tall enough for its lines; a short one keeps the default."""
+    old, new = pair(tmp_path, rows=False, formatting=False)
+    long = "A long account of what was seen and heard, " * 6  # 264 characters: 5 lines
+    for wb in (old, new):
+        wb.append_rows(
+            "Concerns",
+            [
+                {"Reference": "PRV-2026-0003", "Summary": long},
+                {"Reference": "PRV-2026-0004", "Summary": "short"},
+                {"Reference": "PRV-2026-0005", "Summary": "one\ntwo", "Count": long},
+            ],
+        )
+    assert used_streaming(new)
+    for wb in (old, new):
+        ws = openpyxl.load_workbook(wb.path)["Register"]
+        assert ws.row_dimensions[2].height == 75.0
+        assert ws.row_dimensions[3].height is None
+        # Count does not wrap: only the Summary's two lines count.
+        assert ws.row_dimensions[4].height == 30.0
+    assert snapshot(new.path) == snapshot(old.path)
+
+
+def test_rows_of_a_fixed_height_sheet_keep_it_on_both_paths(tmp_path: Path) -> None:
+    """A sheet laid out with fixed-height rows (an earlier register) keeps its layout."""
+    old, new = pair(tmp_path, formatting=False)
+    for wb in (old, new):
+        book = openpyxl.load_workbook(wb.path)
+        book["Register"].sheet_format.customHeight = True
+        book["Register"].sheet_format.defaultRowHeight = 39
+        book.save(wb.path)
+        wb.append_rows("Concerns", [{"Reference": "PRV-2026-0003", "Summary": "x " * 400}])
+    assert used_streaming(new)
+    for wb in (old, new):
+        ws = openpyxl.load_workbook(wb.path)["Register"]
+        assert ws.row_dimensions[4].height is None
