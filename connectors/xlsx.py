@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -1369,8 +1370,9 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
         )
     ws = wb.create_sheet(spec.sheet)
     ncols = len(spec.columns)
-    # A table with fixed-height rows wraps every cell at the top: text stays inside its cell
-    # (LibreOffice would otherwise let it run over the empty cells beside it).
+    # Every cell wraps at the top: text stays inside its cell (LibreOffice would otherwise let
+    # it run over the empty cells beside it, and off the printed page), and its row grows with
+    # it (connectors.xlsx_rows) unless the spec fixes the rows' height.
     fixed = spec.row_height is not None
     top_wrap = Alignment(vertical="top", wrap_text=True)
     for c, col in enumerate(spec.columns, start=1):
@@ -1389,21 +1391,17 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
             dim.number_format = DATE_FORMAT
         elif col.kind == "datetime":
             dim.number_format = DATETIME_FORMAT
-        if col.kind == "long_text" or fixed:
-            dim.alignment = top_wrap
+        dim.alignment = top_wrap
         if col.kind == "choice":
             _add_choice_validation(ws, spec, c, len(spec.rows))
     for r, row in enumerate(spec.rows or ((None,) * ncols,), start=2):
         # With no starting rows, row 2 is the table's empty first row: styled here, so that
         # the first row the service appends (which takes its style from the row above, or
         # keeps the cell's own when there is none) wraps and formats as the rest will.
+        texts: list[tuple[str, float | None]] = []
         for c, (value, col) in enumerate(zip(row, spec.columns, strict=False), start=1):
-            styled = fixed or col.kind in ("long_text", "date", "datetime")
-            if value is None and not spec.rows and not styled:
-                continue
             cell = ws.cell(r, c)
-            if col.kind == "long_text" or fixed:
-                cell.alignment = top_wrap
+            cell.alignment = top_wrap
             if col.kind == "date":
                 cell.number_format = DATE_FORMAT
             elif col.kind == "datetime":
@@ -1415,6 +1413,11 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
             if not isinstance(value, Formula):
                 value = to_cell_value(value, tz, column=col.header)
             _put(cell, value, None)
+            if isinstance(value, str) and col.kind != "hidden":
+                texts.append((value, ws.column_dimensions[get_column_letter(c)].width))
+        height = None if fixed else fitted_height(texts)
+        if height is not None:
+            ws.row_dimensions[r].height = height
     last_row = max(2, len(spec.rows) + 1)  # an Excel table needs at least one data row
     ref = f"A1:{get_column_letter(ncols)}{last_row}"
     table = XlTable(displayName=spec.table, ref=ref)
@@ -1436,11 +1439,27 @@ def _lay_out_sheet(wb: XlWorkbook, spec: TableSpec, tz: tzinfo) -> None:
     _print_setup(ws, spec)
 
 
+# Column-width units a landscape A4 page holds at the smallest print scale worth reading
+# (about 55 %: 112 units at 100 % with the margins below).
+PRINT_UNITS_PER_PAGE = 210.0
+
+
 def _print_setup(ws: Worksheet, spec: TableSpec) -> None:
     """Landscape A4, the header row on every page and, for a table that freezes columns,
-    those columns too (a printed page of the register always shows the Reference)."""
+    those columns too (a printed page of the register always shows the Reference).
+
+    Scaled to as few pages across as keep the text readable (one for the Chronology and the
+    compliance tables, four for the register's 37 columns), as many down as the rows take;
+    a wide sheet prints across then down, so one set of rows reads on consecutive pages."""
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    width = sum(col.width or _WIDTHS[col.kind] for col in spec.columns if col.kind != "hidden")
+    across = max(1, math.ceil(width / PRINT_UNITS_PER_PAGE))
+    ws.page_setup.fitToWidth = across
+    ws.page_setup.fitToHeight = 0  # as many pages down as it takes
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    if across > 1:
+        ws.page_setup.pageOrder = "overThenDown"
     ws.print_title_rows = "1:1"
     frozen_cols = column_index_from_string(spec.freeze.rstrip("0123456789")) - 1
     if frozen_cols:

@@ -20,9 +20,10 @@ LINE_HEIGHT = 15.0  # points: one line of 11-point Calibri as Excel draws it (Li
 MAX_HEIGHT = 409.0  # Excel's tallest row
 DEFAULT_WIDTH = 8.43  # a column with no width of its own
 # Characters of ordinary text per unit of column width (a unit is one digit's width; text is
-# narrower): measured on LibreOffice's rendering of the register's Account column, rounded
-# down so that the estimate errs towards a spare line, never a cut one.
-CHARS_PER_UNIT = 1.2
+# narrower): as the board report counts them (connectors.report_xlsx), a little under what
+# LibreOffice fits even when it scales a page down to print, so a row errs towards a spare
+# line, never a cut one.
+CHARS_PER_UNIT = 1.1
 
 
 def lines_of(text: str, width: float) -> int:

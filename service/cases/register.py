@@ -189,16 +189,14 @@ def register_table_spec(
         columns=columns,
         rows=rows,
         freeze=freeze_cell(columns),
-        row_height=ROW_HEIGHT,
         header_height=HEADER_HEIGHT,
     )
 
 
-# Data rows are a fixed three lines high (the whole text shows in the formula bar, or with the
-# row made taller); the header has room for three lines. 39 points is exactly three lines of
-# 11-point Calibri/Carlito as LibreOffice draws them: it clips only whole lines, so one point
-# more and it prints a fourth line over the row below. Excel clips at the cell's edge.
-ROW_HEIGHT = 39.0
+# Data rows grow with their text (each row the service writes gets the height its wrapped
+# cells need: connectors.xlsx_rows), so Summary and Account show and print whole; a register
+# made by an earlier version keeps its fixed three-line rows. The header has room for three
+# lines.
 HEADER_HEIGHT = 44.0
 
 # Columns a register made by an earlier version may not have: the service leaves them out

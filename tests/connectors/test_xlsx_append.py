@@ -518,6 +518,7 @@ def test_dates_appended_to_a_fresh_table_get_the_uk_formats_on_both_paths(tmp_pa
 def test_rows_grow_with_their_wrapped_text_on_both_paths(tmp_path: Path) -> None:
     """Neither Excel nor LibreOffice grows a row a program wrote, so a long Summary (a wrapped
     column, 50 wide) gets a row tall enough for its lines; a short one keeps the default."""
+    # (every column init lays out wraps; the height is the tallest cell's)
     old, new = pair(tmp_path, rows=False, formatting=False)
     long = "A long account of what was seen and heard, " * 6  # 264 characters: 5 lines
     for wb in (old, new):
@@ -526,7 +527,7 @@ def test_rows_grow_with_their_wrapped_text_on_both_paths(tmp_path: Path) -> None
             [
                 {"Reference": "PRV-2026-0003", "Summary": long},
                 {"Reference": "PRV-2026-0004", "Summary": "short"},
-                {"Reference": "PRV-2026-0005", "Summary": "one\ntwo", "Count": long},
+                {"Reference": "PRV-2026-0005", "Summary": "one\ntwo", "Source key": long},
             ],
         )
     assert used_streaming(new)
@@ -534,7 +535,7 @@ def test_rows_grow_with_their_wrapped_text_on_both_paths(tmp_path: Path) -> None
         ws = openpyxl.load_workbook(wb.path)["Register"]
         assert ws.row_dimensions[2].height == 75.0
         assert ws.row_dimensions[3].height is None
-        # Count does not wrap: only the Summary's two lines count.
+        # A hidden column does not print: only the Summary's two lines count.
         assert ws.row_dimensions[4].height == 30.0
     assert snapshot(new.path) == snapshot(old.path)
 

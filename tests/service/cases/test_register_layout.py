@@ -14,6 +14,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from connectors.base import ColumnSpec, TableSpec
 from connectors.xlsx import DATE_FORMAT, DATETIME_FORMAT, XlsxWorkbook, create_workbook
+from connectors.xlsx_rows import lines_of
 from service.admin.setup import init_folder
 from service.app import App
 from service.cases.register import (
@@ -101,7 +102,16 @@ def test_init_lays_out_panes_heights_widths_drop_downs_and_print(demo: Path) -> 
     # Reference, Received at and Status stay in view scrolling right and down.
     assert ws.freeze_panes == "D2"
     assert HEADERS.index("Status") == 2
-    assert ws.sheet_format.defaultRowHeight == 39 and ws.sheet_format.customHeight
+    # Rows grow with their text (no fixed height): a concern's Account prints whole.
+    assert not ws.sheet_format.customHeight
+    account = letter("Account")
+    counted = [
+        lines_of(ws[f"{account}{r}"].value, ws.column_dimensions[account].width)
+        for r in range(2, 7)
+    ]
+    assert max(counted) > 3  # more than the three lines rows were cut at
+    for r, lines in zip(range(2, 7), counted, strict=True):
+        assert (ws.row_dimensions[r].height or 15) >= 15 * lines, r
     assert ws.row_dimensions[1].height == 44
     assert ws.column_dimensions["A"].width == 15
     assert ws.column_dimensions["E"].width == 34  # Decision and rationale
@@ -124,6 +134,10 @@ def test_init_lays_out_panes_heights_widths_drop_downs_and_print(demo: Path) -> 
     assert ws.page_setup.orientation == "landscape"
     assert ws.print_title_rows == "$1:$1"
     assert ws.print_title_cols == "$A:$C"
+    # Scaled to four pages across (37 columns stay readable), printed across then down.
+    assert ws.sheet_properties.pageSetUpPr.fitToPage
+    assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (4, 0)
+    assert ws.page_setup.pageOrder == "overThenDown"
 
 
 def letter(header: str) -> str:
@@ -306,3 +320,34 @@ def test_check_accepts_a_register_without_the_new_columns() -> None:
     assert _register_columns(earlier) is None
     without_status = tuple(h for h in earlier if h != "Status")
     assert "Status" in str(_register_columns(without_status))
+
+
+def test_the_other_sheets_init_lays_out_print_one_page_wide_with_rows_that_fit(
+    demo: Path,
+) -> None:
+    """The Chronology and the compliance tables: landscape, scaled to one page across, every
+    cell wrapped at the top and each row as tall as its longest wrapped text (nothing printed
+    over the row below, nothing cut), dates as dd/mm/yyyy."""
+    register = load_workbook(demo / "workbooks" / "concern-register.xlsx")
+    compliance = load_workbook(demo / "workbooks" / "compliance.xlsx")
+    sheets = [register["Chronology"], *compliance.worksheets]
+    assert len(sheets) == 4
+    tall = 0
+    for ws in sheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert not ws.sheet_format.customHeight, ws.title
+        for row in ws.iter_rows(min_row=2, max_row=ws.max_row):
+            lines = 1
+            for cell in row:
+                dim = ws.column_dimensions[cell.column_letter]
+                if isinstance(cell.value, str) and cell.data_type == "s" and not dim.hidden:
+                    assert cell.alignment.wrap_text, (ws.title, cell.coordinate)
+                    lines = max(lines, lines_of(cell.value, dim.width))
+                if isinstance(cell.value, datetime):
+                    assert cell.number_format in (DATE_FORMAT, DATETIME_FORMAT), cell.coordinate
+            height = ws.row_dimensions[row[0].row].height
+            assert (height or 15) >= 15 * lines, (ws.title, row[0].row)
+            tall += lines > 1
+    assert tall > 5  # the demo's long objectives and two-line notes were checked
