@@ -169,6 +169,7 @@ class _Compiled:
     also: tuple[frozenset[str], ...] = ()
     needs_first: frozenset[str] = frozenset()  # first words of rule.needs / rule.unless
     unless_first: frozenset[str] = frozenset()
+    firsts: frozenset[str] = frozenset()  # the words it can start with
 
 
 class _Piece:
@@ -209,6 +210,12 @@ class Knowledge:
     spelling: dict[str, str] = field(default_factory=dict)  # variant → word, lower case
     fuzzy: dict[str, str] = field(default_factory=dict)  # a word and its one-letter deletions
     vocabulary: frozenset[str] = frozenset()  # every stem the file uses: never read as a typo
+    # Which patterns a sentence can match at all, in a few integer operations (see _fields)
+    word_bits: dict[str, int] = field(default_factory=dict)
+    lows: int = 0
+    guards: int = 0
+    across_guards: int = 0
+    by_guard: dict[int, _Compiled] = field(default_factory=dict)  # guard bit's length → it
     _stems: dict[str, str] = field(default_factory=dict)
 
     def stem(self, word: str) -> str:
@@ -291,7 +298,7 @@ class Knowledge:
                     if len(pairs_seen) < 10_000:
                         pairs_seen.add(pair)
                     piece = _Piece(text, start, sentence.end())
-                    self._sentence(piece, 0, joint, found, done, cue_earlier, across)
+                    self._sentence(piece, 0, joint, found, done, cue_earlier, True)
             # a blank line ends a paragraph: the next sentence is not read with this one
             if len(words) <= ACROSS_WORDS and not _PARAGRAPH_END.match(text, sentence.end()):
                 before = (sentence.start(), words, cue_at_start)
@@ -307,34 +314,41 @@ class Knowledge:
         found: list[Finding],
         done: set[str],
         cue_before: bool,
-        index: dict[str, list[_Compiled]] | None = None,
+        across: bool = False,
     ) -> bool | None:
         """Match one sentence (or a piece of a long one) whose first word is word ``first``
         of ``piece``; returns whether it is about a lesson, the news and the like (None when
-        that was not needed to decide)."""
+        that was not needed to decide). ``across``: only the rules read across two sentences."""
         cue: bool | None = None
-        if index is None:
-            index = self.index
         end = len(words)
         present = set(words)
         # whether a pattern can match in this sentence at all: its later words, near words,
         # needs and unless are read once per sentence, not at each occurrence of its first word
         viable: dict[str, list[_Compiled]] = {}  # first word → the patterns worth trying
-        checked: dict[int, bool] = {}  # a pattern listed under several first words: once
+        # the patterns with a word of each set they need here (their first words, later
+        # elements', near groups'), in file order, as bits (see _fields)
+        bits = 0
+        word_bits = self.word_bits
+        for word in present:
+            b = word_bits.get(word)
+            if b is not None:
+                bits |= b
+        full = (bits + self.lows) & (self.across_guards if across else self.guards)
+        by_guard = self.by_guard
+        while full:
+            low = full & -full
+            full ^= low
+            c = by_guard[low.bit_length()]
+            if c.rule.id not in done and _viable(c, words, present):
+                for word in c.firsts & present:
+                    viable.setdefault(word, []).append(c)
+        if not viable:
+            return cue
         muted: set[str] = set()  # mention rules this sentence's lesson or news context mutes
         for i, word in enumerate(words):
             candidates = viable.get(word)
             if candidates is None:
-                candidates = []
-                for c in index.get(word, ()):
-                    if c.rule.id in done:
-                        continue
-                    ok = checked.get(id(c))
-                    if ok is None:
-                        ok = checked[id(c)] = _viable(c, words, present)
-                    if ok:
-                        candidates.append(c)
-                viable[word] = candidates
+                continue
             for compiled in candidates:
                 rule = compiled.rule
                 if rule.id in done or rule.id in muted:
@@ -412,6 +426,29 @@ class Knowledge:
                 break
         clause = words[start:i]
         return any(_contains(clause, p) for p in self.negations)
+
+
+def _fields(knowledge: Knowledge, compiled: list[_Compiled]) -> None:
+    """Give each pattern a field of bits: one per set of words it needs one of (its first
+    words, each later element's, each near group's), then a guard bit. A sentence's bits are
+    those of its words; adding 1 at the bottom of every field carries into the guard of each
+    pattern whose sets all have a word in the sentence. So one addition finds, in file order,
+    the few patterns worth trying, where looking at each pattern under each word cost most
+    of a long e-mail's scan."""
+    word_bits: dict[str, int] = {}
+    offset = 0
+    for item in compiled:
+        for words in (item.firsts, *item.also):
+            for word in words:
+                word_bits[word] = word_bits.get(word, 0) | 1 << offset
+            offset += 1
+        knowledge.lows |= 1 << (offset - len(item.also) - 1)
+        knowledge.guards |= 1 << offset
+        if item.rule.across:
+            knowledge.across_guards |= 1 << offset
+        knowledge.by_guard[offset + 1] = item  # the bit's int.bit_length()
+        offset += 1
+    knowledge.word_bits = word_bits
 
 
 def _viable(compiled: _Compiled, words: list[str], present: set[str]) -> bool:
@@ -682,6 +719,7 @@ def load_knowledge(path: Path) -> Knowledge:
                     _also(elements) + tuple(frozenset(group) for group in near_index),
                     frozenset(p[0] for p in needs),
                     frozenset(p[0] for p in unless),
+                    frozenset(option[0] for option in elements[0].options),
                 )
             )
     knowledge = Knowledge(
@@ -708,6 +746,7 @@ def load_knowledge(path: Path) -> Knowledge:
         vocabulary.update(w for p in item.rule.needs + item.rule.unless for w in p)
     vocabulary.update(w for p in knowledge.cues for w in p)
     knowledge.vocabulary = frozenset(vocabulary)
+    _fields(knowledge, compiled)
     for item in compiled:
         for first in {option[0] for option in item.first}:
             knowledge.index.setdefault(first, []).append(item)
