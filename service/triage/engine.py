@@ -34,6 +34,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ _WORDS = re.compile(
 _SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
 _SENTENCE_REST = re.compile(r"[^.!?\n]{0,300}")  # the rest of a sentence, after a clause
 _PARAGRAPH_END = re.compile(r"[.!?;:]*[ \t]*\n[ \t]*\n")
+_SPAN = re.Match.span
 _GAP = {"..": 3, "...": 8}
 MAX_SENTENCE_WORDS = 120  # a longer "sentence" (no full stops) is read in pieces this long
 ACROSS_WORDS = 40  # a sentence this short or shorter is also read with the one after it
@@ -186,9 +188,8 @@ class _Piece:
         # only as far as needed: a hostile text of one 200,000-character "sentence" must not
         # be walked to its end for a match near its start
         spans = self._spans
-        while len(spans) <= last_word:
-            m = next(self._words)
-            spans.append((m.start(), m.end()))
+        if len(spans) <= last_word:  # the spans up to last_word, walked in C
+            spans.extend(map(_SPAN, islice(self._words, last_word + 1 - len(spans))))
         return spans[first_word][0], spans[last_word][1]
 
 
@@ -207,6 +208,7 @@ class Knowledge:
     across_index: dict[str, list[_Compiled]] = field(default_factory=dict)
     across_ids: frozenset[str] = frozenset()  # the rules read across two sentences
     cue_first: frozenset[str] = frozenset()
+    negation_first: frozenset[str] = frozenset()  # first words of the clause negations
     spelling: dict[str, str] = field(default_factory=dict)  # variant → word, lower case
     fuzzy: dict[str, str] = field(default_factory=dict)  # a word and its one-letter deletions
     vocabulary: frozenset[str] = frozenset()  # every stem the file uses: never read as a typo
@@ -425,7 +427,9 @@ class Knowledge:
                 start = n + 1
                 break
         clause = words[start:i]
-        return any(_contains(clause, p) for p in self.negations)
+        if self.negation_first.isdisjoint(clause):
+            return False
+        return any(p[0] in clause and _contains(clause, p) for p in self.negations)
 
 
 def _fields(knowledge: Knowledge, compiled: list[_Compiled]) -> None:
@@ -734,6 +738,7 @@ def load_knowledge(path: Path) -> Knowledge:
         ),
     )
     knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
+    knowledge.negation_first = frozenset(p[0] for p in knowledge.negations)
     knowledge.across_ids = frozenset(r.id for r in rules if r.across)
     knowledge.spelling = _spelling(data.get("spelling", {}), sources, f"{path}: spelling")
     for word in _fuzzy_words(language.get("fuzzy", []), f"{path}: language: fuzzy"):
