@@ -172,6 +172,11 @@ class _Compiled:
     needs_first: frozenset[str] = frozenset()  # first words of rule.needs / rule.unless
     unless_first: frozenset[str] = frozenset()
     firsts: frozenset[str] = frozenset()  # the words it can start with
+    # when every first option is one word and the next element is a word it needs (or a gap
+    # and then a word it needs): the words that element can start with; one of the words
+    # after the first, up to `reach` from it, must be one of them
+    second: frozenset[str] | None = None
+    reach: int = 2
 
 
 class _Piece:
@@ -355,6 +360,9 @@ class Knowledge:
                 rule = compiled.rule
                 if rule.id in done or rule.id in muted:
                     continue
+                second = compiled.second
+                if second is not None and second.isdisjoint(words[i + 1 : i + compiled.reach]):
+                    continue  # what _match would find, without the calls
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
                     continue
@@ -566,6 +574,17 @@ def _compile_pattern(
     return tuple(elements)
 
 
+def _second(elements: tuple[_Element, ...]) -> tuple[frozenset[str] | None, int]:
+    if len(elements) < 2 or any(len(option) > 1 for option in elements[0].options):
+        return None, 2
+    after, reach = elements[1], 2
+    if after.gap and len(elements) > 2:
+        after, reach = elements[2], after.gap + 2  # tried at each of the gap's words and after
+    if after.gap or after.optional:
+        return None, 2
+    return frozenset(after.by_first), reach
+
+
 def _also(elements: tuple[_Element, ...]) -> tuple[frozenset[str], ...]:
     """The first words of each required element of the pattern after its first."""
     return tuple(
@@ -724,6 +743,7 @@ def load_knowledge(path: Path) -> Knowledge:
                     frozenset(p[0] for p in needs),
                     frozenset(p[0] for p in unless),
                     frozenset(option[0] for option in elements[0].options),
+                    *_second(elements),
                 )
             )
     knowledge = Knowledge(
