@@ -172,11 +172,9 @@ class _Compiled:
     needs_first: frozenset[str] = frozenset()  # first words of rule.needs / rule.unless
     unless_first: frozenset[str] = frozenset()
     firsts: frozenset[str] = frozenset()  # the words it can start with
-    # when every first option is one word and the next element is a word it needs (or a gap
-    # and then a word it needs): the words that element can start with; one of the words
-    # after the first, up to `reach` from it, must be one of them
-    second: frozenset[str] | None = None
-    reach: int = 2
+    # first word → what must follow it for a match: (words, reach), one of the words must
+    # be among the `reach - 1` after the first (a first word not here: no such condition)
+    follow: dict[str, tuple[tuple[frozenset[str], int], ...]] = field(default_factory=dict)
 
 
 class _Piece:
@@ -360,9 +358,13 @@ class Knowledge:
                 rule = compiled.rule
                 if rule.id in done or rule.id in muted:
                     continue
-                second = compiled.second
-                if second is not None and second.isdisjoint(words[i + 1 : i + compiled.reach]):
-                    continue  # what _match would find, without the calls
+                follow = compiled.follow.get(word)
+                if follow is not None:
+                    for after, reach in follow:
+                        if not after.isdisjoint(words[i + 1 : i + reach]):
+                            break
+                    else:
+                        continue  # what _match would find, without the calls
                 stop = _match(compiled.elements, 0, words, i, end, self.negators)
                 if stop is None or stop == i:
                     continue
@@ -574,15 +576,30 @@ def _compile_pattern(
     return tuple(elements)
 
 
-def _second(elements: tuple[_Element, ...]) -> tuple[frozenset[str] | None, int]:
-    if len(elements) < 2 or any(len(option) > 1 for option in elements[0].options):
-        return None, 2
-    after, reach = elements[1], 2
-    if after.gap and len(elements) > 2:
-        after, reach = elements[2], after.gap + 2  # tried at each of the gap's words and after
-    if after.gap or after.optional:
-        return None, 2
-    return frozenset(after.by_first), reach
+def _follow(
+    elements: tuple[_Element, ...],
+) -> dict[str, tuple[tuple[frozenset[str], int], ...]]:
+    """For each first word, the words one of which must come next (or within a gap after
+    it) for a match: the second word of a longer first option, else the words the next
+    element needed can start with. Only a condition _match itself imposes."""
+    # after a one-word first option: the next element's words, and how far they may be
+    after_one: tuple[frozenset[str], int] | None = None
+    if len(elements) > 1:
+        after, reach = elements[1], 2
+        if after.gap and len(elements) > 2:
+            after, reach = elements[2], after.gap + 2  # at each of the gap's words and after
+        if not after.gap and not after.optional:
+            after_one = (frozenset(after.by_first), reach)
+    out: dict[str, tuple[tuple[frozenset[str], int], ...]] = {}
+    for first, options in elements[0].by_first.items():
+        seconds = frozenset(o[1] for o in options if len(o) > 1)
+        conditions = [(seconds, 2)] if seconds else []
+        if any(len(o) == 1 for o in options):
+            if after_one is None:
+                continue  # the word alone may match: nothing to require
+            conditions.append(after_one)
+        out[first] = tuple(conditions)
+    return out
 
 
 def _also(elements: tuple[_Element, ...]) -> tuple[frozenset[str], ...]:
@@ -743,7 +760,7 @@ def load_knowledge(path: Path) -> Knowledge:
                     frozenset(p[0] for p in needs),
                     frozenset(p[0] for p in unless),
                     frozenset(option[0] for option in elements[0].options),
-                    *_second(elements),
+                    _follow(elements),
                 )
             )
     knowledge = Knowledge(
