@@ -50,7 +50,8 @@ _WORDS = re.compile(
 )
 # A sentence (or clause after ";" or ":"): where phrases, gaps and negations stop. A single
 # line break is not an end (mail wraps lines); a blank line is.
-_SENTENCES = re.compile(r"(?:[^.!?;:\n]|\n(?![ \t]*\n))+")
+# (Runs of ordinary characters in one step: a character at a time cost ~10 ms per 200,000.)
+_SENTENCES = re.compile(r"(?:[^.!?;:\n]+|\n(?![ \t]*\n))+")
 _SENTENCE_REST = re.compile(r"[^.!?\n]{0,300}")  # the rest of a sentence, after a clause
 _PARAGRAPH_END = re.compile(r"[.!?;:]*[ \t]*\n[ \t]*\n")
 _SPAN = re.Match.span
