@@ -3,8 +3,9 @@
     python bench/train_triage.py            # retrain and write service/triage/learned_model.json
     python bench/train_triage.py --date 2026-12-04 --out /tmp/m.json   # the test's reproduction
 
-Reads the labelled files in TRAIN_FILES (never heldout2.toml: that set is kept unseen for an
-honest measure), trains one logistic regression for "critical" and one for "danger", and
+Reads the labelled files in TRAIN_FILES (heldout.toml, heldout2.toml, tuning*.toml; never
+heldout3.toml: that set is kept unseen for the lead's one honest measure, and any file named
+as unseen is refused), trains one logistic regression for "critical" and one for "danger", and
 writes their weights as JSON with a header naming the files (and their SHA-256), the number
 of cases and the date. The threshold of each model is chosen here, from leave-one-file-out
 predictions (train on the other files, score the one left out: the files were written by
@@ -33,19 +34,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.triage import knowledge
-from service.triage.learned import MODEL_FILE, features, scale
+from service.triage.learned import MODEL_FILE, SKIP_WINDOW, features, scale
 
 HERE = Path(__file__).resolve().parent / "triage"
 # Every labelled file but the unseen one. A new tuning file is picked up by its name.
-UNSEEN = "heldout2.toml"
+# heldout2.toml was the unseen set until its misses were printed (4 December 2026): spent, so
+# trained on. heldout3.toml is the fresh one: never read, never trained or tuned on.
+UNSEEN = frozenset({"heldout3.toml"})
 TRAIN_FILES = tuple(
     sorted(
-        {HERE / "tuning.toml", HERE / "tuning2.toml", HERE / "heldout.toml"}
+        {HERE / "tuning.toml", HERE / "heldout.toml", HERE / "heldout2.toml"}
         | {p for p in HERE.glob("tuning*.toml")},
         key=lambda p: p.name,
     )
 )
-assert all(p.name != UNSEEN for p in TRAIN_FILES)
+assert all(p.name not in UNSEEN for p in TRAIN_FILES)
 
 # Chosen by 5-fold cross-validation on the training files (docs/triage.md has the figures).
 L2 = 1e-3
@@ -53,11 +56,14 @@ EPOCHS = 40
 RATE = 0.2
 SEED = 11
 MIN_COUNT = 2  # a feature seen in fewer narratives is dropped: it cannot generalise
+POSITIVE_WEIGHT = 1.0  # a positive case counts this much more than its class share
 DIGITS = 4  # weights are rounded: a small, stable file
-# Critical: within the 5-8% the service accepts (over-alerting is the safe side). Danger is
-# stricter: a danger flag opens the alert with "call 999 first", and the danger model has
-# few positive examples to learn from.
-TARGET_FALSE_ALARMS = {"critical": 0.06, "danger": 0.015}
+# The threshold is chosen for what an alert uses, the rules OR the model, on wording neither
+# had seen: each file's rules-of-then verdicts (RULES_BEFORE) beside the model trained without
+# it. Critical: false alarms of the two together within 9% (the target is 10%; over-alerting
+# is the safe side). Danger is stricter: a danger flag opens the alert with "call 999 first".
+TARGET_FALSE_ALARMS = {"critical": 0.09, "danger": 0.03}
+RULES_BEFORE = HERE / "rules_before.json"
 LABELS = ("critical", "danger")
 
 
@@ -73,7 +79,7 @@ class Case:
 def load_cases(paths: Sequence[Path] = TRAIN_FILES) -> list[Case]:
     cases: list[Case] = []
     for path in paths:
-        if path.name == UNSEEN:
+        if path.name in UNSEEN or path.name.startswith("heldout3"):
             raise SystemExit(f"{path}: the unseen set is never trained on")
         with path.open("rb") as handle:
             for raw in tomllib.load(handle)["case"]:
@@ -112,7 +118,10 @@ def fit(rows: Sequence[Sequence[str]], ys: Sequence[bool]) -> tuple[float, dict[
     negatives = len(ys) - positives
     if not positives or not negatives:
         raise ValueError("both classes are needed to train")
-    weight_of = {True: len(ys) / (2 * positives), False: len(ys) / (2 * negatives)}
+    weight_of = {
+        True: POSITIVE_WEIGHT * len(ys) / (2 * positives),
+        False: len(ys) / (2 * negatives),
+    }
     w: dict[str, float] = {}
     g2: dict[str, float] = {}
     bias, bias_g2 = 0.0, 0.0
@@ -172,13 +181,39 @@ def k_folds(cases: Sequence[Case], k: int = 5) -> list[list[int]]:
     return folds
 
 
-def choose_threshold(probs: Sequence[float], ys: Sequence[bool], target: float) -> float:
+def rules_then(cases: Sequence[Case], name: str) -> list[bool | None]:
+    """Each case's verdict by the rules of the commit that added its file (before they were
+    tuned on it), from RULES_BEFORE; None where there is none (a file not yet in it)."""
+    if not RULES_BEFORE.exists():
+        return [None] * len(cases)
+    files = json.loads(RULES_BEFORE.read_text(encoding="utf-8"))["files"]
+    column = LABELS.index(name)
+    out: list[bool | None] = []
+    for case in cases:
+        said = files.get(case.file, {}).get("verdicts", {}).get(case.id)
+        out.append(None if said is None else bool(said[column]))
+    return out
+
+
+def choose_threshold(
+    probs: Sequence[float],
+    ys: Sequence[bool],
+    target: float,
+    rules: Sequence[bool | None] | None = None,
+) -> float:
     """The lowest threshold (of the out-of-fold probabilities, to 2 places) whose false
-    alarms stay within ``target``: recall first, over-alerting is the safe side."""
-    negatives = [p for p, y in zip(probs, ys, strict=True) if not y]
+    alarms stay within ``target``: recall first, over-alerting is the safe side. The false
+    alarms counted are those of the rules then OR the model, on the cases with a rules-then
+    verdict (the model's alone where there is none)."""
+    said = list(rules) if rules is not None else [None] * len(probs)
+    if not any(s is not None for s in said):
+        said = [False] * len(probs)
+    negatives = [
+        (p, bool(s)) for p, y, s in zip(probs, ys, said, strict=True) if not y and s is not None
+    ]
     for step in range(1, 100):
         threshold = step / 100
-        alarms = sum(p >= threshold for p in negatives)
+        alarms = sum(s or p >= threshold for p, s in negatives)
         if alarms <= target * len(negatives):
             return threshold
     return 0.99
@@ -195,13 +230,14 @@ def train_model(paths: Sequence[Path] = TRAIN_FILES, *, date: str) -> dict[str, 
     for name in LABELS:
         ys = [label(c, name) for c in cases]
         probs = out_of_fold(cases, rows, name, file_folds(cases))
-        threshold = choose_threshold(probs, ys, TARGET_FALSE_ALARMS[name])
+        threshold = choose_threshold(probs, ys, TARGET_FALSE_ALARMS[name], rules_then(cases, name))
         bias, weights = fit(rows, ys)
         models[name] = {"threshold": threshold, "bias": bias, "weights": weights}
     return {
         "about": (
             "Weights of the learned triage layer (service/triage/learned.py): logistic "
-            "regression over word stems, stem pairs, knowledge classes and pairs of classes. "
+            "regression over word stems, stem pairs, content-word pairs a few apart, knowledge "
+            "classes and pairs of classes. "
             "Data, written by bench/train_triage.py; retrain with that command, do not edit."
         ),
         "trained": date,
@@ -219,7 +255,10 @@ def train_model(paths: Sequence[Path] = TRAIN_FILES, *, date: str) -> dict[str, 
             "rate": RATE,
             "seed": SEED,
             "min_count": MIN_COUNT,
-            "threshold_rule": "lowest threshold with leave-one-file-out false alarms within "
+            "skip_window": SKIP_WINDOW,
+            "positive_weight": POSITIVE_WEIGHT,
+            "threshold_rule": "lowest threshold with leave-one-file-out false alarms of the "
+            "rules then OR the model within "
             + ", ".join(f"{k} {v:.0%}" for k, v in TARGET_FALSE_ALARMS.items()),
         },
         "models": models,

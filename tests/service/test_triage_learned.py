@@ -56,9 +56,13 @@ def test_training_twice_writes_the_same_file() -> None:
     second = trainer.dump(trainer.train_model(date="2026-01-01"))
     assert first == second
     data = json.loads(first)
-    # Never trained on the unseen set, and the header says what it was trained on.
-    assert all("heldout2" not in entry["file"] for entry in data["trained_on"])
-    assert {e["file"] for e in data["trained_on"]} >= {"bench/triage/tuning.toml"}
+    # Never trained on the unseen set, and the header says what it was trained on (the spent
+    # heldout2.toml included).
+    assert all("heldout3" not in entry["file"] for entry in data["trained_on"])
+    assert {e["file"] for e in data["trained_on"]} >= {
+        "bench/triage/tuning.toml",
+        "bench/triage/heldout2.toml",
+    }
     assert data["models"]["critical"]["weights"]
     assert 0 < data["models"]["critical"]["threshold"] < 1
 
@@ -67,9 +71,36 @@ def test_the_shipped_weights_say_what_they_were_trained_on_and_load() -> None:
     learned = model()
     assert learned.header["trained"]
     files = [entry["file"] for entry in learned.header["trained_on"]]
-    assert files and not any("heldout2" in f for f in files)
+    assert files and not any("heldout3" in f for f in files)
     assert learned.critical.weights and learned.danger.weights
     assert MODEL_FILE.name == "learned_model.json"
+
+
+def test_the_trainer_and_the_benchs_lofo_never_read_the_fresh_unseen_set(tmp_path: Path) -> None:
+    trainer = _trainer()
+    unseen = tmp_path / "heldout3.toml"
+    unseen.write_text('[[case]]\nid = "x"\ntext = "x"\ncritical = true\ndanger = false\n')
+    with pytest.raises(SystemExit, match="never trained on"):
+        trainer.load_cases([unseen])
+    # --lofo scores trainer.load_cases() over TRAIN_FILES: the unseen set is never among them.
+    assert all("heldout3" not in p.name for p in trainer.TRAIN_FILES)
+    assert "heldout2.toml" in {p.name for p in trainer.TRAIN_FILES}
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_triage
+    finally:
+        sys.path.remove(str(BENCH))
+    assert "heldout3" in bench_triage.UNSEEN  # run only by name, never in "all"
+
+
+def test_content_words_a_few_apart_pair_up_but_not_across_a_negation() -> None:
+    known = knowledge()
+    said = features("He wants bombing of the local mosque.", known)
+    bomb, mosque = known.stem("bombing"), known.stem("mosque")
+    assert f"s:{bomb} {mosque}" in said  # three words apart
+    assert f"s:{bomb} {known.stem('local')}" in said and f"s:{bomb} of" not in said  # plain
+    denied = features("He would never want bombing of any mosque.", known)
+    assert not any(f.startswith("s:") and bomb in f.split() for f in denied)
 
 
 def test_unseen_wording_is_flagged_with_the_words_that_weighed_most() -> None:
