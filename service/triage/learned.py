@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 MODEL_FILE = Path(str(resources.files("service.triage").joinpath("learned_model.json")))
-MAX_MODEL_CHARS = 10_000  # a concern is a few paragraphs (the rules read 200,000): ~8 ms at most
+MAX_MODEL_CHARS = 10_000  # a concern is a few paragraphs (the rules read 200,000): ~10 ms at most
 WINDOW_SENTENCES = 3  # the training narratives are one to three sentences
 MAX_WINDOW_WORDS = 80  # a "sentence" without full stops is cut into pieces this long
 MAX_WINDOWS = 400  # of a text (10,000 characters are about 150 sentences)
