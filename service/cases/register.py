@@ -189,14 +189,20 @@ def register_table_spec(
         columns=columns,
         rows=rows,
         freeze=freeze_cell(columns),
+        row_height=ROW_HEIGHT,
         header_height=HEADER_HEIGHT,
     )
 
 
-# Data rows grow with their text (each row the service writes gets the height its wrapped
-# cells need: connectors.xlsx_rows), so Summary and Account show and print whole; a register
-# made by an earlier version keeps its fixed three-line rows. The header has room for three
-# lines.
+# The register is the DSP's working list, so its data rows are a fixed three lines high: a
+# screen shows a dozen concerns, not three (grown to its Account, a row was often a whole
+# screen of white space beside its short first columns). The whole text is in the cell (the
+# formula bar), in `prevent-service case`, and prints whole after Excel's AutoFit Row Height.
+# 39 points is exactly three lines of 11-point Calibri/Carlito as LibreOffice draws them: it
+# clips only whole lines, so one point more and it prints a fourth line over the row below.
+# The Chronology and the compliance tables, short rows that are read on paper, grow instead
+# (connectors.xlsx_rows). The header has room for three lines.
+ROW_HEIGHT = 39.0
 HEADER_HEIGHT = 44.0
 
 # Columns a register made by an earlier version may not have: the service leaves them out

@@ -39,7 +39,7 @@ def test_a_register_graph_made_and_filled_has_the_working_layout(
     table = ws.tables["Concerns"]
     assert [c.value for c in ws[1]] == HEADERS
     assert ws.freeze_panes == "D2"  # Reference, Received at, Status stay in view
-    assert not ws.sheet_format.customHeight and ws.row_dimensions[1].height == 44
+    assert ws.sheet_format.defaultRowHeight == 39 and ws.row_dimensions[1].height == 44
     assert ws.column_dimensions["A"].width == 15
     assert ws.print_title_rows == "$1:$1" and ws.page_setup.orientation == "landscape"
     status = get_column_letter(HEADERS.index("Status") + 1)
