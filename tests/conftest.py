@@ -96,27 +96,33 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
 
 
-@pytest.fixture
-def memory_app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App]:
-    """An App on in-memory backends with an empty register and forms table."""
+def make_memory_app(config: Config, clock: Clock, *, forms_table: bool = True) -> App:
+    """An App on in-memory backends with an empty register (and, unless ``forms_table`` is
+    False, an empty forms table; else a forms workbook without one)."""
     from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
     from service.cases.register import register_table_spec
     from service.intake.forms import forms_table_spec
 
-    config = make_config()
     register_wb = MemoryWorkbook()
     spec = register_table_spec()
     register_wb.add_table(spec.table, [c.header for c in spec.columns], [])
     forms_wb = MemoryWorkbook()
-    fspec = forms_table_spec()
-    forms_wb.add_table(fspec.table, [c.header for c in fspec.columns], [])
-    app = App(
+    if forms_table:
+        fspec = forms_table_spec()
+        forms_wb.add_table(fspec.table, [c.header for c in fspec.columns], [])
+    return App(
         config,
         now=clock,
         mailbox=MemoryMailbox(),
         sender=MemorySender(),
         workbooks={"register": register_wb, "forms": forms_wb},
     )
+
+
+@pytest.fixture
+def memory_app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App]:
+    """An App on in-memory backends with an empty register and forms table."""
+    app = make_memory_app(make_config(), clock)
     yield app
     app.close()
 

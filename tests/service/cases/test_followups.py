@@ -14,8 +14,7 @@ from service.cases import chronology, escalation
 from service.cases.register import register_table_spec
 from service.config import Config
 from service.intake import pipeline
-from service.intake.forms import forms_table_spec
-from tests.conftest import Clock
+from tests.conftest import Clock, make_memory_app
 from tests.service.intake.test_pipeline import deliver, mail
 
 REPORTER = "Jordan Lee <jordan.lee@example.org>"
@@ -24,20 +23,7 @@ REPORTER = "Jordan Lee <jordan.lee@example.org>"
 @pytest.fixture
 def app(make_config: Callable[..., Config], clock: Clock) -> Iterator[App]:
     """Memory backends, with the organisation's own domain configured."""
-    config = make_config({"organisation": {"domains": ["example.org"]}})
-    register = MemoryWorkbook()
-    spec = register_table_spec()
-    register.add_table(spec.table, [c.header for c in spec.columns], [])
-    forms = MemoryWorkbook()
-    fspec = forms_table_spec()
-    forms.add_table(fspec.table, [c.header for c in fspec.columns], [])
-    app = App(
-        config,
-        now=clock,
-        mailbox=MemoryMailbox(),
-        sender=MemorySender(),
-        workbooks={"register": register, "forms": forms},
-    )
+    app = make_memory_app(make_config({"organisation": {"domains": ["example.org"]}}), clock)
     yield app
     app.close()
 
@@ -158,18 +144,7 @@ def test_the_safeguarding_teams_follow_up_gets_no_acknowledgement(
             "roles": {"Designated Safeguarding Person": ["safeguarding.lead@example.org"]},
         }
     )
-    register = MemoryWorkbook()
-    spec = register_table_spec()
-    register.add_table(spec.table, [c.header for c in spec.columns], [])
-    forms = MemoryWorkbook()
-    forms.add_table(forms_table_spec().table, [c.header for c in forms_table_spec().columns], [])
-    app = App(
-        config,
-        now=clock,
-        mailbox=MemoryMailbox(),
-        sender=MemorySender(),
-        workbooks={"register": register, "forms": forms},
-    )
+    app = make_memory_app(config, clock)
     try:
         alert, _ = first_concern(app, clock)
         before = len(sent(app))

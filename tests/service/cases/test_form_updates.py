@@ -6,14 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from connectors.memory import MemoryMailbox, MemorySender, MemoryWorkbook
+from connectors.memory import MemoryWorkbook
 from service.app import App
 from service.cases import chronology
-from service.cases.register import register_table_spec
 from service.config import Config
 from service.intake import pipeline
 from service.intake.forms import forms_table_spec
-from tests.conftest import Clock
+from tests.conftest import Clock, make_memory_app
 
 ACCOUNT = "What happened? Please use the person's own words where you can"
 
@@ -93,16 +92,7 @@ def test_an_edit_naming_immediate_danger_says_call_999_and_where_the_answers_are
     an edit that now names immediate danger opens with the 999 instruction, as a new alert does."""
     forms_book = {"workbook": {"backend": "xlsx", "path": "forms.xlsx"}, "table": "Table1"}
     config = make_config(intake={"forms": forms_book})
-    register = MemoryWorkbook()
-    spec = register_table_spec()
-    register.add_table(spec.table, [c.header for c in spec.columns], [])
-    app = App(
-        config,
-        now=clock,
-        mailbox=MemoryMailbox(),
-        sender=MemorySender(),
-        workbooks={"register": register, "forms": MemoryWorkbook()},
-    )
+    app = make_memory_app(config, clock, forms_table=False)
     setup_form(app)
     pipeline.poll(app)
     clock.advance(hours=1)
