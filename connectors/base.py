@@ -337,12 +337,15 @@ def read_rows_where(workbook: Workbook, table: str, column: str, values: Sequenc
 def rows_where(table: Table, column: str, values: Sequence[str]) -> Table:
     """``table`` with only the rows whose ``column`` holds one of ``values`` (trimmed, any
     case; the header matched as written, else ignoring case)."""
-    header = column if column in table.headers else next(
-        (h for h in table.headers if h.casefold() == column.casefold()), column
+    header = (
+        column
+        if column in table.headers
+        else next((h for h in table.headers if h.casefold() == column.casefold()), column)
     )
     wanted = {v.strip().casefold() for v in values}
     picked = [
-        i for i, row in enumerate(table.rows)
+        i
+        for i, row in enumerate(table.rows)
         if str(row.get(header) or "").strip().casefold() in wanted
     ]
     numbers = tuple(table.row_numbers[i] for i in picked) if table.row_numbers else ()
@@ -352,8 +355,10 @@ def rows_where(table: Table, column: str, values: Sequence[str]) -> Table:
 def rows_matching(table: Table, column: str, match: Callable[[Any], bool]) -> Table:
     """``table`` with only the rows whose ``column`` value passes ``match`` (the header
     matched as written, else ignoring case)."""
-    header = column if column in table.headers else next(
-        (h for h in table.headers if h.casefold() == column.casefold()), column
+    header = (
+        column
+        if column in table.headers
+        else next((h for h in table.headers if h.casefold() == column.casefold()), column)
     )
     picked = [i for i, row in enumerate(table.rows) if match(row.get(header))]
     numbers = tuple(table.row_numbers[i] for i in picked) if table.row_numbers else ()

@@ -99,6 +99,8 @@ MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 _R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 _M = "{%s}" % MAIN_NS  # noqa: UP031 - braces in an f-string would need escaping
+
+
 class Unsupported(Exception):
     """A layout the streaming path does not handle; the openpyxl path takes the append."""
 

@@ -106,10 +106,13 @@ def test_init_lays_out_panes_heights_widths_drop_downs_and_print(demo: Path) -> 
     # wrote is taller, however long its Account.
     assert ws.sheet_format.defaultRowHeight == 39 and ws.sheet_format.customHeight
     account = letter("Account")
-    assert max(
-        lines_of(ws[f"{account}{r}"].value, ws.column_dimensions[account].width)
-        for r in range(2, 7)
-    ) > 3  # the demo has Accounts longer than three lines
+    assert (
+        max(
+            lines_of(ws[f"{account}{r}"].value, ws.column_dimensions[account].width)
+            for r in range(2, 7)
+        )
+        > 3
+    )  # the demo has Accounts longer than three lines
     assert all(ws.row_dimensions[r].height in (None, 39) for r in range(2, 7))
     assert ws.row_dimensions[1].height == 44
     assert ws.column_dimensions["A"].width == 15
