@@ -104,6 +104,11 @@ class People(Section):
 
     _admin = field_validator("admin_email")(classmethod(lambda cls, v: _check_email(v)))
 
+    @property
+    def deputy_cc(self) -> list[str]:
+        """Who is copied on mail to the DSP: the deputy, if there is one."""
+        return [self.deputy_dsp.email] if self.deputy_dsp else []
+
 
 class Contact(Section):
     name: str

@@ -350,7 +350,7 @@ def _alert(intake: Intake, item: FollowUp, register_status: str | None) -> None:
         kind=_ALERT_KIND,
         key=item.source_key,
         to=[people.dsp.email],
-        cc=[people.deputy_dsp.email] if people.deputy_dsp else [],
+        cc=people.deputy_cc,
         subject=f"[Prevent] {urgent}New information on {concern.reference}",
         template="followup_alert",
         context={

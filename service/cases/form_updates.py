@@ -70,7 +70,7 @@ def _tell(intake: Intake, response: FormResponse, reference: str, stamp: str) ->
         kind="form-updated",
         key=f"{response.response_id}|{stamp}",
         to=[people.dsp.email],
-        cc=[people.deputy_dsp.email] if people.deputy_dsp else [],
+        cc=people.deputy_cc,
         subject=f"[Prevent] {urgent}Form response updated – {reference}",
         template="form_updated",
         context={

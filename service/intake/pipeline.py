@@ -695,7 +695,7 @@ class Intake:
     def _alert_message(self, concern: Concern, register_status: str | None) -> OutboundMessage:
         people = self.config.people
         to = [people.dsp.email]
-        cc = [people.deputy_dsp.email] if people.deputy_dsp else []
+        cc = people.deputy_cc
         detail = self.config.register.alert_detail
         urgent = "URGENT – " if concern.critical else ""
         return self.app.compose(
@@ -889,7 +889,7 @@ class Intake:
                 kind="quarantine",
                 key=key,
                 to=[people.dsp.email],
-                cc=[people.deputy_dsp.email] if people.deputy_dsp else [],
+                cc=people.deputy_cc,
                 subject="[Prevent] A message to the safeguarding mailbox needs a person to read it",
                 template="quarantine_notice",
                 context={
