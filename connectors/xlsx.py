@@ -230,6 +230,26 @@ def missing_column(where: str, table: str, column: str, headers: Sequence[str]) 
     )
 
 
+def map_row(
+    headers: Sequence[str],
+    min_col: int,
+    row: Mapping[str, Any],
+    tz: tzinfo,
+    missing: Callable[[str], Exception],
+) -> dict[int, Any]:
+    """Sheet column number → cell value for ``row`` (keyed by header), as both append paths
+    write it; a column the table lacks raises ``missing(key)`` unless it is optional."""
+    out: dict[int, Any] = {}
+    for key, value in row.items():
+        index = find_header(headers, key)
+        if index is None:
+            if isinstance(key, OptionalColumn):
+                continue  # a column new registers have and this older one lacks
+            raise missing(key)
+        out[min_col + index] = to_cell_value(value, tz, column=key)
+    return out
+
+
 # ------------------------------------------------------------------ features openpyxl drops
 
 _PART_FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -1112,15 +1132,13 @@ class XlsxWorkbook:
         return True
 
     def _map_row(self, table: str, lay: _Layout, row: Mapping[str, Any]) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        for key, value in row.items():
-            index = find_header(lay.headers, key)
-            if index is None:
-                if isinstance(key, OptionalColumn):
-                    continue  # a column new registers have and this older one lacks
-                raise missing_column(self.path.name, table, key, lay.headers)
-            out[lay.min_col + index] = to_cell_value(value, self.tz, column=key)
-        return out
+        return map_row(
+            lay.headers,
+            lay.min_col,
+            row,
+            self.tz,
+            lambda key: missing_column(self.path.name, table, key, lay.headers),
+        )
 
     def _update(self, ws: Worksheet, tbl: XlTable, updates: Sequence[CellUpdate]) -> int:
         lay = self._layout(ws, tbl)

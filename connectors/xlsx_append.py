@@ -74,14 +74,14 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
 from connectors import xlsx_parts
-from connectors.base import Formula, OptionalColumn, UnsavedFormula
+from connectors.base import Formula, UnsavedFormula
 from connectors.xlsx import (
     _put,
     _read_cell,
     find_header,
     is_blank,
     key_text,
-    to_cell_value,
+    map_row,
 )
 from connectors.xlsx_parts import PartError, Parts, SheetText, crc32, crc32_combine, deflate
 from connectors.xlsx_rows import (
@@ -859,18 +859,13 @@ class Appender:
         return info.min_col + index
 
     def _map(self, info: _TableInfo, row: Mapping[str, Any]) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        for key, value in row.items():
-            index = find_header(info.headers, key)
-            if index is None:
-                if isinstance(key, OptionalColumn):
-                    continue  # a column new registers have and this older one lacks
-                raise Unsupported("no such column")  # the openpyxl path names the columns
-            try:
-                out[info.min_col + index] = to_cell_value(value, self.tz, column=key)
-            except InputError:
-                raise Unsupported("a value a cell cannot hold") from None
-        return out
+        # Either problem sends the write down the openpyxl path, whose error names it.
+        try:
+            return map_row(
+                info.headers, info.min_col, row, self.tz, lambda _: Unsupported("no such column")
+            )
+        except InputError:
+            raise Unsupported("a value a cell cannot hold") from None
 
     def _load_styles(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, date1904: bool) -> _Styles:
         """The file's styles (parsed once while the styles part is unchanged); a fresh copy
