@@ -43,6 +43,7 @@ import train_triage
 from service.indicators import GROUPS, MAX_SCAN_CHARS, Assessment, assess
 from service.triage import knowledge
 from service.triage.learned import MAX_MODEL_CHARS, add_learned, model
+from tests.service.triage_golden import VOCABULARY
 
 HERE = Path(__file__).resolve().parent / "triage"
 # The tuning part is twelve files: tuning.toml (150, first round), tuning2.toml (168, written
@@ -143,18 +144,8 @@ def evaluate(name: str, cases: list[dict[str, object]], *, quiet: bool) -> tuple
     return critical, danger
 
 
-# Words of ordinary concern e-mails, with some that start rules, for a varied 5 MB body (a
-# repeated sentence would be read once: the matcher skips text it has already read).
-_WORDS = (
-    "the a he she they learner apprentice tutor said told me about his her their group online "
-    "friends family college work placement session week today worried seems isolated quiet "
-    "angry upset talked news video videos watching phone class lesson break lunch again who "
-    "was is were are not never would should only way people all some more going to will "
-    "support praised joined contact older man messaging meet private chat channel knife bag "
-    "attack shooter hero justified violence mosque tonight friday travel syria fight flag "
-    "tattoo changed behaviour appearance manifesto extremist far right isis recruit"
-)
-VOCABULARY = _WORDS.split(" ")
+# A varied 5 MB body is random sentences of the golden test's vocabulary (a repeated sentence
+# would be read once: the matcher skips text it has already read).
 
 
 def varied_body(size: int, seed: int = 7) -> str:
