@@ -390,3 +390,37 @@ def test_a_lesson_in_the_rest_of_the_sentence_mutes_a_mere_mention() -> None:
 def test_letters_then_digits_are_two_words() -> None:
     assert normalise("WhitePower1488 4chan 2nite") == ["whitepower", "1488", "4chan", "2nite"]
     assert critical("His gamer tag is Morgan1488.")
+
+
+# ---------------------------------------------------------------------------- the knowledge lists
+# Sentences written here for entries added from public lists (issue 11): a name counts when it
+# is praised, joined, worn or shared, and stays quiet when it is only named in a lesson, an
+# essay or the news.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Morgan says the Maniacs Murder Cult are legends and he wants to join them.",
+        "Morgan keeps sharing Qassam Brigades clips in the group chat.",
+        "Morgan has a Tamil Tigers flag as his lock screen.",
+        "Morgan told a mate he wants to go and fight with the Wagner Group.",
+        "Morgan's gamer tag has Feuerkrieg in it.",
+        "Morgan said Oglaigh na hEireann are the real patriots.",
+    ],
+)
+def test_proscribed_groups_from_the_whole_list_count(text: str) -> None:
+    assert rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In history we covered the Provisional IRA and the peace process.",
+        "We discussed the news that Palestine Action had been proscribed.",
+        "Morgan's grandparents fled the Tamil Tigers when his mum was a baby.",
+        "The car has AWD and Morgan's provisional licence is in the glovebox.",
+    ],
+)
+def test_proscribed_names_in_a_lesson_the_news_or_family_history_stay_quiet(text: str) -> None:
+    assert not rules_critical(text), text
