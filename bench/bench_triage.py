@@ -54,9 +54,7 @@ HERE = Path(__file__).resolve().parent / "triage"
 # each written after the previous round landed and run once before being tuned on; the bench
 # prints each file's critical figures.
 PARTS = {
-    "tuning": tuple(
-        sorted(HERE.glob("tuning*.toml"), key=lambda p: int(p.stem[6:] or 1))
-    ),
+    "tuning": tuple(sorted(HERE.glob("tuning*.toml"), key=lambda p: int(p.stem[6:] or 1))),
     "heldout": (HERE / "heldout.toml",),
     "heldout2": (HERE / "heldout2.toml",),  # spent: printed, then trained on
     "heldout3": (HERE / "heldout3.toml",),  # spent: printed, then trained on
@@ -214,7 +212,7 @@ class Layers:
         self.rates = {
             (label, layer): Rate()
             for label in ("critical", "danger")
-            for layer in ("rules alone", "model alone", "rules OR model")
+            for layer in ("rules alone", "model alone", "together")
         }
 
     def add(self, case: dict[str, object], text: str, combined: Assessment) -> None:
@@ -238,7 +236,7 @@ class Layers:
             expected = bool(case[label])
             self.rates[label, "rules alone"].add(expected, by_rules)
             self.rates[label, "model alone"].add(expected, by_model)
-            self.rates[label, "rules OR model"].add(expected, together)
+            self.rates[label, "together"].add(expected, together)
 
     def report(self, *, seen: bool = True) -> None:
         if seen:
@@ -272,14 +270,19 @@ def lofo() -> None:
     }
     learned = model()
     thresholds = {"critical": learned.critical.threshold, "danger": learned.danger.threshold}
+    vetoes = {"critical": learned.critical.veto, "danger": 0.0}
+    sizes = train_triage.word_counts(cases)
     print(
         f"{len(cases)} narratives in {len(train_triage.TRAIN_FILES)} files (never heldout4.toml); "
-        f"thresholds: critical {thresholds['critical']}, danger {thresholds['danger']}.\n"
+        f"thresholds: critical {thresholds['critical']} (a rule's flag set aside under "
+        f"{vetoes['critical']}), danger {thresholds['danger']}.\n"
+        "'together' is what an alert does: the model over its threshold, or a rule with the "
+        "model not under the veto.\n"
         "The rules were tuned on every one of these files, so 'rules alone' here is not an "
         "unseen figure;\nthe model's is (it never saw the part it is scored on)."
     )
     file_folds = train_triage.file_folds(cases)
-    _unseen_by_both(cases, rows, file_folds, thresholds)
+    _unseen_by_both(cases, rows, file_folds, thresholds, vetoes, sizes)
     schemes = (
         ("leave one file out", file_folds),
         ("5-fold cross-validation", train_triage.k_folds(cases)),
@@ -289,7 +292,7 @@ def lofo() -> None:
             probs = train_triage.out_of_fold(cases, rows, label, folds)
             flagged = [p >= thresholds[label] for p in probs]
             print(f"\n== {label}, {scheme} ==")
-            print(f"  {'part':<14} {'rules alone':<36} {'model alone':<36} rules OR model")
+            print(f"  {'part':<14} {'rules alone':<36} {'model alone':<36} together")
             for n, fold in enumerate([*folds, list(range(len(cases)))]):
                 name = (
                     "all"
@@ -303,7 +306,12 @@ def lofo() -> None:
                     expected = train_triage.label(cases[i], label)
                     r.add(expected, by_rules[label][i])
                     m.add(expected, flagged[i])
-                    c.add(expected, by_rules[label][i] or flagged[i])
+                    c.add(
+                        expected,
+                        train_triage.flagged(
+                            probs[i], by_rules[label][i], thresholds[label], vetoes[label], sizes[i]
+                        ),
+                    )
                 print(f"  {name:<14} {_short(r):<36} {_short(m):<36} {_short(c)}")
 
 
@@ -312,6 +320,8 @@ def _unseen_by_both(
     rows: list[list[str]],
     folds: list[list[int]],
     thresholds: dict[str, float],
+    vetoes: dict[str, float],
+    sizes: list[int],
 ) -> None:
     """Each file as unseen by both layers: the rules of the commit that added it (before they
     were tuned on it; bench/triage/rules_before.json) and the model trained without it."""
@@ -326,7 +336,7 @@ def _unseen_by_both(
             f"\n== {label}, each file unseen by both: the rules of the commit that added it, "
             "the model trained without it =="
         )
-        print(f"  {'file':<14} {'rules then':<36} {'model alone':<36} rules then OR model")
+        print(f"  {'file':<14} {'rules then':<36} {'model alone':<36} together")
         total = Rate(), Rate(), Rate()
         for fold in folds:
             file = cases[fold[0]].file
@@ -344,8 +354,11 @@ def _unseen_by_both(
                     rate.add(expected, bool(said[n]))
                 for rate in (rates[1], total[1]):
                     rate.add(expected, flagged)
+                alert = train_triage.flagged(
+                    probs[i], bool(said[n]), thresholds[label], vetoes[label], sizes[i]
+                )
                 for rate in (rates[2], total[2]):
-                    rate.add(expected, bool(said[n]) or flagged)
+                    rate.add(expected, alert)
             commit = before[file]["commit"][:7]
             print(f"  {file:<14} {_short(rates[0]):<36} {_short(rates[1]):<36} {_short(rates[2])}")
             print(f"    (rules of {commit})")

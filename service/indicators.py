@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from service.triage import KNOWLEDGE_FILE, Knowledge, KnowledgeError, knowledge
@@ -291,6 +291,10 @@ class Assessment:
 
     suggestions: list[Suggestion]
     danger: list[DangerSign]
+    # A rule's "more critical" suggestion that the learned layer, reading the wording as a
+    # whole, finds clearly ordinary (a lesson, the news, the learner as the target): shown to
+    # the DSP as named, but not as a critical factor, so it does not make the alert urgent.
+    set_aside: list[Suggestion] = field(default_factory=list)
 
     @property
     def indicators(self) -> list[Indicator]:

@@ -52,6 +52,9 @@ class Concern:
     # for e-mail the same indicators as above; for a Form, what its free-text answers add.
     suggestions: tuple[Suggestion, ...] = ()
     danger_signs: tuple[DangerSign, ...] = ()
+    # A rule named a critical factor, but the wording as a whole reads as ordinary (a lesson,
+    # the news): shown to the DSP, never counted as critical (Assessment.set_aside).
+    set_aside: tuple[Suggestion, ...] = ()
 
     @property
     def _added(self) -> list[Indicator]:
@@ -88,6 +91,7 @@ class Concern:
         if self.unknown_indicators:
             lines.append(f"Other (as answered): {'; '.join(self.unknown_indicators)}")
         lines += [f"Suggested from: {line}" for line in self.suggested_from]
+        lines += [f"{SET_ASIDE_LABEL}: {s.explanation}" for s in self.set_aside]
         return "\n".join(line for line in lines if line)
 
     @property
@@ -124,6 +128,11 @@ class Concern:
         if self.danger_signs:
             names.append("Someone may be in immediate danger")
         return names
+
+    @property
+    def set_aside_names(self) -> list[str]:
+        """Critical factors a rule named in wording that reads as ordinary, by name only."""
+        return [s.indicator.label for s in self.set_aside]
 
     @property
     def in_danger(self) -> bool:
@@ -163,6 +172,12 @@ class Concern:
         if not self.attachments:
             return ""
         return f"{len(self.attachments)} kept with the original: " + "; ".join(self.attachments)
+
+
+SET_ASIDE_LABEL = (
+    "Named, but not marked urgent (the wording as a whole reads as ordinary, e.g. a lesson "
+    "or the news; please check)"
+)
 
 
 def _is_yes(answer: str) -> bool:

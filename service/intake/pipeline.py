@@ -612,6 +612,7 @@ class Intake:
             indicators_suggested=True,
             suggestions=tuple(triage.suggestions),
             danger_signs=tuple(triage.danger),
+            set_aside=tuple(triage.set_aside),
             # The Date header is when the mail was sent, not when anything happened:
             # "Occurred at" is left for the reporter's or the DSP's own words.
             received_at=item.received_at or self._recorded_at(key),
@@ -643,6 +644,7 @@ class Intake:
             unknown_indicators=tuple(unknown),
             suggestions=tuple(triage.suggestions),
             danger_signs=tuple(triage.danger),
+            set_aside=tuple(triage.set_aside),
             person_of_concern=answers.get("person_of_concern", ""),
             learner_ref=answers.get("learner_ref", ""),
             dob_or_age=answers.get("dob_or_age", ""),

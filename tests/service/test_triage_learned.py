@@ -207,3 +207,54 @@ def test_the_hook_never_fails_on_arbitrary_text(text: str) -> None:
     result = add_learned(text, Assessment([], []))
     for suggestion in result.suggestions:
         assert all(word in text for word in suggestion.matched.split())
+
+
+def test_a_veto_above_the_threshold_is_refused_naming_the_file(tmp_path: Path) -> None:
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    data["models"]["critical"]["veto"] = data["models"]["critical"]["threshold"] + 0.01
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"weights\.json.*veto"):
+        load_model(path)
+
+
+def test_the_shipped_critical_model_has_a_veto_under_its_threshold() -> None:
+    critical = model().critical
+    assert 0.0 < critical.veto <= critical.threshold
+    assert model().danger.veto == 0.0  # a danger sign from a rule always stands
+
+
+def test_the_trainer_picks_the_veto_that_keeps_most_within_the_false_alarm_target() -> None:
+    trainer = _trainer()
+    # Ten critical narratives the rules find (model fairly sure), ten ordinary ones the rules
+    # flag too, on which the model is sure they are ordinary, and ten quiet ordinary ones.
+    probs = [0.8] * 10 + [0.05] * 10 + [0.1] * 10
+    ys = [True] * 10 + [False] * 20
+    rules = [True] * 10 + [True] * 10 + [False] * 10
+    words = [30] * 30
+    threshold, veto = trainer.choose_veto(probs, ys, 0.1, rules, words)
+    assert 0.05 < veto <= threshold  # the rules' ten false alarms are set aside
+    flags = [
+        trainer.flagged(p, r, threshold, veto, n)
+        for p, r, n in zip(probs, rules, words, strict=True)
+    ]
+    assert flags == [True] * 10 + [False] * 20
+    # Texts too short to judge keep the rules' flag whatever the veto.
+    assert trainer.flagged(0.01, True, threshold, veto, trainer.MIN_WORDS - 1)
+    assert not trainer.flagged(0.01, True, threshold, veto, trainer.MIN_WORDS)
+
+
+def test_the_layer_sets_aside_a_rule_flag_only_in_a_text_long_enough_to_judge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.triage import learned
+
+    quiet = learned._Linear(bias=-20.0, threshold=0.5, weights={}, veto=0.5)
+    monkeypatch.setattr(learned, "model", lambda: learned.LearnedModel(quiet, quiet, {}))
+    short = "Corey said the bomber who hit the arena was a legend."
+    long = short + " He said it again in the canteen at lunch in front of the other apprentices."
+    assert any(s.indicator.critical for s in assess(short).suggestions)
+    result = assess(long)
+    assert not any(s.indicator.critical for s in result.suggestions)
+    assert [s.indicator.critical for s in result.set_aside] == [True]
+    assert assess(long, learned=False).suggestions  # the rules alone still flag it

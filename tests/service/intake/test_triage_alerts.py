@@ -127,3 +127,46 @@ def test_a_form_answer_without_concerning_words_adds_nothing(memory_app: App) ->
     assert not alert.high_importance
     [row] = register_rows(memory_app)
     assert "Suggested" not in row["Risk indicators"]
+
+
+# The learned layer reading the wording as a whole overrules a rule's critical flag where it
+# finds the text clearly ordinary (a lesson, the news): a model that finds everything ordinary
+# (no weights, a very low bias) with its veto at 0.5 shows the mechanism without depending on
+# the shipped weights.
+LESSON_LENGTH = (
+    "In Tuesday's citizenship lesson on how the papers report attacks, Casey read aloud a "
+    "headline saying the gunman who attacked the synagogue was a true hero to some online."
+)
+
+
+def _everything_ordinary(monkeypatch: Any) -> None:
+    from service.triage import learned
+
+    quiet = learned._Linear(bias=-20.0, threshold=0.5, weights={}, veto=0.5)
+    monkeypatch.setattr(learned, "model", lambda: learned.LearnedModel(quiet, quiet, {}))
+
+
+def test_a_rule_flag_the_model_reads_as_ordinary_is_shown_but_not_urgent(
+    memory_app: App, monkeypatch: Any
+) -> None:
+    _everything_ordinary(monkeypatch)
+    deliver(memory_app, mail(LESSON_LENGTH))
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert not alert.high_importance and "URGENT" not in alert.subject
+    for body in (alert.text, alert.html):
+        assert "Named, not urgent" in body and LABEL in body  # the DSP still sees it, by name
+        assert "synagogue" not in body and "→" not in body  # a summary alert never quotes
+    [row] = register_rows(memory_app)
+    assert row["Critical risk factor"] == "No"
+    assert "Named, but not marked urgent" in row["Risk indicators"]
+    assert f"'{PHRASE}' → {LABEL}" in row["Risk indicators"]
+
+
+def test_a_short_text_is_too_short_to_overrule_a_rule(memory_app: App, monkeypatch: Any) -> None:
+    _everything_ordinary(monkeypatch)
+    deliver(memory_app, mail(GLORIFYING))  # twelve words: too little context to call ordinary
+    pipeline.poll(memory_app)
+    [alert] = alerts(memory_app)
+    assert alert.high_importance and "URGENT" in alert.subject
+    assert "Named, not urgent" not in alert.text
