@@ -143,6 +143,8 @@ class Concern:
     @property
     def critical_text(self) -> str:
         if not self.critical:
+            if self.set_aside:
+                return "No – one was named, but the wording reads as ordinary; please check"
             return "No"
         if _is_yes(self.immediate_danger):
             return "Yes – immediate danger reported"
