@@ -158,7 +158,7 @@ def test_a_rule_flag_the_model_reads_as_ordinary_is_shown_but_not_urgent(
         assert "Named, not urgent" in body and LABEL in body  # the DSP still sees it, by name
         assert "synagogue" not in body and "→" not in body  # a summary alert never quotes
     [row] = register_rows(memory_app)
-    assert row["Critical risk factor"] == "No"
+    assert row["Critical risk factor"].startswith("No – one was named")
     assert "Named, but not marked urgent" in row["Risk indicators"]
     assert f"'{PHRASE}' → {LABEL}" in row["Risk indicators"]
 
