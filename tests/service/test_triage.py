@@ -424,3 +424,44 @@ def test_proscribed_groups_from_the_whole_list_count(text: str) -> None:
 )
 def test_proscribed_names_in_a_lesson_the_news_or_family_history_stay_quiet(text: str) -> None:
     assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Morgan told a girl who turned him down that there will be another Hungerford.",
+        "Morgan said he wants to do a Westminster with his dad's van.",
+        "Morgan keeps saying he's going to pull a Utoya on the college.",
+        "Morgan said the Dunblane guy had the right idea.",
+        "Morgan posted that the Poway shooter is a saint.",
+        "Morgan reckons someone should do to them what happened in Halle.",
+        "Morgan wants to do what the Tree of Life shooter did.",
+        "Morgan said al-Aqsa Flood was glorious.",
+        "Morgan said the Isla Vista killings were glorious.",
+    ],
+)
+def test_attacks_named_by_place_or_used_as_a_verb_count(text: str) -> None:
+    assert rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In history we learned about the Omagh bombing and the peace process.",
+        "Morgan wrote an essay on how the Hungerford massacre changed firearms law.",
+        "Gun laws changed so that there would never be another Dunblane.",
+        "Morgan did a Paris trip at half term and loved it.",
+        "Morgan said Barcelona's attack was brilliant last night.",
+        "Morgan wants to be the next Plymouth striker when he's older.",
+        "Morgan said the Toronto guy he games with is a legend at Fortnite.",
+        "Morgan said the lads from Omagh were legends at the hurling.",
+        "Morgan did a nice job on his brickwork today.",
+    ],
+)
+def test_attack_places_in_lessons_trips_and_sport_stay_quiet(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+def test_a_named_attack_as_a_plan_with_a_day_is_danger() -> None:
+    assert assess("Morgan said he'll do a Dunblane tomorrow.", learned=False).danger
+    assert not assess("Morgan said someone should do a Dunblane one day.", learned=False).danger
