@@ -465,3 +465,39 @@ def test_attack_places_in_lessons_trips_and_sport_stay_quiet(text: str) -> None:
 def test_a_named_attack_as_a_plan_with_a_day_is_danger() -> None:
     assert assess("Morgan said he'll do a Dunblane tomorrow.", learned=False).danger
     assert not assess("Morgan said someone should do a Dunblane one day.", learned=False).danger
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Morgan has a printed copy of the Camp of the Saints in his bag and says it is the truth.",
+        "Morgan keeps sending the Protocols of the Elders of Zion to the group chat.",
+        "Morgan has been reading My Twisted World and says Elliot was right.",
+        "Morgan watched Flames of War on his phone in the canteen.",
+        "Morgan shared an Amaq video of the fighters on his story.",
+        "Morgan spends every evening on Watch People Die.",
+        "Morgan says Zarqawi was a hero.",
+        "Morgan has a Patriot Front sticker on his laptop.",
+        "Morgan said he wants to join the Azov Battalion and fight.",
+        "Morgan keeps saying he is an ecofascist now.",
+    ],
+)
+def test_texts_sites_ideologues_and_groups_from_the_lists_count(text: str) -> None:
+    assert rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In history we read extracts from the Protocols of the Elders of Zion to see how "
+        "antisemitic forgeries spread.",
+        "Morgan's essay on Himmler and Goebbels got a distinction.",
+        "The news covered the Proud Boys leader's sentencing.",
+        "Morgan talks about his inner jihad during Ramadan and prays five times a day.",
+        "Morgan is learning about tawheed at the mosque on Saturdays.",
+        "Morgan's uncle lives near the Sea of Azov.",
+        "Morgan said the safeguarding protocols at placement are strict.",
+    ],
+)
+def test_texts_and_faith_words_in_lessons_and_practice_stay_quiet(text: str) -> None:
+    assert not rules_critical(text), text
