@@ -501,3 +501,38 @@ def test_texts_sites_ideologues_and_groups_from_the_lists_count(text: str) -> No
 )
 def test_texts_and_faith_words_in_lessons_and_practice_stay_quiet(text: str) -> None:
     assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Morgan has 6MWE written on his pencil case.",
+        "Morgan says the Goyim know and laughs about it.",
+        "Morgan runs a TCC account that posts edits of the Columbine boys.",
+        "Morgan wore a Natural Selection t-shirt to placement.",
+        "Morgan keeps posting remove kebab videos.",
+        "Morgan has DOTR scratched into his desk.",
+        "Morgan said the khilafah will return.",
+        "Morgan keeps saying jews will not replace us.",
+        "Morgan has a Kolovrat tattoo on his arm.",
+    ],
+)
+def test_codes_slogans_and_symbols_from_the_glossaries_count(text: str) -> None:
+    assert rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In biology we covered natural selection and Darwin.",
+        "Morgan has been playing Siege with his cousins all weekend.",
+        "Morgan wants a high score in the exam.",
+        "Maria says she would love to be a saint like Mother Teresa one day.",
+        "Morgan said the kebab shop on the high street is the best.",
+        "The nurse asked Morgan to do a pulse check on the patient.",
+        "Morgan said the new contract is the final nail in the coffin for his old job.",
+        "Morgan had to do a bloody Sunday shift again.",
+    ],
+)
+def test_everyday_words_near_the_codes_stay_quiet(text: str) -> None:
+    assert not rules_critical(text), text
