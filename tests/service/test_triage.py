@@ -536,3 +536,10 @@ def test_codes_slogans_and_symbols_from_the_glossaries_count(text: str) -> None:
 )
 def test_everyday_words_near_the_codes_stay_quiet(text: str) -> None:
     assert not rules_critical(text), text
+
+
+def test_northern_ireland_groups_described_without_a_name() -> None:
+    assert rules_critical("Morgan says his cousins are in a dissident republican group.")
+    assert rules_critical("Morgan is talking up the Continuity lot again.")
+    assert not rules_critical("Morgan's grandad was killed by loyalist paramilitaries in 1976.")
+    assert not rules_critical("On the Belfast trip we looked at paramilitary murals.")
