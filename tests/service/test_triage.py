@@ -457,6 +457,9 @@ def test_attacks_named_by_place_or_used_as_a_verb_count(text: str) -> None:
         "Morgan said the lads from Omagh were legends at the hurling.",
         "Morgan did a nice job on his brickwork today.",
         "Morgan loves Nottingham and says the castle is iconic.",
+        "We did a Manchester run for the parts on Friday.",
+        "Morgan wants to do a Norway cruise with his nan.",
+        "Morgan supports the Buffalo Bills and loves the Buffalo boys.",
     ],
 )
 def test_attack_places_in_lessons_trips_and_sport_stay_quiet(text: str) -> None:
