@@ -215,6 +215,9 @@ class Knowledge:
     index: dict[str, list[_Compiled]] = field(default_factory=dict)
     across_index: dict[str, list[_Compiled]] = field(default_factory=dict)
     across_ids: frozenset[str] = frozenset()  # the rules read across two sentences
+    # classes marked `model = false`: helpers of the rules (ordinary words such as "college"
+    # or "exam"), not evidence; the learned layer does not count them
+    rules_only: frozenset[str] = frozenset()
     cue_first: frozenset[str] = frozenset()
     negation_first: frozenset[str] = frozenset()  # first words of the clause negations
     spelling: dict[str, str] = field(default_factory=dict)  # variant → word, lower case
@@ -690,10 +693,16 @@ def load_knowledge(path: Path) -> Knowledge:
         raise KnowledgeError(f"{path}: {err}") from err
     sources = data.get("sources", {})
     classes: dict[str, tuple[tuple[str, ...], ...]] = {}
+    rules_only: set[str] = set()
     for name, spec in data.get("classes", {}).items():
         values = spec.get("phrases") if isinstance(spec, dict) else spec
         if isinstance(spec, dict) and spec.get("source") not in sources:
             raise KnowledgeError(f"{path}: class {name}: unknown source {spec.get('source')!r}")
+        if isinstance(spec, dict) and "model" in spec:
+            if not isinstance(spec["model"], bool):
+                raise KnowledgeError(f"{path}: class {name}: model must be true or false")
+            if not spec["model"]:
+                rules_only.add(name)
         classes[name] = _phrases(values, f"{path}: class {name}")
     language = data.get("language", {})
     rules: list[Rule] = []
@@ -780,6 +789,7 @@ def load_knowledge(path: Path) -> Knowledge:
         ),
     )
     knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
+    knowledge.rules_only = frozenset(rules_only)
     knowledge.negation_first = frozenset(p[0] for p in knowledge.negations)
     knowledge.across_ids = frozenset(r.id for r in rules if r.across)
     knowledge.spelling = _spelling(data.get("spelling", {}), sources, f"{path}: spelling")

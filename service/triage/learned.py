@@ -89,7 +89,7 @@ def _class_index(known: Knowledge) -> dict[str, list[tuple[tuple[str, ...], str]
     """First stem → (phrase, class name), longest phrase first."""
     index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
     for name, phrases in known.classes.items():
-        if name in GENERIC_CLASSES:
+        if name in GENERIC_CLASSES or name in known.rules_only:
             continue
         for phrase in phrases:
             index.setdefault(phrase[0], []).append((phrase, name))

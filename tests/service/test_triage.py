@@ -547,3 +547,182 @@ def test_northern_ireland_groups_described_without_a_name() -> None:
     assert rules_critical("Morgan is talking up the Continuity lot again.")
     assert not rules_critical("Morgan's grandad was killed by loyalist paramilitaries in 1976.")
     assert not rules_critical("On the Belfast trip we looked at paramilitary murals.")
+
+
+# ---------------------------------------------------------------------------- warning behaviours
+# Threats and attack leakage in plain words, with no ideology word (TRAP-18, NTAC): the rules
+# alone must see a critical factor, and immediate danger where there is a time, place or target.
+
+
+@pytest.mark.parametrize(
+    ("text", "danger"),
+    [
+        (
+            "Dylan told his mate that on Monday morning the whole science block would find out "
+            "who he really is.",
+            True,
+        ),
+        (
+            "Rhys posted 'last day on earth for some of you lot, see you at 10 tomorrow' on the "
+            "class group chat.",
+            True,
+        ),
+        ("Keeley warned her best friend not to be in the library after lunch on Wednesday.", True),
+        (
+            "Owen has a list on his phone titled 'who goes first' with six names from his "
+            "tutor group.",
+            False,
+        ),
+        (
+            "Since half term he turns up in a long black coat, dressed like the school shooters "
+            "he watches.",
+            False,
+        ),
+        (
+            "Aiden has been saving up for a crossbow and says it is for the people in his maths "
+            "class who laugh at him.",
+            True,
+        ),
+        ("He wrote '5 days left' on his desk next to a drawing of the college and a gun.", True),
+        (
+            "Tom told a classmate you'll all see me on the telly after Friday, everyone at this "
+            "college will.",
+            True,
+        ),
+        ("Jess said she is going to make the whole sixth form pay for what they did.", False),
+        (
+            "Mark keeps asking the caretaker which doors are locked during assembly and when the "
+            "fire exits are alarmed.",
+            False,
+        ),
+        (
+            "Leon said he would rather go out like the Columbine lads than keep coming to this "
+            "college.",
+            False,
+        ),
+        (
+            "Kieran calls himself a warrior now and says his day is coming and the people in his "
+            "year will regret everything.",
+            False,
+        ),
+        (
+            "Zak told the youth worker he has been practising with his dad's rifle and his old "
+            "school won't be laughing much longer.",
+            True,
+        ),
+        (
+            "Maya said she has nothing left to lose and her tutor group will be the ones who "
+            "suffer on Thursday.",
+            True,
+        ),
+        (
+            "He showed a friend a photo of knives laid out on his bed and said these are for "
+            "assembly.",
+            True,
+        ),
+        (
+            "Josh keeps a notebook with the names of students crossed out and the date of the "
+            "prom circled.",
+            False,
+        ),
+        (
+            "Callum messaged a girl: stay home tomorrow, I mean it, something is happening at "
+            "college.",
+            True,
+        ),
+        (
+            "Reece looks up how many people died in famous school attacks and says he could beat "
+            "that number.",
+            False,
+        ),
+        ("Learner posted that at 9 tomorrow the college is going to know his name.", True),
+    ],
+)
+def test_warning_behaviours_without_ideology_words(text: str, danger: bool) -> None:
+    result = assess(text, learned=False)
+    assert any(s.indicator.critical for s in result.suggestions), text
+    assert bool(result.danger) is danger, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Chloe said tomorrow's chemistry exam is going to be a total disaster and she is "
+        "dreading it.",
+        "The rugby lads said they are going to destroy the visiting team on Friday.",
+        "He boasted about his kill count in Call of Duty all through lunch.",
+        "Priya told her drama group that by Saturday night the whole town will know her name "
+        "after the talent show.",
+        "In media studies they filmed a short thriller where a student counts down the days to "
+        "revenge.",
+        "Sam told his friends not to come in on Friday because the college is closed for staff "
+        "training.",
+        "He joked about blowing up the canteen over the food; his tutor checked with him and his "
+        "family and it was clearly a joke.",
+        "Ryan has a list of names for the five-a-side tournament on Thursday.",
+        "Our countdown to the Christmas fair starts on Monday: ten days to go!",
+        "He said he will be on the news next week because his band is playing at the town "
+        "festival.",
+        "Dan said he wants to be like his older brother who is in the Royal Marines.",
+        "The football team are counting down the days to the cup final at the college ground.",
+        "Toby said the whole college is going to know his name when his app launches on Friday.",
+        "Kai has a hit list of songs for his DJ set at the prom.",
+        "Abbie told her friends to stay away from the canteen on Friday because she has "
+        "chickenpox.",
+        "He calls himself a warrior on the rugby pitch and says Saturday's match is war.",
+        "She bought a tactical vest for airsoft and plays at the woods site on Sunday.",
+        "He keeps a notebook with the names of the girls he fancies and who he will ask to the "
+        "prom first.",
+        "The caretaker asked which doors are locked during the fire drill.",
+        "The whole year will regret not revising for Friday's mock.",
+        "He said he'd take the whole class with him to the football on Saturday.",
+        "Jay said he has nothing to lose in the final against Leeds on Saturday.",
+        "They're counting down the days until the summer holidays at college.",
+        "He dressed as a zombie killer for the Halloween party at college.",
+        "We told the learners to keep clear of the car park on Monday while the builders are in.",
+        "Dev said the staff will never forget him after his leaving speech on Friday.",
+        "He didn't come in on Friday and his mum says he is unwell.",
+        "He won't be there on Monday, he has a dentist appointment.",
+    ],
+)
+def test_hard_negatives_of_the_warning_behaviours(text: str) -> None:
+    result = assess(text, learned=False)
+    assert not any(s.indicator.critical for s in result.suggestions), text
+    assert not result.danger, text
+
+
+def test_a_threat_to_one_person_or_to_oneself_is_danger_not_critical() -> None:
+    for text in (
+        "Kofi said he will stab his stepdad tonight.",
+        "She said she has nothing left to lose and wants to die.",
+        "Ella said she wants to end her life and has written goodbye letters to her friends.",
+    ):
+        result = assess(text, learned=False)
+        assert result.danger, text
+        assert not any(s.indicator.critical for s in result.suggestions), text
+
+
+def test_a_warning_behaviour_explains_itself_with_the_matched_words() -> None:
+    [first] = [
+        s
+        for s in assess(
+            "Owen has a list on his phone titled 'who goes first'.", learned=False
+        ).suggestions
+        if s.indicator.critical
+    ]
+    assert first.rule == "wb-list-of-names"
+    assert first.matched == "list on his phone titled 'who goes first"
+    assert "TRAP-18" in knowledge().sources["trap-18"]
+
+
+def test_a_rules_only_class_is_not_a_feature_of_the_learned_layer(tmp_path: Path) -> None:
+    from service.triage.learned import features
+
+    path = write(tmp_path, '[classes.helper]\nsource = "s"\nmodel = false\nphrases = ["college"]\n')
+    known = load_knowledge(path)
+    assert known.rules_only == {"helper"} and "helper" in known.classes
+    assert not any(k.startswith("c:helper") for k in features("He is at college.", known))
+    assert "c:c" in features("He said x y.", known)  # an ordinary class still is
+    bad = write(tmp_path, '[classes.helper]\nsource = "s"\nmodel = "no"\nphrases = ["x"]\n')
+    with pytest.raises(KnowledgeError, match="class helper: model must be true or false"):
+        load_knowledge(bad)
