@@ -180,6 +180,10 @@ class _Compiled:
     # first word → what must follow it for a match: (words, reach), one of the words must
     # be among the `reach - 1` after the first (a first word not here: no such condition)
     follow: dict[str, tuple[tuple[frozenset[str], int], ...]] = field(default_factory=dict)
+    # rule.needs / rule.unless by first word: a sentence checks only the phrases whose first
+    # word it has (a guard list of a hundred phrases costs a set intersection, not a loop)
+    needs_by_first: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    unless_by_first: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
 
 class _Piece:
@@ -282,6 +286,9 @@ class Knowledge:
         # video. He said it was epic."): where it starts, its words, the cue before it
         before: tuple[int, list[str], bool] | None = None
         pairs_seen: set[tuple[tuple[str, ...], bool]] = set()
+        # The first words of the across rules not yet matched: a pair of sentences is read
+        # together only when it has one (a matched rule's words no longer call for a read).
+        across_done = 0
         for sentence in _SENTENCES.finditer(text):
             raw = _WORDS.findall(sentence.group())
             if not raw:
@@ -304,6 +311,14 @@ class Knowledge:
                             seen[key] = known
                     cue_before = known
             if before is not None and not self.across_ids <= done:
+                matched = len(self.across_ids & done)
+                if matched != across_done:  # rare: only when an across rule first matches
+                    across_done = matched
+                    across = {
+                        w: live
+                        for w, cs in self.across_index.items()
+                        if (live := [c for c in cs if c.rule.id not in done])
+                    }
                 start, words_before, cue_earlier = before
                 joint = words_before + words
                 pair = (tuple(joint), cue_earlier)
@@ -477,15 +492,20 @@ def _viable(compiled: _Compiled, words: list[str], present: set[str]) -> bool:
     for words_of in compiled.also:
         if words_of.isdisjoint(present):
             return False
-    rule = compiled.rule
-    if rule.needs:
-        if compiled.needs_first.isdisjoint(present):
+    if compiled.needs_by_first:
+        firsts = compiled.needs_first.intersection(present)
+        if not firsts:
             return False
-        if not any(p[0] in present and _contains(words, p) for p in rule.needs):
+        by_first = compiled.needs_by_first
+        if not any(_contains(words, p) for w in firsts for p in by_first[w]):
             return False
-    if not rule.unless or compiled.unless_first.isdisjoint(present):
+    if not compiled.unless_by_first:
         return True
-    return not any(p[0] in present and _contains(words, p) for p in rule.unless)
+    firsts = compiled.unless_first.intersection(present)
+    if not firsts:
+        return True
+    by_first = compiled.unless_by_first
+    return not any(_contains(words, p) for w in firsts for p in by_first[w])
 
 
 def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:
@@ -762,6 +782,7 @@ def load_knowledge(path: Path) -> Knowledge:
         )
         rules.append(rule)
         near_index = tuple(_by_first(group) for group in near)
+        needs_index, unless_index = _by_first(needs), _by_first(unless)
         for pattern in patterns:
             elements = _compile_pattern(pattern, classes, where)
             compiled.append(
@@ -775,6 +796,8 @@ def load_knowledge(path: Path) -> Knowledge:
                     frozenset(p[0] for p in unless),
                     frozenset(option[0] for option in elements[0].options),
                     _follow(elements),
+                    needs_index,
+                    unless_index,
                 )
             )
     knowledge = Knowledge(

@@ -726,3 +726,52 @@ def test_a_rules_only_class_is_not_a_feature_of_the_learned_layer(tmp_path: Path
     bad = write(tmp_path, '[classes.helper]\nsource = "s"\nmodel = "no"\nphrases = ["x"]\n')
     with pytest.raises(KnowledgeError, match="class helper: model must be true or false"):
         load_knowledge(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "danger"),
+    [
+        ("Tyler messaged his cousin dont come in to college monday. I mean it.", True),
+        ("Sophie said don't come in Wednesday, trust me, something's happening.", False),
+        ("Kit told the girls who laughed at him they'll see it on the news soon.", True),
+        ("He said the bailiffs will leave in body bags if they come back.", False),
+        (
+            "Ollie ranks mass shooters by how many they killed and wants to be in the top ten.",
+            False,
+        ),
+        (
+            "Dan's sketchbook has a plan of the main building with crosses on two classrooms and "
+            "Tuesday written underneath.",
+            True,
+        ),
+        ("He asked the receptionist how long armed police would take to get here.", False),
+        ("Leo told his tutor you're on my list now.", False),
+        ("After watching the school shooting clips, Mo said this place deserves one too.", False),
+        ("He keeps a calendar with the days crossed off and a gun drawn on the 9th.", True),
+    ],
+)
+def test_more_warning_behaviours(text: str, danger: bool) -> None:
+    result = assess(text, learned=False)
+    assert any(s.indicator.critical for s in result.suggestions), text
+    if danger:
+        assert result.danger, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bea asked me what populism means after hearing about it on the news.",
+        "Construction learners drew a floor plan of the college with the fire exits marked for "
+        "their fire safety unit on Friday.",
+        "You're on the list for the Paris trip on Friday, Mrs Khan told Ali.",
+        "He ranked the films by how many Oscars they won.",
+        "The new learner asked how long the fire alarm test goes on for.",
+        "He said he didn't come in Monday because his mum was in hospital.",
+        "Josh said our football team deserves another trophy after the cup final.",
+        "She's counting down the days to her 18th on the 9th.",
+    ],
+)
+def test_more_hard_negatives(text: str) -> None:
+    result = assess(text, learned=False)
+    assert not any(s.indicator.critical for s in result.suggestions), text
+    assert not result.danger, text
