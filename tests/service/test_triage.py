@@ -733,7 +733,7 @@ def test_a_rules_only_class_is_not_a_feature_of_the_learned_layer(tmp_path: Path
     [
         ("Tyler messaged his cousin dont come in to college monday. I mean it.", True),
         ("Sophie said don't come in Wednesday, trust me, something's happening.", False),
-        ("Kit told the girls who laughed at him they'll see it on the news soon.", True),
+        ("Kit told the girls who laughed at him they'll see it on the news tomorrow.", True),
         ("He said the bailiffs will leave in body bags if they come back.", False),
         (
             "Ollie ranks mass shooters by how many they killed and wants to be in the top ten.",
@@ -769,6 +769,12 @@ def test_more_warning_behaviours(text: str, danger: bool) -> None:
         "He said he didn't come in Monday because his mum was in hospital.",
         "Josh said our football team deserves another trophy after the cup final.",
         "She's counting down the days to her 18th on the 9th.",
+        "Mum told him to stay home tomorrow.",
+        "We told the learners to stay off the field on Monday.",
+        "The nurse told her to stay away from college until Thursday.",
+        "His tutor warned him not to be late on Monday.",
+        "He said everyone will know his name one day.",
+        "She said the whole class will regret voting for him as rep.",
     ],
 )
 def test_more_hard_negatives(text: str) -> None:
