@@ -775,6 +775,8 @@ def test_more_warning_behaviours(text: str, danger: bool) -> None:
         "His tutor warned him not to be late on Monday.",
         "He said everyone will know his name one day.",
         "She said the whole class will regret voting for him as rep.",
+        "The lads were yelling kill them all at the PS5 during Warzone.",
+        "He shouted that he would blow the place up, playing in the Valorant lobby.",
     ],
 )
 def test_more_hard_negatives(text: str) -> None:
