@@ -748,6 +748,17 @@ def test_a_rules_only_class_is_not_a_feature_of_the_learned_layer(tmp_path: Path
         ("Leo told his tutor you're on my list now.", False),
         ("After watching the school shooting clips, Mo said this place deserves one too.", False),
         ("He keeps a calendar with the days crossed off and a gun drawn on the 9th.", True),
+        (
+            "Harry's art book has a picture of the college canteen in flames with little figures "
+            "trapped inside.",
+            False,
+        ),
+        ("Nia runs fan edits of the Columbine shooters on her TikTok.", False),
+        (
+            "He was overheard saying the device is ready and he only needs the time of the service "
+            "at the gurdwara.",
+            True,
+        ),
     ],
 )
 def test_more_warning_behaviours(text: str, danger: bool) -> None:
@@ -777,6 +788,10 @@ def test_more_warning_behaviours(text: str, danger: bool) -> None:
         "She said the whole class will regret voting for him as rep.",
         "The lads were yelling kill them all at the PS5 during Warzone.",
         "He shouted that he would blow the place up, playing in the Valorant lobby.",
+        "Her laptop is ready for collection at the IT desk on Monday.",
+        "He drew the Great Fire of London for his history homework, with the buildings burning.",
+        "She made a tribute video to the victims of the Manchester Arena bombing.",
+        "The parcel is ready to collect from reception on Friday.",
     ],
 )
 def test_more_hard_negatives(text: str) -> None:
