@@ -392,6 +392,196 @@ def test_letters_then_digits_are_two_words() -> None:
     assert critical("His gamer tag is Morgan1488.")
 
 
+# ------------------------------------------------------------------------ false alarms, new wording
+# Hard negatives from the first run of tuning13-17.toml, in new words written here, each with
+# worrying twins that must stay critical (rules alone: the learned layer is measured apart).
+
+# Threats to one person (a stepdad, a sister, a manager) and figures of speech are danger at
+# most, not a critical factor; "again" is not praise; a game's "kill them all" is a game's; a
+# lesson "planning to use" a clip of an attack plans nothing. A place or group threatened stays
+# critical.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He said his dad will kill him if he fails his driving test again.",
+        "She joked she'd murder her brother if he ate her chips again.",
+        "If his stepdad hits his mum again he says he'll stab him.",
+        "My manager is going to kill me if I'm late again, she laughed.",
+        "He said he'd kill the lad who keeps taking his phone, at the bus stop after college.",
+        "Her ex said he'll kill her if she goes to the police.",
+        "Her uncle said he'll kill her if she talks to the police about it.",
+        "The lads were shouting 'kill them all' at the Xbox during a Call of Duty match.",
+        "Someone posted 'kill them all' about the rival team before the esports final.",
+        "He kept yelling kill them all at the lobby while playing Fortnite.",
+        "She said she'd blow the place up if her wages were late again, joking.",
+        "He joked he'd blow the place up if the printer jammed one more time.",
+        "He phoned in this morning to say he can't come in today because his car broke down.",
+        "The tutor is planning to use a news clip of the mosque attack in Thursday's lesson.",
+        "Students will be researching the Southport attack for their criminology unit.",
+        "He said he would stab his brother again if he touched his Xbox.",
+        "She said she could kill her sister for borrowing her coat again.",
+    ],
+)
+def test_a_threat_to_one_person_a_figure_of_speech_or_a_game_is_not_a_critical_factor(
+    text: str,
+) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He said he will bomb the mosque on Friday.",
+        "He is going to burn down the asylum hotel.",
+        "He said the traitors in Parliament will hang.",
+        "He said the Manchester bombing should happen again.",
+        "He says all Muslims should be killed.",
+        "He is planning to attack the synagogue after prayers.",
+        "He says he will shoot up the college tomorrow.",
+        "He said they are going to kill all the immigrants at the hotel.",
+        "He said he will stab the Muslim lads at the gates.",
+        "He said the gays will all be shot when the time comes.",
+    ],
+)
+def test_a_threat_to_a_place_or_group_stays_critical(text: str) -> None:
+    assert rules_critical(text), text
+
+
+# An older contact, secrecy or grooming for county lines, sexual exploitation, a debt or a forced
+# marriage is a safeguarding worry but not an extremist recruiter; being groomed in the news or a
+# speaker's story is a mention. With an extremist word it stays critical.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "An older man on Snapchat tells her she is mature for her age and keeps asking to meet.",
+        "Older lads pick him up in a car after college and he says he is doing runs for them.",
+        "A man she met online sends her money and asks for pictures, likely sexual grooming.",
+        "Someone older keeps messaging him about the gambling debt he owes.",
+        "She begged us not to tell her parents that she is being taken abroad to be married.",
+        "He owes money to an older lad who keeps messaging him every night.",
+        "Older men are buying her alcohol and she stays out overnight with them.",
+        "A grown man messages her on Instagram and wants to meet, police think it's sextortion.",
+        "He is being groomed into county lines by an older dealer.",
+        "The teenager on the news had been groomed online, and the class felt sorry for him.",
+        "Our visiting speaker gives talks in schools about how he was groomed as a teenager.",
+        "In the lesson we talked about how the Southport attacker had been groomed online.",
+    ],
+)
+def test_other_exploitation_is_not_extremist_recruitment(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "An older man on Telegram keeps messaging him about joining the brothers and to meet.",
+        "A man in his thirties from a Discord server sends her ISIS videos and asked to meet.",
+        "He told me he is being groomed by an older man from National Action.",
+        "An older guy told him to keep it secret from his parents and sends him nazi videos.",
+        "He is being groomed online by someone who sends him sermons about hijrah.",
+        "A man he met on a gaming server wants to meet him and told him not to tell his parents.",
+        "Her older boyfriend on Telegram says the caliphate is the only true way, wants to meet.",
+        "She said an older woman online has been grooming her to marry a fighter.",
+    ],
+)
+def test_an_older_contact_with_an_extremist_word_stays_recruitment(text: str) -> None:
+    assert rules_critical(text), text
+
+
+# Words that are also ordinary: a scale model's or a Hindu swastika, a Celtic cross from a
+# grave, Army Reserve training weekends, bath bombs, a filter that "flagged" a search, gun laws,
+# a game, a source analysis or art project. Their extremist twins stay critical.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "His Airfix model planes have swastikas on the tails; he builds WW2 kits.",
+        "She drew a Hindu swastika in her rangoli for Diwali.",
+        "He has a Celtic cross tattoo copied from his Irish nan's headstone.",
+        "He wears a Celtic cross necklace that was his grandad's, he's Catholic.",
+        "He asked for time off for his Army Reserve training weekends.",
+        "The cadets have training weekends in the Brecon Beacons this term.",
+        "The filter flagged 'how to make a bomb' but it was bath bombs for her enterprise stall.",
+        "The web filter flagged her 'Christchurch' searches; she is planning a trip to NZ.",
+        "IT flagged his searches about the Christchurch earthquake.",
+        "The session compared New Zealand's gun laws before and after the mosque attack.",
+        "She asked in RS what jihad actually means.",
+        "Her source analysis uses a copy of Mein Kampf from the history department.",
+        "His source analysis is on Nazi propaganda posters.",
+        "Their WW2 video game has you shoot Nazi soldiers on the beaches.",
+        "He plays a WW2 game where you fight the Nazis.",
+        "Her art project about the Holocaust uses Nazi imagery to show what happened.",
+        "Some students want to ask their MP about the proscription of Palestine Action.",
+    ],
+)
+def test_an_ordinary_meaning_or_a_study_of_the_word_is_not_a_critical_factor(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He has swastikas drawn all over his planner.",
+        "He shaved his head and has a Celtic cross tattoo and a 1488 patch.",
+        "He has a Celtic cross tattoo and says he is in the movement now.",
+        "He goes to training weekends with Patriotic Alternative.",
+        "He searched how to make a pipe bomb.",
+        "IT flagged him watching ISIS beheading videos.",
+        "He says jihad against the kuffar is a duty.",
+        "He keeps a copy of Mein Kampf and says Hitler was right.",
+        "He says Palestine Action are heroes and he wants to join them.",
+        "He drew a swastika and SS runes on his model planes and says Hitler was a genius.",
+    ],
+)
+def test_the_same_words_used_as_extremist_ones_stay_critical(text: str) -> None:
+    assert rules_critical(text), text
+
+
+# The learner as the target (called "ISIS", a swastika sprayed on her car or sent to her), a
+# victim of the group, or a relative's past: not the learner's stance. The learner doing the
+# same stays critical.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Amir keeps getting called ISIS by the lads at his placement.",
+        "He gets called a terrorist by the other apprentices and it upsets him.",
+        "She has been called a nazi by a customer because she is German.",
+        "Someone sprayed a swastika on her car in the staff car park.",
+        "Somebody drew a swastika on his locker while he was at lunch.",
+        "She was sent a swastika meme by an account she doesn't know.",
+        "He was sent a message with SS runes after posting about his Bar Mitzvah.",
+        "He saw the Taliban kill his father and has nightmares.",
+        "She has flashbacks since ISIS killed her brother.",
+        "His dad did time for IRA stuff in the 80s and he wants nothing to do with it.",
+        "His grandad got ten years for UVF stuff during the Troubles.",
+    ],
+)
+def test_the_learner_as_the_target_or_the_victim_is_not_a_critical_factor(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He drew a swastika on her car.",
+        "He sent her a swastika meme and said Hitler was right.",
+        "He says the Taliban are heroes.",
+        "He says the IRA were legends and he wants to join the New IRA.",
+        "He calls the Muslim lads ISIS and says ISIS are the only true Muslims.",
+        "He sprayed 1488 on the mosque wall.",
+    ],
+)
+def test_the_learner_doing_it_stays_critical(text: str) -> None:
+    assert rules_critical(text), text
+
+
 # ---------------------------------------------------------------------------- the knowledge lists
 # Sentences written here for entries added from public lists (issue 11): a name counts when it
 # is praised, joined, worn or shared, and stays quiet when it is only named in a lesson, an
