@@ -24,15 +24,20 @@ A match is dropped when a negation stands just before it ("would never support â
 think violence is justified") or when its clause opens with "no evidence", "no concerns",
 "nothing to suggest" and the like. A rule marked ``mention = true`` only names something
 (an organisation, a symbol, a video); it is also dropped in a sentence about a lesson, a
-debate, an essay, the news or training, or the sentence after one. Over-alerting is the safe
-side: nothing else cancels a match.
+debate, an essay, the news or training, or the sentence after one; right after "no", "anti"
+or "counter" ("no extremist material", "anti-fascist stickers"); and in a sentence reporting
+someone else's label that the reporter denies ("a customer complained it was 'IRA music'. Not a
+concern."), or the sentence before one. Over-alerting is the safe side: nothing else cancels
+a match, and nothing cancels a stance but a negation.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from bisect import bisect_right
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -206,6 +211,32 @@ class _Piece:
 
 
 @dataclass
+class _Labels:
+    """Sentences of a text that report someone else's label ("a customer complained it was
+    'IRA music'", "another coach asked if it's a neo-Nazi code"), and whether the reporter
+    denies one ("not a concern", "it's historical accuracy"). A denial leaves out a mere
+    mention in such a sentence or the one before; never a stance."""
+
+    # (start, end) of each such sentence with the one before, in text order: both ends
+    # only grow, so the first span ending after a point is the only one that may hold it
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    denied: bool = False
+    final: bool = False  # the second reading: leave such findings out
+
+    def add(self, start: int, end: int) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+
+    def mutes(self, rule: Rule, start: int) -> bool:
+        return rule.mention and self.touches(start, start + 1)
+
+    def touches(self, start: int, end: int) -> bool:
+        n = bisect_right(self.ends, start)
+        return n < len(self.ends) and self.starts[n] < end
+
+
+@dataclass
 class Knowledge:
     """The knowledge file, compiled: rules indexed by the first word they need."""
 
@@ -217,6 +248,17 @@ class Knowledge:
     negations: tuple[tuple[str, ...], ...]
     clause_breaks: frozenset[str]
     index: dict[str, list[_Compiled]] = field(default_factory=dict)
+    # "no extremist material", "anti-fascist stickers": a mention right after one of these
+    # is not there
+    not_before: frozenset[str] = frozenset()
+    # Someone else's label the reporter rejects ("a customer complained it was 'IRA music'
+    # ... not a concern"): see _Labels
+    label_cues: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    denials: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # "he says it's not a concern": the learner's own denial
+    denied_by_learner: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # the first words of the three lists above: most sentences have none (one set test)
+    label_first: frozenset[str] = frozenset()
     across_index: dict[str, list[_Compiled]] = field(default_factory=dict)
     across_ids: frozenset[str] = frozenset()  # the rules read across two sentences
     # classes marked `model = false`: helpers of the rules (ordinary words such as "college"
@@ -273,19 +315,40 @@ class Knowledge:
         Every step is bounded: a sentence longer than ``MAX_SENTENCE_WORDS`` is read in
         pieces of that many words, and a rule that has matched is not tried again, so a
         hostile text (one phrase repeated for megabytes) costs no more than an ordinary one.
+
+        Someone else's label that the reporter rejects ("a parent complained it was
+        'terrorist music' ... no concerns about the learners") is not the learner's: when the
+        reporter denies and a mention stands in a sentence that reports such a label (or in
+        the sentence before one), the text is read once more with those findings left out,
+        so that a later match of the same rule still counts. A stance is never left out.
         """
+        labels = _Labels()
+        found = self._find(text, labels)
+        if not labels.denied:
+            return found
+        muted = {f.rule.id for f in found if labels.mutes(f.rule, f.start)}
+        if not muted:
+            return found
+        # read again for those rules only (the others' findings stand), leaving out their
+        # matches in such sentences
+        labels.final = True
+        others = {r.id for r in self.rules} - muted
+        kept = [f for f in found if f.rule.id not in muted]
+        return sorted(kept + self._find(text, labels, others), key=lambda f: f.start)
+
+    def _find(self, text: str, labels: _Labels, skip: set[str] | None = None) -> list[Finding]:
         found: list[Finding] = []
-        done: set[str] = set()
+        done: set[str] = set(skip or ())
         # A piece of words read before, in the same context, can find nothing new (its rules
         # have matched or were ruled out the same way): repeated text is read once.
-        seen: dict[tuple[tuple[str, ...], bool], bool] = {}
+        seen: dict[tuple[tuple[str, ...], bool, bool], bool] = {}
         cue_before = False
         index = self.index
         across = self.across_index
         # the sentence before, for rules read across two ("He showed me the Christchurch
         # video. He said it was epic."): where it starts, its words, the cue before it
         before: tuple[int, list[str], bool] | None = None
-        pairs_seen: set[tuple[tuple[str, ...], bool]] = set()
+        pairs_seen: set[tuple[tuple[str, ...], bool, bool]] = set()
         # The first words of the across rules not yet matched: a pair of sentences is read
         # together only when it has one (a matched rule's words no longer call for a read).
         across_done = 0
@@ -296,16 +359,21 @@ class Knowledge:
             stems = self._stems
             words = [stems.get(w) or self.stem(w) for w in raw]
             cue_at_start = cue_before
+            if not labels.final:
+                self._read_labels(labels, words, sentence.start(), sentence.end(), before)
+            in_label = labels.final and labels.touches(sentence.start(), sentence.end())
             if index.keys().isdisjoint(words):
                 cue_before = self._has_cue(words)
             else:
                 piece = _Piece(text, sentence.start(), sentence.end())
                 for first in range(0, len(words), MAX_SENTENCE_WORDS):
                     part = words[first : first + MAX_SENTENCE_WORDS]
-                    key = (tuple(part), cue_before)
+                    key = (tuple(part), cue_before, in_label)
                     known = seen.get(key)
                     if known is None:
-                        cue = self._sentence(piece, first, part, found, done, cue_before)
+                        cue = self._sentence(
+                            piece, first, part, found, done, cue_before, labels=labels
+                        )
                         known = cue if cue is not None else self._has_cue(part)
                         if len(seen) < 10_000:
                             seen[key] = known
@@ -321,18 +389,48 @@ class Knowledge:
                     }
                 start, words_before, cue_earlier = before
                 joint = words_before + words
-                pair = (tuple(joint), cue_earlier)
+                in_label = labels.final and labels.touches(start, sentence.end())
+                pair = (tuple(joint), cue_earlier, in_label)
                 if pair not in pairs_seen and not across.keys().isdisjoint(joint):
                     if len(pairs_seen) < 10_000:
                         pairs_seen.add(pair)
                     piece = _Piece(text, start, sentence.end())
-                    self._sentence(piece, 0, joint, found, done, cue_earlier, True)
+                    self._sentence(piece, 0, joint, found, done, cue_earlier, True, labels)
             # a blank line ends a paragraph: the next sentence is not read with this one
             if len(words) <= ACROSS_WORDS and not _PARAGRAPH_END.match(text, sentence.end()):
                 before = (sentence.start(), words, cue_at_start)
             else:
                 before = None
         return found
+
+    def _read_labels(
+        self,
+        labels: _Labels,
+        words: list[str],
+        start: int,
+        end: int,
+        before: tuple[int, list[str], bool] | None,
+    ) -> None:
+        """Note a sentence reporting someone else's label, and the reporter's denial (not
+        the learner's own: "he says it's a misunderstanding"), for find()."""
+        present = self.label_first.intersection(words)
+        if not present:
+            return
+        if not labels.denied and self._has(words, present, self.denials):
+            learner = set(words).intersection(self.denied_by_learner)
+            labels.denied = not self._has(words, learner, self.denied_by_learner)
+        if self._has(words, present, self.label_cues):
+            # a mere mention in the sentence before: "his gamertag is Hunter_88. Another
+            # coach asked if it's a neo-Nazi code."
+            labels.add(before[0] if before is not None else start, end)
+
+    def _has(
+        self,
+        words: list[str],
+        present: AbstractSet[str],
+        phrases: dict[str, tuple[tuple[str, ...], ...]],
+    ) -> bool:
+        return any(_contains(words, p) for w in present for p in phrases.get(w, ()))
 
     def _sentence(
         self,
@@ -343,6 +441,7 @@ class Knowledge:
         done: set[str],
         cue_before: bool,
         across: bool = False,
+        labels: _Labels | None = None,
     ) -> bool | None:
         """Match one sentence (or a piece of a long one) whose first word is word ``first``
         of ``piece``; returns whether it is about a lesson, the news and the like (None when
@@ -393,6 +492,8 @@ class Knowledge:
                     continue
                 if self._negated(words, i):
                     continue
+                if rule.mention and i > 0 and words[i - 1] in self.not_before:
+                    continue
                 if rule.mention:
                     if cue is None:
                         cue = self._has_cue(words)
@@ -406,6 +507,8 @@ class Knowledge:
                         continue
                     low, high = min(low, span[0]), max(high, span[1])
                 start, finish = piece.span(first + low, first + high - 1)
+                if labels is not None and labels.final and labels.mutes(rule, start):
+                    continue  # someone else's label, denied: a later match may count
                 words_as_written = " ".join(piece.text[start:finish].split())[:120]
                 found.append(Finding(rule, words_as_written, start, finish))
                 done.add(rule.id)
@@ -811,6 +914,18 @@ def load_knowledge(path: Path) -> Knowledge:
             w for p in _phrases(language.get("clause_breaks", []), "") for w in p
         ),
     )
+    knowledge.not_before = frozenset(
+        w for p in _phrases(language.get("not_before", []), f"{path}: language") for w in p
+    )
+    label_lists = [
+        _phrases(language.get(key, []), f"{path}: language")
+        for key in ("label_cues", "denials", "denied_by_learner")
+    ]
+    knowledge.label_cues, knowledge.denials, knowledge.denied_by_learner = map(
+        _by_first, label_lists
+    )
+    # a sentence without one of these first words is neither a label nor a denial
+    knowledge.label_first = frozenset(p[0] for phrases in label_lists[:2] for p in phrases)
     knowledge.cue_first = frozenset(p[0] for p in knowledge.cues)
     knowledge.rules_only = frozenset(rules_only)
     knowledge.negation_first = frozenset(p[0] for p in knowledge.negations)

@@ -582,6 +582,118 @@ def test_the_learner_doing_it_stays_critical(text: str) -> None:
     assert rules_critical(text), text
 
 
+# Someone else's label ("a customer complained it was 'IRA music'", "another coach asked if
+# it's a neo-Nazi code", a web filter's hit) that the reporter denies: a mere mention in that
+# sentence or the one before is left out. Not when only the learner denies it, never a stance.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A customer complained that her keffiyeh means she supports terrorists. "
+        "She has never said anything like that.",
+        "Another apprentice told him he 'supports terrorism' because of his badge. "
+        "He is upset about being labelled.",
+        "A visitor asked me if her calligraphy was the ISIS flag. "
+        "It absolutely isn't, it's the shahada for her nan.",
+        "A parent complained the drill track was 'terrorist music'. "
+        "No concerns from me, it's in the brief.",
+        "Someone complained to reception about his 'IRA stuff'. It's a GAA shirt. Not a concern.",
+        "His gamertag is Wolf_88. "
+        "Another coach asked if it's a neo-Nazi code; it's his shirt number, a misunderstanding.",
+        "A colleague thought his Thor's hammer was a nazi symbol. He is openly anti-racist.",
+        "The web filter flagged 'Hamas recruitment' searches. "
+        "Her tutor confirms it's for her essay on propaganda.",
+        "Web filter hits for 'jihad meaning' from an RS learner: a false positive, closing it.",
+        "A supply teacher reported them as 'Nazi drawings': WW2 planes. "
+        "His SENCo says it's historical accuracy.",
+        "A visitor complained that the Palestine flag is 'extremist propaganda'. "
+        "Not a concern, it's a national flag.",
+        "Two girls keep saying she's a terrorist since she started wearing the hijab. "
+        "It's not true and she is the victim here.",
+    ],
+)
+def test_someone_elses_label_the_reporter_denies_is_not_a_critical_factor(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Another learner complained that he drew a swastika on his desk. Nothing else of concern.",
+        "A colleague complained he keeps watching ISIS videos at lunch. No other concerns.",
+        "A customer complained that the apprentice plays nazi music about gassing Jews in the van.",
+        "Another student told her she supports Hamas. "
+        "She said nothing like that, but later told me the October 7 attackers were heroes.",
+        "A classmate complained he said the Christchurch shooter was a hero. "
+        "Not a concern, he says, but I disagree.",
+        "His mum asked me if it's normal that he watches beheading videos. It is not.",
+        "The web filter flagged him searching 'how to join ISIS'. "
+        "His tutor confirmed he has been talking about it.",
+        "A colleague complained he has a Hamas flag as his lock screen. "
+        "He says it's not a concern.",
+        "Another learner complained he said all Muslims should be gassed. "
+        "It's not true that he was joking.",
+    ],
+)
+def test_a_label_not_denied_by_the_reporter_or_a_stance_beside_it_stays_critical(text: str) -> None:
+    assert rules_critical(text), text
+
+
+# "No extremist material", "anti-fascist", "counter-terrorism"; the learner or their family
+# harmed by the group named; the learner condemning it ("said the shooter was evil").
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He has ACAB and anti-fascist stickers on his laptop.",
+        "Mum checked his phone and there's no extremist material on it.",
+        "The Discord is moderated and has no nazi content at all.",
+        "He went on a counter-terrorism awareness course with the army cadets.",
+        "She volunteers with an anti-racist and anti-fascist youth group.",
+        "She wants a job in counter-extremism after her degree.",
+        "No extremist content was found when IT checked his account.",
+        "She saw ISIS kill her uncle and has flashbacks at loud bangs.",
+        "He talks about the Taliban killing his father and has nightmares.",
+        "He said the Christchurch shooter was evil and he hopes he rots.",
+        "She said the Southport attacker was a monster and cried for the girls.",
+        "He said the Hamas attack on the festival was sickening.",
+        "He called the National Action lads cowardly and pathetic.",
+    ],
+)
+def test_no_anti_counter_a_victim_or_a_condemnation_is_not_a_critical_factor(text: str) -> None:
+    assert not rules_critical(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He has no problem with nazi flags and put one up in his room.",
+        "He posts anti-Jewish nazi propaganda in the group chat.",
+        "He has extremist material on his laptop and no remorse.",
+        "He says the Taliban were right to kill the infidels.",
+        "He said the Christchurch shooter was a hero and the police were cowards.",
+        "He shares Christchurch shooter memes, which is disgusting.",
+        "He said the victims were evil and the Southport attacker did what had to be done.",
+        "He watches ISIS execution videos and laughs.",
+    ],
+)
+def test_the_same_names_held_or_praised_stay_critical(text: str) -> None:
+    assert rules_critical(text), text
+
+
+def test_a_denied_label_is_left_out_but_a_later_match_of_the_same_rule_counts() -> None:
+    denied = "A customer complained it was 'IRA music'. Not a concern."
+    later = " A week later he was sharing ISIS propaganda videos."
+    assert not rules_critical(denied)
+    found = {s.rule: s.matched for s in assess(denied + later, learned=False).suggestions}
+    assert found["policy-extremist-websites"] == "sharing ISIS propaganda"
+    # without the reporter's denial the label is kept, as the first match
+    found = {s.rule: s.matched for s in assess(denied[:-16] + later, learned=False).suggestions}
+    assert found["policy-extremist-websites"] == "IRA music"
+
+
 # ---------------------------------------------------------------------------- the knowledge lists
 # Sentences written here for entries added from public lists (issue 11): a name counts when it
 # is praised, joined, worn or shared, and stays quiet when it is only named in a lesson, an
