@@ -517,6 +517,9 @@ def test_an_older_contact_with_an_extremist_word_stays_recruitment(text: str) ->
         "He plays a WW2 game where you fight the Nazis.",
         "Her art project about the Holocaust uses Nazi imagery to show what happened.",
         "Some students want to ask their MP about the proscription of Palestine Action.",
+        "He wants to join the army, talks about guns a lot and plays airsoft at weekends.",
+        "Staff CPD today: the trainer showed examples of far-right memes and coded numbers.",
+        "Web filter hit for 'how to make a bomb' from her login: bath bombs for a stall, closing.",
     ],
 )
 def test_an_ordinary_meaning_or_a_study_of_the_word_is_not_a_critical_factor(text: str) -> None:
@@ -536,6 +539,9 @@ def test_an_ordinary_meaning_or_a_study_of_the_word_is_not_a_critical_factor(tex
         "He keeps a copy of Mein Kampf and says Hitler was right.",
         "He says Palestine Action are heroes and he wants to join them.",
         "He drew a swastika and SS runes on his model planes and says Hitler was a genius.",
+        "He wants to join the army so he can kill Muslims.",
+        "He said he would join the army and shoot all the immigrants.",
+        "At the gym his trainer showed him far-right memes and he shares them.",
     ],
 )
 def test_the_same_words_used_as_extremist_ones_stay_critical(text: str) -> None:
