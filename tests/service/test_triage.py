@@ -542,6 +542,8 @@ def test_an_ordinary_meaning_or_a_study_of_the_word_is_not_a_critical_factor(tex
         "He wants to join the army so he can kill Muslims.",
         "He said he would join the army and shoot all the immigrants.",
         "At the gym his trainer showed him far-right memes and he shares them.",
+        "He plays games online every night with lads from National Action.",
+        "He said we should kill all the Zionist lobby.",
     ],
 )
 def test_the_same_words_used_as_extremist_ones_stay_critical(text: str) -> None:
