@@ -668,6 +668,16 @@ def test_a_label_not_denied_by_the_reporter_or_a_stance_beside_it_stays_critical
         "She said the Southport attacker was a monster and cried for the girls.",
         "He said the Hamas attack on the festival was sickening.",
         "He called the National Action lads cowardly and pathetic.",
+        "The lads keep calling him Bin Laden because of his beard.",
+        "She gets called a jihadi bride at work and it upsets her.",
+        "Someone wrote 'ISIS' and a swastika on his locker.",
+        "Somebody painted a swastika on the family's front door.",
+        "He was sent a Hitler meme by a stranger and reported it.",
+        "Her uncle was killed by the IRA when she was small.",
+        "No nazi flags were found in his room when it was searched.",
+        "He's doing a counter-extremism project for the Duke of Edinburgh award.",
+        "She said the Manchester Arena bomber was a coward and cried.",
+        "He was horrified by the Southport attacker and went to the vigil.",
     ],
 )
 def test_no_anti_counter_a_victim_or_a_condemnation_is_not_a_critical_factor(text: str) -> None:
@@ -685,6 +695,10 @@ def test_no_anti_counter_a_victim_or_a_condemnation_is_not_a_critical_factor(tex
         "He shares Christchurch shooter memes, which is disgusting.",
         "He said the victims were evil and the Southport attacker did what had to be done.",
         "He watches ISIS execution videos and laughs.",
+        "He keeps calling the Muslim lads ISIS and says they should be bombed.",
+        "He painted a swastika on the family's front door.",
+        "He sent a Hitler meme to the group and said Hitler was right.",
+        "He says the Manchester Arena bomber was a hero.",
     ],
 )
 def test_the_same_names_held_or_praised_stay_critical(text: str) -> None:
