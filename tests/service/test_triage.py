@@ -443,6 +443,7 @@ def test_a_threat_to_one_person_a_figure_of_speech_or_a_game_is_not_a_critical_f
         "He said they are going to kill all the immigrants at the hotel.",
         "He said he will stab the Muslim lads at the gates.",
         "He said the gays will all be shot when the time comes.",
+        "He said we will do what the lads did in Southport.",
     ],
 )
 def test_a_threat_to_a_place_or_group_stays_critical(text: str) -> None:
