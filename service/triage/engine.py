@@ -413,13 +413,14 @@ class Knowledge:
     ) -> None:
         """Note a sentence reporting someone else's label, and the reporter's denial (not
         the learner's own: "he says it's a misunderstanding"), for find()."""
-        present = self.label_first.intersection(words)
-        if not present:
+        firsts = self.label_first.intersection(words)
+        if not firsts:
             return
-        if not labels.denied and self._has(words, present, self.denials):
-            learner = set(words).intersection(self.denied_by_learner)
-            labels.denied = not self._has(words, learner, self.denied_by_learner)
-        if self._has(words, present, self.label_cues):
+        present = set(words)
+        if not labels.denied and self._has(words, present, firsts, self.denials):
+            learner = present.intersection(self.denied_by_learner)
+            labels.denied = not self._has(words, present, learner, self.denied_by_learner)
+        if self._has(words, present, firsts, self.label_cues):
             # a mere mention in the sentence before: "his gamertag is Hunter_88. Another
             # coach asked if it's a neo-Nazi code."
             labels.add(before[0] if before is not None else start, end)
@@ -427,10 +428,17 @@ class Knowledge:
     def _has(
         self,
         words: list[str],
-        present: AbstractSet[str],
+        present: set[str],
+        firsts: AbstractSet[str],
         phrases: dict[str, tuple[tuple[str, ...], ...]],
     ) -> bool:
-        return any(_contains(words, p) for w in present for p in phrases.get(w, ()))
+        """Whether one of ``phrases`` (by first word) is in ``words``, whose set is
+        ``present`` and whose words among the phrases' first words are ``firsts``."""
+        return any(
+            present.issuperset(p) and _contains(words, p)
+            for w in firsts
+            for p in phrases.get(w, ())
+        )
 
     def _sentence(
         self,
@@ -600,7 +608,9 @@ def _viable(compiled: _Compiled, words: list[str], present: set[str]) -> bool:
         if not firsts:
             return False
         by_first = compiled.needs_by_first
-        if not any(_contains(words, p) for w in firsts for p in by_first[w]):
+        if not any(
+            present.issuperset(p) and _contains(words, p) for w in firsts for p in by_first[w]
+        ):
             return False
     if not compiled.unless_by_first:
         return True
@@ -608,7 +618,11 @@ def _viable(compiled: _Compiled, words: list[str], present: set[str]) -> bool:
     if not firsts:
         return True
     by_first = compiled.unless_by_first
-    return not any(_contains(words, p) for w in firsts for p in by_first[w])
+    # every word of the phrase present, before looking for it in order: most phrases of a
+    # long list ("was evil", "was a monster") share a common first word and fail here
+    return not any(
+        present.issuperset(p) and _contains(words, p) for w in firsts for p in by_first[w]
+    )
 
 
 def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:
