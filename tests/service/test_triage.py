@@ -1123,3 +1123,13 @@ def test_more_hard_negatives(text: str) -> None:
     result = assess(text, learned=False)
     assert not any(s.indicator.critical for s in result.suggestions), text
     assert not result.danger, text
+
+
+def test_terrorism_called_justified_is_justifying_violence_as_violence_is() -> None:
+    # Written here (not from any labelled file): the policy's "justifying the use of violence"
+    # said of terrorism itself, with the same negation and debate handling as "violence".
+    assert keys("Rowan told the class eco-terrorism is totally justified now.") >= {
+        "critical.justifies-violence"
+    }
+    assert not critical("Rowan said terrorism is never justified.")
+    assert not critical("We debated whether terrorism is ever justified.")
