@@ -15,10 +15,10 @@ from tests.service import triage_golden as golden
 RECORDED = json.loads(golden.FIXTURE.read_text(encoding="utf-8"))
 
 
-def test_fixture_covers_every_allowed_case_and_never_heldout4() -> None:
+def test_fixture_covers_every_allowed_case_and_never_heldout5() -> None:
     keys = {key for key, _ in golden.cases()}
     assert set(RECORDED["cases"]) == keys
-    assert not any(k.startswith("heldout4") for k in keys)
+    assert not any(k.startswith("heldout5") for k in keys)
     assert {k.split(":")[0] for k in keys} >= {"tuning.toml", "heldout.toml", "heldout2.toml"}
 
 

@@ -58,7 +58,7 @@ def test_training_twice_writes_the_same_file() -> None:
     data = json.loads(first)
     # Never trained on the unseen set, and the header says what it was trained on (the spent
     # heldout2.toml included).
-    assert all("heldout4" not in entry["file"] for entry in data["trained_on"])
+    assert all("heldout5" not in entry["file"] for entry in data["trained_on"])
     assert {e["file"] for e in data["trained_on"]} >= {
         "bench/triage/tuning.toml",
         "bench/triage/heldout2.toml",
@@ -71,26 +71,26 @@ def test_the_shipped_weights_say_what_they_were_trained_on_and_load() -> None:
     learned = model()
     assert learned.header["trained"]
     files = [entry["file"] for entry in learned.header["trained_on"]]
-    assert files and not any("heldout4" in f for f in files)
+    assert files and not any("heldout5" in f for f in files)
     assert learned.critical.weights and learned.danger.weights
     assert MODEL_FILE.name == "learned_model.json"
 
 
 def test_the_trainer_and_the_benchs_lofo_never_read_the_fresh_unseen_set(tmp_path: Path) -> None:
     trainer = _trainer()
-    unseen = tmp_path / "heldout4.toml"
+    unseen = tmp_path / "heldout5.toml"
     unseen.write_text('[[case]]\nid = "x"\ntext = "x"\ncritical = true\ndanger = false\n')
     with pytest.raises(SystemExit, match="never trained on"):
         trainer.load_cases([unseen])
     # --lofo scores trainer.load_cases() over TRAIN_FILES: the unseen set is never among them.
-    assert all("heldout4" not in p.name for p in trainer.TRAIN_FILES)
+    assert all("heldout5" not in p.name for p in trainer.TRAIN_FILES)
     assert "heldout2.toml" in {p.name for p in trainer.TRAIN_FILES}
     sys.path.insert(0, str(BENCH))
     try:
         import bench_triage
     finally:
         sys.path.remove(str(BENCH))
-    assert "heldout4" in bench_triage.UNSEEN  # run only by name, never in "all"
+    assert "heldout5" in bench_triage.UNSEEN  # run only by name, never in "all"
 
 
 def test_content_words_a_few_apart_pair_up_but_not_across_a_negation() -> None:
