@@ -1133,3 +1133,33 @@ def test_terrorism_called_justified_is_justifying_violence_as_violence_is() -> N
     }
     assert not critical("Rowan said terrorism is never justified.")
     assert not critical("We debated whether terrorism is ever justified.")
+
+
+# Risk to life in progress, written here (not from any labelled file): an overdose taken, a
+# learner at a height who says they can't go on, a threat to jump. The ordinary twins use the
+# same words: medication taken as prescribed, a bridge on a trip, a chance to jump at.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Text from Rowan at 1am: has taken 30 paracetamol and is sorry for everything.",
+        "Mum rang: Casey took a handful of tablets about an hour ago and is very drowsy.",
+        "Kai messaged the group chat that he is standing on the bridge and can't do this anymore.",
+        "Security found Ellis sitting on the roof of the car park saying there is no point.",
+        "Ash has locked the door and says he will jump out of the window if anyone comes in.",
+    ],
+)
+def test_risk_to_life_in_progress_is_immediate_danger(text: str) -> None:
+    assert assess(text, learned=False).danger, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Rowan has taken her tablets this morning as usual and is fine to attend.",
+        "On the geography trip we stood on the bridge and took photos of the river.",
+        "The roofers were standing on the roof all day; the site manager said sorry for the noise.",
+        "Casey said she will jump at the chance of a level 3 apprenticeship.",
+    ],
+)
+def test_the_same_words_in_ordinary_mail_are_not_danger(text: str) -> None:
+    assert not assess(text, learned=False).danger, text
