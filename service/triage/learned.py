@@ -199,11 +199,18 @@ def windows(text: str, known: Knowledge) -> Iterable[Features]:
     return windows_of(sentences(text[:MAX_MODEL_CHARS]), known)
 
 
-def long_enough_to_judge(split: list[list[str]]) -> bool:
-    """Whether a text is long enough for the model to call it clearly ordinary: one of fewer
-    than ``MIN_WORDS`` words ("Morgan hopes they all get killed, the families in the camp.")
-    has too little context, so a rule's flag on it stands whatever the probability."""
-    return sum(len(words) for words in split) >= MIN_WORDS
+def word_count(split: list[list[str]]) -> int:
+    """The words of a text split by ``sentences``."""
+    return sum(len(words) for words in split)
+
+
+def sets_aside(probability: float, words: int, veto: float) -> bool:
+    """Whether the model overrules a rule's critical flag: the wording reads as clearly
+    ordinary (under ``veto``) in a text long enough to judge. One of fewer than ``MIN_WORDS``
+    words ("Morgan hopes they all get killed, the families in the camp.") has too little
+    context, so a rule's flag on it stands whatever the probability. The trainer chooses the
+    veto with this same test (bench/train_triage.flagged)."""
+    return probability < veto and words >= MIN_WORDS
 
 
 def windows_of(split: list[list[str]], known: Knowledge) -> Iterable[Features]:
@@ -427,11 +434,10 @@ def add_learned(text: str, assessment: Assessment) -> Assessment:
 
     - A more critical risk factor when no rule named one and the model is over its threshold.
     - A rule's critical suggestion stands unless the model finds the wording clearly ordinary
-      (under its ``veto``, in a text long enough to judge): then it is set aside, still shown
-      to the DSP, but not urgent. Rules
-      that name things fire on lessons, the news and the learner as a target in wording nobody
-      wrote an exception for; on such wording the model, trained on hard negatives, is the
-      better judge (leave-one-file-out figures in docs/triage.md).
+      (``sets_aside``): then it is still shown to the DSP, but not urgent. Rules that name
+      things fire on lessons, the news and the learner as a target in wording nobody wrote an
+      exception for; on such wording the model, trained on hard negatives, is the better
+      judge (leave-one-file-out figures in docs/triage.md).
     - Immediate danger when no rule saw it and the model is over its threshold.
     The alert is urgent when any critical factor or danger remains."""
     if not text:
@@ -443,7 +449,7 @@ def add_learned(text: str, assessment: Assessment) -> Assessment:
     set_aside = list(assessment.set_aside)
     by_rules = [s for s in suggestions if s.indicator.critical]
     verdict = learned.critical.best(found)
-    if by_rules and verdict.probability < learned.critical.veto and long_enough_to_judge(split):
+    if by_rules and sets_aside(verdict.probability, word_count(split), learned.critical.veto):
         suggestions = [s for s in suggestions if not s.indicator.critical]
         set_aside += by_rules
     elif not by_rules and verdict.flagged:

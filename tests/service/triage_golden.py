@@ -24,11 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "bench" / "triage"
 FIXTURE = Path(__file__).with_name("triage_golden.json")
+UNSEEN = "heldout5.toml"  # the fresh held-out set only the lead reads (bench/train_triage.UNSEEN)
 
 
 def corpus_files() -> list[Path]:
     names = sorted(p.name for p in CORPUS.glob("tuning*.toml"))
-    spent = sorted(p.name for p in CORPUS.glob("heldout*.toml") if p.name != "heldout5.toml")
+    spent = sorted(p.name for p in CORPUS.glob("heldout*.toml") if p.name != UNSEEN)
     return [CORPUS / n for n in (*names, *spent)]
 
 
@@ -37,7 +38,7 @@ def cases() -> tuple[tuple[str, str], ...]:
     """(file:id, text) of every labelled narrative allowed here."""
     out = []
     for path in corpus_files():
-        assert path.name != "heldout5.toml"
+        assert path.name != UNSEEN
         with path.open("rb") as handle:
             for case in tomllib.load(handle)["case"]:
                 out.append((f"{path.name}:{case['id']}", str(case["text"])))
